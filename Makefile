@@ -1,0 +1,56 @@
+# podwire: set-up, demo, tests. Run as root on Debian 12.
+# `make demo` and `make test` work from a fresh clone: they install what they need.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Debian packages the demo and the tests use (see shared RECIPES).
+DEB_PACKAGES := podman runc containernetworking-plugins docker.io \
+	openvswitch-switch ovn-central ovn-host iperf3 busybox-static \
+	postgresql nftables ethtool iproute2 uidmap gcc libc6-dev
+
+.PHONY: all deps system-deps venv shim test test-fast lint demo bench clean
+
+all: venv
+
+deps: system-deps venv shim
+
+system-deps:
+	@scripts/install-system-deps.sh $(DEB_PACKAGES)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The compiled CNI shim (a few dozen lines of C; the Python shim is the fallback).
+shim: venv
+	@if [ -f shim/podwire-cni.c ]; then $(MAKE) -C shim; fi
+
+test: deps
+	scripts/run-tests.sh
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow" tests
+
+lint: venv
+	$(VENV)/bin/ruff check podwire tests bench
+	$(VENV)/bin/ruff format --check podwire tests bench
+	$(VENV)/bin/mypy
+
+demo: deps
+	scripts/demo.sh
+
+bench: deps
+	$(PY) bench/api_ports.py
+	@if [ -f bench/cni_latency.py ]; then $(PY) bench/cni_latency.py; fi
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	@if [ -f shim/Makefile ]; then $(MAKE) -C shim clean; fi

@@ -1,0 +1,99 @@
+"""What frontends send to the agent and get back. Frontends know these types,
+not drivers or backends."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from podwire.datapath.base import PluggedInterface
+from podwire.datapath.vif import Vif
+from podwire.model import Port, Subnet
+
+Frontend = Literal["cni", "docker", "cli"]
+AttachmentState = Literal["pending", "ready", "detaching"]
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AttachRequest(_Msg):
+    """One interface for one container on one network."""
+
+    container_id: str = Field(min_length=1, max_length=255)
+    netns: str  # a path: /var/run/netns/NAME or /proc/PID/ns/net
+    ifname: str = Field(default="eth0", min_length=1, max_length=15)
+    network: str  # a network's name or id
+    frontend: Frontend = "cni"
+    # Runtime hints, all optional: a fixed MAC or addresses (CNI args "mac",
+    # "ips"; docker --ip), an existing backend port to use (Zun's port=<uuid>).
+    mac: str | None = None
+    ips: list[str] = Field(default_factory=list)
+    port_id: str | None = None
+    # Frontend-specific keys kept on the record (CNI's network name, docker's
+    # endpoint id): GC and the frontends find their attachments by them.
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Attachment(_Msg):
+    """The agent's durable record: the source of truth for DEL, CHECK and GC."""
+
+    id: str
+    container_id: str
+    netns: str | None
+    ifname: str
+    network_id: str
+    port_id: str | None
+    # True when the agent created the port (DEL deletes it); False when the
+    # caller brought an existing port (DEL only unbinds it).
+    owns_port: bool = True
+    vif: Vif | None = None
+    state: AttachmentState = "pending"
+    frontend: Frontend = "cni"
+    labels: dict[str, str] = Field(default_factory=dict)
+    created_at: datetime
+    updated_at: datetime
+
+
+class AttachResult(_Msg):
+    attachment: Attachment
+    interface: PluggedInterface
+    port: Port
+    subnets: list[Subnet]
+
+
+class DetachRequest(_Msg):
+    container_id: str
+    ifname: str = "eth0"
+    # When given, DEL is scoped to this network (CNI's config names one).
+    network: str | None = None
+    netns: str | None = None
+
+
+class CheckRequest(_Msg):
+    container_id: str
+    ifname: str = "eth0"
+    network: str | None = None
+    netns: str | None = None
+
+
+class GcRequest(_Msg):
+    """Remove every attachment of ``frontend`` (and matching ``labels``) whose
+    (container_id, ifname) is not in ``keep``."""
+
+    frontend: Frontend = "cni"
+    labels: dict[str, str] = Field(default_factory=dict)
+    keep: list[tuple[str, str]] = Field(default_factory=list)
+
+
+class AgentStatus(_Msg):
+    ready: bool
+    backend: str
+    backend_ok: bool
+    reason: str = ""
+    attachments: int = 0
+    in_flight: int = 0
+    drivers: list[dict[str, Any]] = Field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Backends: where networks and ports live. See base.Backend for the contract."""

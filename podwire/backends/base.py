@@ -1,0 +1,76 @@
+"""The Backend contract: where networks, subnets, ports and trunks live.
+
+Every call takes the caller's ``Context``. A backend never lets a non-admin
+read or change another project's objects; shared networks are readable (and
+may get ports) from every project. Objects of another project are reported as
+NotFound, not Forbidden, so ids do not leak (Neutron does the same).
+
+Typed errors only (podwire.errors): NotFound, Conflict, Exhausted, Forbidden,
+InvalidInput, Unavailable. IPAM lives behind this contract.
+
+Filters follow Neutron's list semantics: ``{field: [value, ...]}``, values of
+one field OR-ed, fields AND-ed, values compared as strings. Besides plain
+fields, ports accept ``fixed_ips.ip_address`` and ``fixed_ips.subnet_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from podwire.model import (
+    Context,
+    Network,
+    NetworkCreate,
+    NetworkUpdate,
+    Port,
+    PortCreate,
+    PortUpdate,
+    Subnet,
+    SubnetCreate,
+    SubnetUpdate,
+    SubPort,
+    Trunk,
+    TrunkCreate,
+    TrunkUpdate,
+)
+
+Filters = Mapping[str, Sequence[str]]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    #: registry name: "embedded", "ovn", "remote", "neutron"
+    name: str
+
+    # networks
+    def create_network(self, ctx: Context, req: NetworkCreate) -> Network: ...
+    def get_network(self, ctx: Context, network_id: str) -> Network: ...
+    def list_networks(self, ctx: Context, filters: Filters | None = None) -> list[Network]: ...
+    def update_network(self, ctx: Context, network_id: str, req: NetworkUpdate) -> Network: ...
+    def delete_network(self, ctx: Context, network_id: str) -> None: ...
+
+    # subnets
+    def create_subnet(self, ctx: Context, req: SubnetCreate) -> Subnet: ...
+    def get_subnet(self, ctx: Context, subnet_id: str) -> Subnet: ...
+    def list_subnets(self, ctx: Context, filters: Filters | None = None) -> list[Subnet]: ...
+    def update_subnet(self, ctx: Context, subnet_id: str, req: SubnetUpdate) -> Subnet: ...
+    def delete_subnet(self, ctx: Context, subnet_id: str) -> None: ...
+
+    # ports
+    def create_port(self, ctx: Context, req: PortCreate) -> Port: ...
+    def get_port(self, ctx: Context, port_id: str) -> Port: ...
+    def list_ports(self, ctx: Context, filters: Filters | None = None) -> list[Port]: ...
+    def update_port(self, ctx: Context, port_id: str, req: PortUpdate) -> Port: ...
+    def delete_port(self, ctx: Context, port_id: str) -> None: ...
+
+    # trunks
+    def create_trunk(self, ctx: Context, req: TrunkCreate) -> Trunk: ...
+    def get_trunk(self, ctx: Context, trunk_id: str) -> Trunk: ...
+    def list_trunks(self, ctx: Context, filters: Filters | None = None) -> list[Trunk]: ...
+    def update_trunk(self, ctx: Context, trunk_id: str, req: TrunkUpdate) -> Trunk: ...
+    def delete_trunk(self, ctx: Context, trunk_id: str) -> None: ...
+    def add_subports(self, ctx: Context, trunk_id: str, sub_ports: list[SubPort]) -> Trunk: ...
+    def remove_subports(self, ctx: Context, trunk_id: str, port_ids: list[str]) -> Trunk: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,116 @@
+"""Typed configuration, loaded once at start and passed into constructors.
+
+Sources, later wins: built-in defaults, a TOML file (``--config``), then the
+command-line flags the CLI maps onto these fields. Nothing reads the
+environment or a global after start-up.
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from podwire.errors import InvalidInput
+from podwire.model import validation_error
+
+DEFAULT_STATE_DIR = Path("/var/lib/podwire")
+DEFAULT_AGENT_SOCKET = Path("/run/podwire/agent.sock")
+DEFAULT_DOCKER_PLUGIN_SOCKET = Path("/run/docker/plugins/podwire.sock")
+# Locally administered (bit 1 set), unicast (bit 0 clear): never a vendor's.
+DEFAULT_MAC_PREFIX = "0a:70:77"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmbeddedConfig(_Section):
+    # SQLAlchemy URL; None means sqlite:///<state_dir>/podwire.db
+    db_url: str | None = None
+    mac_prefix: str = DEFAULT_MAC_PREFIX
+
+    @field_validator("mac_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        parts = value.lower().split(":")
+        if not 1 <= len(parts) <= 5 or any(len(p) != 2 for p in parts):
+            raise ValueError(f"mac_prefix {value!r} must be 1-5 hex octets like 0a:70:77")
+        try:
+            first = int(parts[0], 16)
+            for p in parts:
+                int(p, 16)
+        except ValueError:
+            raise ValueError(f"mac_prefix {value!r} is not hexadecimal") from None
+        if first & 1:
+            raise ValueError(f"mac_prefix {value!r} is multicast")
+        return value.lower()
+
+
+class OvnConfig(_Section):
+    # One remote, or several for a clustered northbound database.
+    nb_remotes: list[str] = Field(default_factory=list)
+    timeout: float = 10.0
+    integration_bridge: str = "br-int"
+    # How long ADD waits for ovn-controller to bind a port.
+    bind_timeout: float = 15.0
+
+
+class RemoteConfig(_Section):
+    """A podwire server (or anything speaking the Neutron v2.0 subset)."""
+
+    url: str | None = None
+    token: str | None = None
+
+
+class AgentConfig(_Section):
+    socket: Path = DEFAULT_AGENT_SOCKET
+    docker_plugin_socket: Path = DEFAULT_DOCKER_PLUGIN_SOCKET
+    serve_docker: bool = False
+    # Requests doing work at once; past this the agent answers "try again".
+    max_in_flight: int = Field(default=32, ge=1)
+    # Requests allowed to wait for a slot before being refused.
+    max_queued: int = Field(default=64, ge=0)
+    # The project the agent creates networks in when a frontend asks it to.
+    project_id: str = "default"
+
+
+class Config(_Section):
+    state_dir: Path = DEFAULT_STATE_DIR
+    host_id: str = Field(default_factory=socket.gethostname)
+    backend: Literal["embedded", "ovn", "remote"] = "embedded"
+    embedded: EmbeddedConfig = Field(default_factory=EmbeddedConfig)
+    ovn: OvnConfig = Field(default_factory=OvnConfig)
+    remote: RemoteConfig = Field(default_factory=RemoteConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+
+    def embedded_db_url(self) -> str:
+        return self.embedded.db_url or f"sqlite:///{self.state_dir / 'podwire.db'}"
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> Config:
+    """Defaults, then the TOML file, then ``overrides`` (dotted keys allowed:
+    ``{"ovn.nb_remotes": [...]}``). Raises InvalidInput naming the field."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise InvalidInput(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInput(f"config file {path} is not valid TOML: {exc}") from None
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        target = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, kind="config") from None

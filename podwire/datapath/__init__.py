@@ -1,0 +1,1 @@
+"""Data paths: how a port reaches a container. One module per VIF kind."""

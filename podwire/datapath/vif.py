@@ -1,0 +1,149 @@
+"""VIFs: what a data-path driver needs to plug one port, one class per kind.
+
+The agent builds a VIF from a port, its network and subnets, and the node's
+settings; drivers see only VIFs, never backends. Every VIF is plain data
+(JSON round-trips through ``model_dump``/``parse_vif``) because the agent
+stores it in the attachment record and DEL/CHECK/GC work from that record
+alone, even when the backend is gone.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Plain(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Route(_Plain):
+    destination: str  # CIDR; "0.0.0.0/0" / "::/0" for default routes
+    gateway: str | None = None
+
+
+class AddressPair(_Plain):
+    """A (source IP or CIDR, MAC) the container may send from."""
+
+    ip: str
+    mac: str
+
+
+class PortSecurity(_Plain):
+    """Anti-spoofing: when enabled, only ``allowed`` sources may leave the
+    container. The agent fills ``allowed`` from the port's MAC with each fixed
+    IP, plus its allowed_address_pairs."""
+
+    enabled: bool = True
+    allowed: tuple[AddressPair, ...] = ()
+
+
+class _VifBase(_Plain):
+    port_id: str
+    network_id: str
+    mac: str
+    # Addresses with prefix length, e.g. "198.18.0.5/24", "2001:db8::5/64".
+    addresses: tuple[str, ...] = ()
+    routes: tuple[Route, ...] = ()
+    mtu: int = 1500
+    dns_nameservers: tuple[str, ...] = ()
+    port_security: PortSecurity = Field(default_factory=PortSecurity)
+
+
+class VethBridge(_VifBase):
+    """A veth pair; the host end is a port of a Linux bridge (one per network)."""
+
+    kind: Literal["veth_bridge"] = "veth_bridge"
+    bridge: str
+    host_ifname: str
+    # Subnet gateways the bridge itself holds, e.g. ("198.18.0.1/24",), so the
+    # host answers on the gateway address. Nothing is forwarded or NATed.
+    bridge_addresses: tuple[str, ...] = ()
+
+
+class VethOvs(_VifBase):
+    """A veth pair; the host end is on an OVS bridge with iface-id = the
+    logical port, so ovn-controller binds it."""
+
+    kind: Literal["veth_ovs"] = "veth_ovs"
+    bridge: str = "br-int"
+    host_ifname: str
+    iface_id: str
+    # Wait until the logical port is up (ovn-controller bound it).
+    wait_bound: bool = True
+    bind_timeout: float = 15.0
+
+
+class MacvlanNested(_VifBase):
+    """A macvlan on the VM's own NIC; the container's addresses are on the VM
+    port's allowed_address_pairs."""
+
+    kind: Literal["macvlan_nested"] = "macvlan_nested"
+    parent_ifname: str
+    mode: Literal["bridge", "private", "vepa", "passthru"] = "bridge"
+
+
+class IpvlanNested(_VifBase):
+    """An ipvlan slave on the VM's NIC (shares the VM's MAC)."""
+
+    kind: Literal["ipvlan_nested"] = "ipvlan_nested"
+    parent_ifname: str
+    mode: Literal["l2", "l3", "l3s"] = "l2"
+
+
+class VlanNested(_VifBase):
+    """An 802.1Q sub-interface of the VM's NIC: a trunk sub-port (Neutron) or
+    a parent port + tag (OVN)."""
+
+    kind: Literal["vlan_nested"] = "vlan_nested"
+    parent_ifname: str
+    vlan_id: int
+
+
+class SriovVf(_VifBase):
+    """A virtual function moved into the container (netdevice) or handed to a
+    DPDK application through vfio-pci (no netdev in the container)."""
+
+    kind: Literal["sriov_vf"] = "sriov_vf"
+    pci_address: str
+    pf_ifname: str
+    vf_index: int
+    physical_network: str | None = None
+    numa_node: int | None = None
+    driver: Literal["netdevice", "vfio-pci"] = "netdevice"
+    vlan_id: int | None = None
+
+
+class VhostUser(_VifBase):
+    """A vhost-user socket for a DPDK application; no netdev in the container.
+    ``mode`` is the application's role: "server" means the application owns
+    the socket and OVS connects to it (dpdkvhostuserclient)."""
+
+    kind: Literal["vhostuser"] = "vhostuser"
+    mode: Literal["server", "client"] = "server"
+    socket_dir: str
+    socket_name: str
+    bridge: str = "br-int"
+    iface_id: str | None = None
+
+
+Vif = Annotated[
+    Union[VethBridge, VethOvs, MacvlanNested, IpvlanNested, VlanNested, SriovVf, VhostUser],
+    Field(discriminator="kind"),
+]
+VIF_KINDS = (
+    "veth_bridge",
+    "veth_ovs",
+    "macvlan_nested",
+    "ipvlan_nested",
+    "vlan_nested",
+    "sriov_vf",
+    "vhostuser",
+)
+
+_vif_adapter: TypeAdapter[Vif] = TypeAdapter(Vif)
+
+
+def parse_vif(data: object) -> Vif:
+    return _vif_adapter.validate_python(data)

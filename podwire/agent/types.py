@@ -24,7 +24,9 @@ class AttachRequest(_Msg):
     """One interface for one container on one network."""
 
     container_id: str = Field(min_length=1, max_length=255)
-    netns: str  # a path: /var/run/netns/NAME or /proc/PID/ns/net
+    # A path (/var/run/netns/NAME, /proc/PID/ns/net); None when the runtime
+    # moves the interface itself (Docker): see datapath.base.
+    netns: str | None
     ifname: str = Field(default="eth0", min_length=1, max_length=15)
     network: str  # a network's name or id
     frontend: Frontend = "cni"

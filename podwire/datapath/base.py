@@ -4,6 +4,12 @@ Drivers are the only code that touches netlink, OVS or sysfs. They are
 idempotent where the kernel allows: ``unplug`` of something already gone is
 success (a missing netns or interface is not an error), so every DEL can be
 repeated. ``plug`` either completes or undoes what it made before raising.
+
+``netns`` is a path (/var/run/netns/NAME, /proc/PID/ns/net). For runtimes
+that move the interface themselves (Docker's libnetwork), ``plug`` gets
+``netns=None``: the container end then stays in the host namespace under
+``ifname`` with its MAC and MTU set, and the runtime moves it and sets the
+addresses; ``unplug(vif, None, ifname)`` removes whatever is left of it.
 """
 
 from __future__ import annotations
@@ -50,9 +56,9 @@ class Driver(Protocol):
 
     def describe(self) -> DriverDescription: ...
 
-    def plug(self, vif: Vif, netns: str, ifname: str) -> PluggedInterface: ...
+    def plug(self, vif: Vif, netns: str | None, ifname: str) -> PluggedInterface: ...
 
     def unplug(self, vif: Vif, netns: str | None, ifname: str) -> None: ...
 
     # Raises podwire.errors.Drift naming the field that differs.
-    def check(self, vif: Vif, netns: str, ifname: str) -> None: ...
+    def check(self, vif: Vif, netns: str | None, ifname: str) -> None: ...

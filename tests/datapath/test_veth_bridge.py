@@ -144,10 +144,14 @@ def test_port_security_drops_spoofed_and_passes_allowed(datapath, make_netns):
     assert not ns_ping(ns_a, "198.18.7.21", source="198.18.7.99")
     ns_run(ns_a, "ip", "-6", "addr", "add", "2001:db8:7::99/64", "dev", "eth0", "nodad", check=True)
     assert not ns_ping(ns_a, "2001:db8:7::15", source="2001:db8:7::99")
+    # (a neighbour entry still being resolved for the spoofed source would
+    # keep sending solicitations from it: start resolution afresh)
+    ns_run(ns_a, "ip", "neigh", "flush", "all")
     assert ns_ping(ns_a, "2001:db8:7::15", source="2001:db8:7::14")
 
     # A source inside an allowed_address_pairs CIDR: passes.
     ns_run(ns_a, "ip", "addr", "add", "198.18.7.200/24", "dev", "eth0", check=True)
+    ns_run(ns_a, "ip", "neigh", "flush", "all")
     assert ns_ping(ns_a, "198.18.7.21", source="198.18.7.200")
 
     # The right IP from a changed MAC: dropped.
@@ -372,7 +376,7 @@ def test_check_names_the_drifted_field(datapath, make_netns):
     ns_run(ns, "ip", "link", "set", "eth0", "mtu", "1400", check=True)
     driver.check(vif, path, "eth0")
 
-    PortSecurityTable(datapath.table).remove_port(vif.host_ifname)
+    PortSecurityTable(datapath.table).remove_port(vif.host_ifname, vif.port_security)
     assert drift() == "port_security"
     with rtnl() as host:
         host.delete_link(vif.host_ifname)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -35,7 +36,9 @@ def vif(bridge: str, i: int) -> VethBridge:
             Route(destination="::/0", gateway="2001:db8:b::1"),
         ),
         mtu=1500,
-        port_security=PortSecurity(allowed=(AddressPair(ip=v4, mac=mac), AddressPair(ip=v6, mac=mac))),
+        port_security=PortSecurity(
+            allowed=(AddressPair(ip=v4, mac=mac), AddressPair(ip=v6, mac=mac))
+        ),
         bridge=bridge,
         host_ifname=f"pwdbh{uuid.uuid4().hex[:9]}",
         bridge_addresses=("198.18.64.1/18", "2001:db8:b::1/64"),
@@ -77,7 +80,9 @@ def run(driver: VethBridgeDriver, bridge: str, n: int, first: int) -> dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=200)
-    parser.add_argument("--live", type=int, default=500, help="ports kept plugged for the second run")
+    parser.add_argument(
+        "--live", type=int, default=500, help="ports kept plugged for the second run"
+    )
     args = parser.parse_args()
     table = f"pwdbench{uuid.uuid4().hex[:6]}"
     bridge = f"pwdbbr{uuid.uuid4().hex[:6]}"
@@ -85,7 +90,9 @@ def main() -> None:
     live: list[VethBridge] = []
     result: dict[str, object] = {"driver": "veth_bridge"}
     try:
-        driver.plug(vif(bridge, 0), None, f"pwdbw{uuid.uuid4().hex[:8]}")  # warm-up: bridge, nft ctx
+        warm = vif(bridge, 0)
+        live.append(warm)
+        driver.plug(warm, None, f"pwdbw{uuid.uuid4().hex[:8]}")  # bridge, nft context
         result["empty_bridge"] = run(driver, bridge, args.n, 1)
         # Docker-mode ports are cheap to keep around: they stand for live
         # containers on the bridge and in the nftables map.
@@ -99,6 +106,7 @@ def main() -> None:
             driver.unplug(v, None, "x")
         with rtnl() as host:
             host.delete_link(bridge)
+        result["load_average"] = list(os.getloadavg())
         PortSecurityTable(table).remove_table()
     print(json.dumps(result, indent=2))
 

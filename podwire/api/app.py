@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -148,7 +149,7 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
     list_fn = getattr(backend, f"list_{kind}s")
     delete_fn = getattr(backend, f"delete_{kind}")
     to_wire = res.to_wire
-    security = [{"token": []}]
+    security: list[dict[str, list[str]]] = [{"token": []}]
 
     async def list_objects(request: Request) -> Response:
         ctx = auth.authenticate(request.headers.get("x-auth-token"))
@@ -194,7 +195,7 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
         await run_in_threadpool(delete_fn, ctx, id)
         return Response(status_code=204)
 
-    tags = [coll]
+    tags: list[str | Enum] = [coll]
     base = f"/v2.0/{coll}"
     member = base + "/{id}"
     app.add_api_route(
@@ -248,7 +249,7 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
 
 
 def _add_subport_routes(app: FastAPI, backend: Backend, auth: Auth) -> None:
-    security = [{"token": []}]
+    security: list[dict[str, list[str]]] = [{"token": []}]
 
     async def add_subports(request: Request, id: str) -> Response:
         ctx = auth.authenticate(request.headers.get("x-auth-token"))

@@ -23,11 +23,14 @@ class Auth(Protocol):
         ...
 
 
+Role = Literal["member", "admin"]
+
+
 class TokenEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     project_id: str = Field(min_length=1)
-    roles: list[Literal["member", "admin"]] = Field(default_factory=lambda: ["member"])
+    roles: list[Role] = Field(default_factory=lambda: list[Role](["member"]))
 
 
 class TokenFileAuth:

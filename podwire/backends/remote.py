@@ -23,6 +23,7 @@ from podwire import errors
 from podwire.api import wire
 from podwire.api.filters import FILTERABLE
 from podwire.backends.base import Filters
+from podwire.config import Config
 from podwire.model import (
     Context,
     Network,
@@ -187,6 +188,20 @@ class RemoteBackend:
         self._http = httpx.Client(
             base_url=base + "/v2.0", headers=headers, timeout=timeout, transport=transport
         )
+
+    @classmethod
+    def from_config(cls, config: Config) -> RemoteBackend:
+        """``remote.url`` is ``http(s)://HOST:PORT`` or ``unix:///PATH/TO.sock``."""
+        url = config.remote.url
+        if not url:
+            raise errors.InvalidInput(
+                "backend 'remote' needs remote.url (--server-url)",
+                kind="config",
+                field="remote.url",
+            )
+        if url.startswith("unix://"):
+            return cls(uds=url[len("unix://") :], token=config.remote.token)
+        return cls(url, token=config.remote.token)
 
     # --- plumbing -----------------------------------------------------------------
 

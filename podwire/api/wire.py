@@ -208,6 +208,7 @@ def trunk_to_wire(t: Trunk) -> dict[str, Any]:
 def _rename(body: dict[str, Any], renames: dict[str, str], kind: str) -> dict[str, Any]:
     """Neutron names -> model names; ``a.b`` targets fill a nested dict."""
     out: dict[str, Any] = {}
+    source: dict[str, str] = {}  # model field -> the name the caller used
     for key, value in body.items():
         if key in _FIXED_VALUES:
             if value != _FIXED_VALUES[key]:
@@ -225,9 +226,12 @@ def _rename(body: dict[str, Any], renames: dict[str, str], kind: str) -> dict[st
             continue
         if target in out and out[target] != value:
             raise InvalidInput(
-                f"{key}: conflicts with the value given for {target}", kind=kind, field=key
+                f"{key}: conflicts with the value given for {source[target]}",
+                kind=kind,
+                field=key,
             )
         out[target] = value
+        source[target] = key
     return out
 
 

@@ -344,8 +344,11 @@ def test_unknown_filter_is_refused_not_ignored(admin, alice) -> None:
 
 def test_member_cannot_create_in_another_project(admin, alice, podwire_server: ServerInfo) -> None:
     bob_project = podwire_server.projects["bob"]
-    response = alice.post("/networks", json={"network": {"tenant_id": bob_project}})
-    assert response.status_code in (403, 404), response.text
+    for key in ("tenant_id", "project_id"):
+        error = expect_error(
+            admin, alice, "POST", "/networks", 403, None, json={"network": {key: bob_project}}
+        )
+        assert error["type"] == "HTTPForbidden"
     # tenant_id and project_id that disagree are refused outright.
     expect_error(
         admin,

@@ -343,14 +343,13 @@ class Agent:
             except NotFound:
                 return  # no such network: nothing of it can be ours
         for port in self._ports_of(req.container_id, req.ifname, frontend, network_id):
-            if req.netns:
-                network = self.backend.get_network(self.ctx, port.network_id)
-                vif = build_vif(
-                    PortContext(
-                        self.backend.name, network, port, self._subnets(network), self.config
-                    )
-                )
-                self.drivers(vif.kind).unplug(vif, req.netns, req.ifname)
+            # Rebuilt from the port: names (bridge, host end) derive from ids,
+            # so unplug finds what a lost record would have named.
+            network = self.backend.get_network(self.ctx, port.network_id)
+            vif = build_vif(
+                PortContext(self.backend.name, network, port, self._subnets(network), self.config)
+            )
+            self.drivers(vif.kind).unplug(vif, req.netns, req.ifname)
             self._delete_port(port.id)
 
     def _ports_of(
@@ -514,17 +513,10 @@ def _driver_descriptions() -> list[dict[str, Any]]:
         from podwire.datapath import registry
     except ImportError:
         return []
-    out = []
-    for name in ("all_drivers", "drivers", "list_drivers"):
-        fn = getattr(registry, name, None)
-        if callable(fn):
-            for driver in fn():
-                try:
-                    out.append(driver.describe().model_dump())
-                except Exception as exc:
-                    out.append({"name": getattr(driver, "name", "?"), "error": str(exc)})
-            break
-    return out
+    describe_all = getattr(registry, "describe_all", None)
+    if describe_all is None:
+        return []
+    return [d.model_dump() for d in describe_all()]
 
 
 def _check_port_matches(vif: Vif, port: Port) -> None:

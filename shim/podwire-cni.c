@@ -14,6 +14,7 @@
  *
  * No dependencies beyond libc: gcc -O2 -Wall -Wextra -Werror.
  */
+#define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -496,59 +497,163 @@ static int send_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-/* Parses an unsigned decimal header value; -1 when it is not one. */
-static long parse_uint(const char *p, const char *end)
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; }
+
+/* Python's int() of a header value: optional sign, digits (no base prefix). */
+static int parse_int(const char *p, const char *end, int base, long *out)
 {
+    int neg = 0, digits = 0;
     long v = 0;
-    while (p < end && (*p == ' ' || *p == '\t'))
+    while (p < end && is_space(*p))
         p++;
-    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+    while (end > p && is_space(end[-1]))
         end--;
-    if (p == end)
-        return -1;
-    for (; p < end; p++) {
-        if (*p < '0' || *p > '9' || v > 100000000L)
+    if (p < end && (*p == '+' || *p == '-'))
+        neg = *p++ == '-';
+    for (; p < end; p++, digits++) {
+        int d = *p >= '0' && *p <= '9' ? *p - '0' : base == 16 && (*p | 0x20) >= 'a' && (*p | 0x20) <= 'f' ? (*p | 0x20) - 'a' + 10 : -1;
+        if (d < 0 || v > 100000000L)
             return -1;
-        v = v * 10 + (*p - '0');
+        v = v * base + d;
     }
-    return v;
+    if (digits == 0)
+        return -1;
+    *out = neg ? -v : v;
+    return 0;
 }
 
-/* Finds the status, X-CNI-Exit and Content-Length; returns the header length
- * (body offset) or -1 when the answer is not a well-formed CNI answer. */
-static long parse_head(const struct buf *r, long *exit_code, long *content_length)
+/* The agent's answer: 0 with the exit code and body, or -1 with why in `why`
+ * (the same reasons, in the same order, as the Python shim's _exchange). */
+static int parse_answer(struct buf *r, long *exit_code, struct buf *body, char *why, size_t whylen)
 {
-    const char *head_end = r->len ? strstr(r->data, "\r\n\r\n") : NULL;
-    if (head_end == NULL)
+    const char *head_end = memmem(r->data, r->len, "\r\n\r\n", 4);
+    if (head_end == NULL) {
+        snprintf(why, whylen, "truncated HTTP answer");
         return -1;
-    const char *line = r->data, *eol = strstr(line, "\r\n");
-    if (eol - line < 12 || strncmp(line, "HTTP/1.", 7) != 0 || strncmp(line + 8, " 200", 4) != 0)
-        return -1;
-    *exit_code = *content_length = -1;
-    for (line = eol + 2; line < head_end; line = eol + 2) {
-        eol = strstr(line, "\r\n");
-        const char *colon = memchr(line, ':', (size_t)(eol - line));
-        if (colon == NULL)
-            return -1;
-        if (colon - line == 10 && strncasecmp(line, "X-CNI-Exit", 10) == 0)
-            *exit_code = parse_uint(colon + 1, eol);
-        else if (colon - line == 14 && strncasecmp(line, "Content-Length", 14) == 0)
-            *content_length = parse_uint(colon + 1, eol);
     }
-    if (*exit_code < 0 || *exit_code > 255)
+    const char *line = r->data, *eol = memmem(line, (size_t)(head_end + 2 - line), "\r\n", 2);
+    const char *sp = memchr(line, ' ', (size_t)(eol - line));
+    if (sp == NULL || sp - line < 7 || memcmp(line, "HTTP/1.", 7) != 0) {
+        snprintf(why, whylen, "not an HTTP answer: b'%.*s'", (int)((eol - line) < 60 ? eol - line : 60), line);
         return -1;
-    return head_end + 4 - r->data;
+    }
+    const char *code = sp + 1, *code_end = memchr(code, ' ', (size_t)(eol - code));
+    if (code_end == NULL)
+        code_end = eol;
+    const char *exit_value = NULL, *exit_end = NULL, *length = NULL, *length_end = NULL;
+    int chunked = 0;
+    for (line = eol + 2; line < head_end + 2; line = eol + 2) {
+        eol = memmem(line, (size_t)(head_end + 2 - line), "\r\n", 2);
+        const char *colon = memchr(line, ':', (size_t)(eol - line)), *name = line, *name_end;
+        name_end = colon ? colon : eol;
+        while (name < name_end && is_space(*name))
+            name++;
+        while (name_end > name && is_space(name_end[-1]))
+            name_end--;
+        const char *value = colon ? colon + 1 : eol;
+        size_t n = (size_t)(name_end - name);
+        if (n == 10 && strncasecmp(name, "X-CNI-Exit", 10) == 0) {
+            exit_value = value;
+            exit_end = eol;
+        } else if (n == 14 && strncasecmp(name, "Content-Length", 14) == 0) {
+            length = value;
+            length_end = eol;
+        } else if (n == 17 && strncasecmp(name, "Transfer-Encoding", 17) == 0) {
+            while (value < eol && is_space(*value))
+                value++;
+            const char *v_end = eol;
+            while (v_end > value && is_space(v_end[-1]))
+                v_end--;
+            chunked = v_end - value == 7 && strncasecmp(value, "chunked", 7) == 0;
+        }
+    }
+    if (code_end - code != 3 || memcmp(code, "200", 3) != 0 || exit_value == NULL) {
+        snprintf(why, whylen, "agent answered HTTP %.*s", (int)(code_end - code > 60 ? 60 : code_end - code), code);
+        return -1;
+    }
+    const char *data = head_end + 4;
+    size_t avail = r->len - (size_t)(data - r->data);
+    long n;
+    if (length != NULL) {
+        if (parse_int(length, length_end, 10, &n) < 0) {
+            snprintf(why, whylen, "invalid Content-Length");
+            return -1;
+        }
+        if (n >= 0 && avail < (size_t)n) {
+            snprintf(why, whylen, "truncated HTTP body");
+            return -1;
+        }
+        buf_add(body, data, n >= 0 ? (size_t)n : 0);
+    } else if (chunked) {
+        const char *p = data, *end = r->data + r->len;
+        for (;;) {
+            const char *size_end = memmem(p, (size_t)(end - p), "\r\n", 2);
+            const char *ext = size_end ? memchr(p, ';', (size_t)(size_end - p)) : NULL;
+            if (size_end == NULL || parse_int(p, ext ? ext : size_end, 16, &n) < 0 || n < 0) {
+                snprintf(why, whylen, "invalid chunked body");
+                return -1;
+            }
+            if (n == 0)
+                break;
+            p = size_end + 2;
+            if ((size_t)(end - p) < (size_t)n + 2) {
+                snprintf(why, whylen, "truncated chunked body");
+                return -1;
+            }
+            buf_add(body, p, (size_t)n);
+            p += n + 2;
+        }
+    } else {
+        buf_add(body, data, avail);
+    }
+    if (parse_int(exit_value, exit_end, 10, exit_code) < 0) {
+        snprintf(why, whylen, "invalid X-CNI-Exit");
+        return -1;
+    }
+    return 0;
+}
+
+/* The answer is complete once its Content-Length is in; otherwise (chunked,
+ * or no length) the agent's close ends it (we send Connection: close). */
+static int answer_complete(const struct buf *r)
+{
+    const char *head_end = r->len ? memmem(r->data, r->len, "\r\n\r\n", 4) : NULL;
+    if (head_end == NULL)
+        return 0;
+    for (const char *line = r->data; line < head_end;) {
+        const char *eol = memmem(line, (size_t)(head_end + 2 - line), "\r\n", 2);
+        long n;
+        if (eol - line > 15 && strncasecmp(line, "Content-Length:", 15) == 0)
+            return parse_int(line + 15, eol, 10, &n) == 0 && n >= 0 &&
+                   r->len - (size_t)(head_end + 4 - r->data) >= (size_t)n;
+        line = eol + 2;
+    }
+    return 0;
+}
+
+static int unreachable(const char *version, const char *path, int err)
+{
+    char msg[512], details[256];
+    if (err == EAGAIN || err == EWOULDBLOCK) { /* SO_RCVTIMEO/SO_SNDTIMEO expired */
+        snprintf(msg, sizeof msg, "podwire agent unreachable at %.300s: TimeoutError", path);
+        snprintf(details, sizeof details, "timed out");
+    } else {
+        snprintf(msg, sizeof msg, "podwire agent unreachable at %.300s: %s", path, strerror(err));
+        snprintf(details, sizeof details, "[Errno %d] %s", err, strerror(err));
+    }
+    return cni_error(version, 11, msg, details);
 }
 
 int main(void)
 {
-    struct buf in = {0}, req = {0}, resp = {0};
+    struct buf in = {0}, req = {0}, resp = {0}, body = {0};
     struct config cfg = {0};
     if (read_all(0, &in) < 0)
         in.len = 0; /* unreadable stdin is the agent's to judge, like empty stdin */
     buf_add(&in, "", 0);
     if (scan_config(in.data, in.len, &cfg) != 0)
         memset(&cfg, 0, sizeof cfg);
+    const char *version = cfg.cni_version && *cfg.cni_version ? cfg.cni_version : NULL;
 
     const char *command = getenv("CNI_COMMAND");
     if (command && strcmp(command, "VERSION") == 0) {
@@ -556,10 +661,19 @@ int main(void)
         return 0;
     }
 
+    /* Like the Python shim, which parses only when the raw key is present. */
+    const char *path = cfg.agent_socket;
+    size_t path_len = cfg.agent_socket_len;
+    if (path == NULL || path_len == 0 || memmem(in.data, in.len, "agentSocket", 11) == NULL) {
+        path = getenv("PODWIRE_AGENT_SOCKET");
+        if (path == NULL || *path == '\0')
+            path = DEFAULT_SOCKET;
+        path_len = strlen(path);
+    }
+
     char len_text[32];
     snprintf(len_text, sizeof len_text, "%zu", in.len);
-    buf_str(&req, "POST /v1/cni HTTP/1.1\r\nHost: podwire\r\nConnection: close\r\n");
-    buf_str(&req, "Content-Length: ");
+    buf_str(&req, "POST /v1/cni HTTP/1.1\r\nHost: podwire\r\nContent-Length: ");
     buf_str(&req, len_text);
     buf_str(&req, "\r\n");
     for (size_t i = 0; i < sizeof cni_vars / sizeof cni_vars[0]; i++) {
@@ -568,74 +682,54 @@ int main(void)
             continue;
         if (strpbrk(value, "\r\n")) {
             char msg[64];
-            snprintf(msg, sizeof msg, "invalid environment variable %s", cni_vars[i][0]);
-            return cni_error(cfg.cni_version, 4, msg, "the value contains a CR or LF character");
+            snprintf(msg, sizeof msg, "%s contains a line break", cni_vars[i][0]);
+            return cni_error(version, 4, msg, "invalid environment variable");
         }
         buf_str(&req, cni_vars[i][1]);
         buf_str(&req, ": ");
         buf_str(&req, value);
         buf_str(&req, "\r\n");
     }
-    buf_str(&req, "\r\n");
+    buf_str(&req, "Connection: close\r\n\r\n");
     buf_add(&req, in.data, in.len);
 
-    const char *path = cfg.agent_socket;
-    size_t path_len = cfg.agent_socket_len;
-    if (path == NULL || path_len == 0) {
-        path = getenv("PODWIRE_AGENT_SOCKET");
-        if (path == NULL || *path == '\0')
-            path = DEFAULT_SOCKET;
-        path_len = strlen(path);
-    }
-    char details[512];
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (path_len > sizeof addr.sun_path) {
-        snprintf(details, sizeof details, "%.*s: the socket path is too long", 300, path);
-        return cni_error(cfg.cni_version, 11, "podwire agent unreachable", details);
+        char msg[512];
+        snprintf(msg, sizeof msg, "podwire agent unreachable at %.300s: OSError", path);
+        return cni_error(version, 11, msg, "AF_UNIX path too long");
     }
     memcpy(addr.sun_path, path, path_len);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return unreachable(version, path, errno);
     struct timeval tv = {.tv_sec = IO_TIMEOUT_SECONDS};
-    if (fd >= 0) {
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    }
-    if (fd < 0 ||
-        connect(fd, (struct sockaddr *)&addr, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_len)) < 0) {
-        snprintf(details, sizeof details, "connect to %.*s: %s", 300, path, strerror(errno));
-        return cni_error(cfg.cni_version, 11, "podwire agent unreachable", details);
-    }
-    /* Read until the whole answer is in (Content-Length) or the agent closes. */
-    long exit_code = -1, content_length = -1, body = -1;
-    int rc = send_all(fd, req.data, req.len);
-    while (rc == 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    socklen_t addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_len);
+    if (connect(fd, (struct sockaddr *)&addr, addr_len) < 0 || send_all(fd, req.data, req.len) < 0)
+        return unreachable(version, path, errno);
+    while (!answer_complete(&resp)) {
         char chunk[65536];
         ssize_t n = read(fd, chunk, sizeof chunk);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
-            rc = n < 0 ? -1 : 0;
+        if (n < 0)
+            return unreachable(version, path, errno);
+        if (n == 0)
             break;
-        }
         buf_add(&resp, chunk, (size_t)n);
-        body = parse_head(&resp, &exit_code, &content_length);
-        if (body >= 0 && content_length >= 0 && resp.len - (size_t)body >= (size_t)content_length)
-            break;
-    }
-    if (rc < 0) {
-        snprintf(details, sizeof details, "talking to %.*s: %s", 300, path, strerror(errno));
-        return cni_error(cfg.cni_version, 11, "podwire agent unreachable", details);
     }
     close(fd);
 
-    body = parse_head(&resp, &exit_code, &content_length);
-    size_t body_len = body < 0 ? 0 : resp.len - (size_t)body;
-    if (body < 0 || (content_length >= 0 && (size_t)content_length > body_len)) {
-        snprintf(details, sizeof details, "%.*s answered no CNI result", 300, path);
-        return cni_error(cfg.cni_version, 11, "podwire agent sent an invalid answer", details);
+    long exit_code;
+    char why[128];
+    buf_add(&resp, "", 0);
+    if (parse_answer(&resp, &exit_code, &body, why, sizeof why) < 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "podwire agent at %.300s answered garbage", path);
+        return cni_error(version, 11, msg, why);
     }
-    if (content_length >= 0)
-        body_len = (size_t)content_length;
-    write_all(1, resp.data + body, body_len);
-    return (int)exit_code;
+    write_all(1, body.data, body.len);
+    return (int)(exit_code & 0xff); /* as Python's sys.exit(n) */
 }

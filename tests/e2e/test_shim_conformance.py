@@ -356,3 +356,78 @@ def test_socket_in_a_unique_dir_with_spaces(shim: Path, tmp_path: Path) -> None:
         assert len(server.exchanges) == 1
     finally:
         server.close()
+
+
+# ---------------------------------------------------------------- the two shims alike
+
+ALIKE_ANSWERS = {
+    "ok": b"HTTP/1.1 200 OK\r\nX-CNI-Exit: 0\r\nContent-Length: 3\r\n\r\n{}\n",
+    "exit-300": b"HTTP/1.1 200 OK\r\nX-CNI-Exit: 300\r\nContent-Length: 0\r\n\r\n",
+    "exit-negative": b"HTTP/1.1 200 OK\r\nX-CNI-Exit: -1\r\nContent-Length: 0\r\n\r\n",
+    "exit-spaces": b"HTTP/1.1 200 OK\r\nx-cni-exit:   2  \r\ncontent-length: 1\r\n\r\nx",
+    "no-length": b"HTTP/1.1 200 OK\r\nX-CNI-Exit: 0\r\n\r\nuntil close",
+    "chunked": (
+        b"HTTP/1.1 200 OK\r\nX-CNI-Exit: 0\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n"
+    ),
+    "longer-than-length": b"HTTP/1.1 200 OK\r\nX-CNI-Exit: 0\r\nContent-Length: 1\r\n\r\nxyz",
+    "closed": b"",
+    "not-http": b"hello world\r\n\r\n",
+    "no-exit": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+    "status-404": b"HTTP/1.0 404 Not Found\r\nX-CNI-Exit: 0\r\nContent-Length: 0\r\n\r\n",
+    "short-body": b"HTTP/1.1 200 OK\r\nX-CNI-Exit: 0\r\nContent-Length: 9\r\n\r\nab",
+    "no-blank-line": b"HTTP/1.1 200 OK\r\nX-CNI-Exit: 0\r\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALIKE_ANSWERS))
+def test_both_shims_treat_an_answer_alike(
+    py_shim: Path, c_shim: Path, peer: RecordingPeer, name: str
+) -> None:
+    peer.answer = ALIKE_ANSWERS[name]
+    stdin = b'{"cniVersion": "0.4.0", "name": "n", "type": "podwire"}'
+    env = {"CNI_COMMAND": "ADD", "PODWIRE_AGENT_SOCKET": str(peer.path)}
+    py = run_shim(py_shim, stdin, env)
+    c = run_shim(c_shim, stdin, env)
+    assert (c.returncode, c.stdout) == (py.returncode, py.stdout)
+    if py.returncode == 1 and py.stdout.startswith(b'{"cniVersion"'):
+        assert json.loads(py.stdout)["code"] == 11
+
+
+@pytest.mark.parametrize(
+    ("stdin", "env"),
+    [
+        (b'{"cniVersion": "1.0.0"}', {"CNI_COMMAND": "VERSION"}),
+        (b"", {"CNI_COMMAND": "VERSION"}),
+        (b'{"cniVersion": "0.4.0"}', {"CNI_COMMAND": "ADD", "CNI_IFNAME": "a\nb"}),
+        (b'{"cniVersion": ""}', {"CNI_COMMAND": "ADD", "CNI_ARGS": "\r"}),
+        (b'["cniVersion", "1.0.0"]', {"CNI_COMMAND": "DEL", "CNI_NETNS": "x\n"}),
+        (b'{"cniVersion": 1}', {"CNI_COMMAND": "ADD"}),
+        (b'{"cniVersion": "0.3.1", "agentSocket": "/nonexistent/a.sock"}', {"CNI_COMMAND": "ADD"}),
+        (b'{"cniVersion": "1.0.0", "agentSocket": "/dev/null"}', {"CNI_COMMAND": "DEL"}),
+        (b'{"agentSocket": "/nonexistent/\\u00e9\\"q"}', {"CNI_COMMAND": "CHECK"}),
+        (b'{"agentSocket": "/' + b"x" * 200 + b'"}', {"CNI_COMMAND": "ADD"}),
+        (b'{"agentSocket": ""}', {"CNI_COMMAND": "ADD"}),
+        (b"\xff\xfe not utf-8", {"CNI_COMMAND": "ADD"}),
+    ],
+    ids=[
+        "version",
+        "version-no-stdin",
+        "lf-ifname",
+        "cr-args-empty-version",
+        "lf-netns-array-config",
+        "version-not-a-string",
+        "no-agent",
+        "not-a-socket",
+        "escaped-path",
+        "path-too-long",
+        "empty-socket",
+        "not-utf8",
+    ],
+)
+def test_both_shims_answer_alike_by_themselves(
+    py_shim: Path, c_shim: Path, stdin: bytes, env: dict[str, str]
+) -> None:
+    py = run_shim(py_shim, stdin, env)
+    c = run_shim(c_shim, stdin, env)
+    assert (c.returncode, c.stdout) == (py.returncode, py.stdout)

@@ -337,8 +337,15 @@ def _add_discovery_routes(app: FastAPI, auth: Auth) -> None:
 
     async def resources(request: Request) -> Response:
         base = str(request.base_url).rstrip("/") + "/v2.0/"
+        # "version" lets keystoneauth discover the API when a client's endpoint
+        # already ends in /v2.0; "resources" is what Neutron itself answers.
         return json_response(
             {
+                "version": {
+                    "id": "v2.0",
+                    "status": "CURRENT",
+                    "links": [{"href": base, "rel": "self"}],
+                },
                 "resources": [
                     {
                         "name": r.kind,
@@ -346,7 +353,7 @@ def _add_discovery_routes(app: FastAPI, auth: Auth) -> None:
                         "links": [{"href": base + r.collection, "rel": "self"}],
                     }
                     for r in _RESOURCES
-                ]
+                ],
             }
         )
 
@@ -362,7 +369,8 @@ def _add_discovery_routes(app: FastAPI, auth: Auth) -> None:
         )
 
     app.add_api_route("/", versions, methods=["GET"], tags=["discovery"], summary="API versions")
-    app.add_api_route("/v2.0/", resources, methods=["GET"], tags=["discovery"], summary="Resources")
+    for path in ("/v2.0", "/v2.0/"):
+        app.add_api_route(path, resources, methods=["GET"], tags=["discovery"], summary="Resources")
     app.add_api_route(
         "/v2.0/extensions",
         extensions,

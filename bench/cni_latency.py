@@ -172,7 +172,7 @@ def run_pairs(setup: Setup, namespaces: Namespaces, n: int, workers: int) -> dic
 
 
 def reference_setup(tmp: Path) -> Setup:
-    bridge = unique("pwbref")
+    bridge = unique("pwlref")
     config = {
         "cniVersion": CNI_VERSION,
         "name": unique("pwbref-net-"),

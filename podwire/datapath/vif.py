@@ -9,7 +9,7 @@ alone, even when the backend is gone.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -129,7 +129,7 @@ class VhostUser(_VifBase):
 
 
 Vif = Annotated[
-    Union[VethBridge, VethOvs, MacvlanNested, IpvlanNested, VlanNested, SriovVf, VhostUser],
+    VethBridge | VethOvs | MacvlanNested | IpvlanNested | VlanNested | SriovVf | VhostUser,
     Field(discriminator="kind"),
 ]
 VIF_KINDS = (

@@ -48,7 +48,8 @@ def _is_plain_str(annotation: Any) -> bool:
     if annotation is str:
         return True
     # Literal["DOWN", "ACTIVE", ...]: a string too.
-    return get_origin(annotation) is Literal and all(isinstance(a, str) for a in get_args(annotation))
+    args = get_args(annotation)
+    return get_origin(annotation) is Literal and all(isinstance(a, str) for a in args)
 
 
 def _plain_str_fields(model: type[BaseModel]) -> set[str]:

@@ -144,6 +144,7 @@ def run_agent(config: Config) -> None:
     agent = Agent.from_config(config)
     socket_path = config.agent.socket
     sock: socket.socket | None = None
+    plugin: Any = None  # the docker plugin server, when config.agent.serve_docker
     # uvicorn re-raises the signal it caught once it has shut down; with these
     # handlers that lands here instead of killing the process before cleanup.
     received: list[int] = []
@@ -165,8 +166,16 @@ def run_agent(config: Config) -> None:
             )
         )
         log.info("agent: serving %s (backend %s)", socket_path, agent.backend.name)
-        asyncio.run(server.serve(sockets=[sock]))
+        if config.agent.serve_docker:
+            from podwire.frontends.docker.serve import DockerPluginServer
+
+            plugin = DockerPluginServer(agent, config.agent.docker_plugin_socket)
+            asyncio.run(plugin.run_beside(server.serve(sockets=[sock])))
+        else:
+            asyncio.run(server.serve(sockets=[sock]))
     finally:
+        if plugin is not None:
+            plugin.close()
         if sock is not None:
             sock.close()
             with contextlib.suppress(FileNotFoundError):

@@ -524,11 +524,31 @@ class DockerSupport:
 
     def _delete_backend_network(self, network_id: str) -> None:
         self._delete_reservations(network_id)
+        try:
+            network = self._backend.get_network(self._ctx, network_id)
+        except NotFound:
+            return
+        for subnet in self._backend.list_subnets(self._ctx, {"network_id": [network_id]}):
+            with suppress(NotFound):
+                self._backend.delete_subnet(self._ctx, subnet.id)
         with suppress(NotFound):
-            for subnet in self._backend.list_subnets(self._ctx, {"network_id": [network_id]}):
-                with suppress(NotFound):
-                    self._backend.delete_subnet(self._ctx, subnet.id)
             self._backend.delete_network(self._ctx, network_id)
+        self._remove_host_bridge(network)
+
+    def _remove_host_bridge(self, network: Network) -> None:
+        """The per-network bridge holds the gateway addresses: a deleted
+        network must not leave them on the host."""
+        from podwire.agent.vifs import bridge_name, choose_vif_kind
+
+        kind = choose_vif_kind(self._backend.name, network)
+        if kind != "veth_bridge":
+            return
+        remove = getattr(self.agent.drivers(kind), "remove_bridge", None)
+        if remove is not None:
+            try:
+                remove(bridge_name(network.id))
+            except PodwireError as exc:
+                log.warning("network %s deleted, its bridge stays: %s", network.id, exc.message)
 
     def _delete_reservations(self, network_id: str) -> None:
         """Reservations no endpoint took (Docker skipped a ReleaseAddress)."""

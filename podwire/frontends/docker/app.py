@@ -291,14 +291,23 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 
 
 def _err(method: str, exc: BaseException) -> Response:
-    """The one place where errors become libnetwork's {"Err": ...}."""
+    """The one place where errors become libnetwork's {"Err": ...}.
+
+    libnetwork's IPAM client reads the key "Error" from a 200 answer (its
+    network driver client reads "Err", and any non-200 answer is read as
+    "Err"), so IpamDriver failures carry both."""
     if isinstance(exc, _BadRequest):
-        return _json(400, {"Err": f"{method}: {exc}"})
-    if isinstance(exc, PodwireError):
+        status, text = 400, f"{method}: {exc}"
+    elif isinstance(exc, PodwireError):
         log.info("%s failed: %s", method, exc.message)
-        return _json(200, {"Err": f"{method}: {exc.message}"})
-    log.exception("%s failed unexpectedly", method)
-    return _json(500, {"Err": f"{method}: internal error in podwire: {type(exc).__name__}: {exc}"})
+        status, text = 200, f"{method}: {exc.message}"
+    else:
+        log.exception("%s failed unexpectedly", method)
+        status, text = 500, f"{method}: internal error in podwire: {type(exc).__name__}: {exc}"
+    body = {"Err": text}
+    if method.startswith("IpamDriver."):
+        body["Error"] = text
+    return _json(status, body)
 
 
 def create_app(service: DockerService) -> Starlette:

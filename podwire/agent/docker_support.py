@@ -516,6 +516,12 @@ class DockerSupport:
                 self._delete_backend_network(record.network_id)
             else:
                 self._delete_reservations(record.network_id)
+                with suppress(NotFound):
+                    # Refused (and logged) while anything else is plugged;
+                    # an ADD on the network recreates it.
+                    self._remove_host_bridge(
+                        self._backend.get_network(self._ctx, record.network_id)
+                    )
             for pool in self._all_pools():
                 if pool.docker_network_id == docker_network_id:
                     pool.docker_network_id = pool.network_id = pool.subnet_id = None

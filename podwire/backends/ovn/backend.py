@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 from podwire.backends.base import Filters
@@ -51,11 +52,12 @@ from podwire.model import (
     TrunkUpdate,
     check_unique_subports,
     new_id,
-    utcnow,
 )
 
 Row = Any  # an ovs.db.idl.Row
 Tables = Any
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 LS = "Logical_Switch"
 LSP = "Logical_Switch_Port"
@@ -118,9 +120,14 @@ def _subnet_rows(t: Tables, network_id: str | None = None) -> list[Row]:
     rows = [r for r in t[DHCP].rows.values() if codec.PREFIX + "id" in r.external_ids]
     if network_id is not None:
         rows = [r for r in rows if r.external_ids.get(codec.PREFIX + "network_id") == network_id]
-    return sorted(
-        rows, key=lambda r: (r.external_ids.get(codec.PREFIX + "created_at", ""), _pid(r))
-    )
+    return sorted(rows, key=_row_created)
+
+
+def _row_created(row: Row) -> tuple[datetime, str]:
+    """Creation order (microseconds, like the embedded backend), then id."""
+    raw = row.external_ids.get(codec.PREFIX + "created_at")
+    when = datetime.fromisoformat(json.loads(raw)) if raw else _EPOCH
+    return (when, _pid(row))
 
 
 def _subnet_row(t: Tables, subnet_id: str) -> Row | None:
@@ -141,8 +148,13 @@ def _port_row(t: Tables, port_id: str) -> Row | None:
     return None
 
 
-def _created(obj: Any) -> tuple[str, str]:
-    return (obj.created_at.isoformat() if obj.created_at else "", obj.id)
+def _created(obj: Any) -> tuple[datetime, str]:
+    return (obj.created_at or _EPOCH, obj.id)
+
+
+def _now() -> datetime:
+    # Microseconds kept: list order is creation order, as in the embedded backend.
+    return datetime.now(UTC)
 
 
 # --- rows to objects ---------------------------------------------------------------
@@ -343,7 +355,7 @@ class OvnBackend:
 
     def create_network(self, ctx: Context, req: NetworkCreate) -> Network:
         project = _project(ctx, req.project_id, "network")
-        now = utcnow()
+        now = _now()
         net = Network(
             id=new_id(),
             project_id=project,
@@ -411,7 +423,7 @@ class OvnBackend:
                         object_id=network_id,
                         field="shared",
                     )
-            updated = current.model_copy(update={**values, "updated_at": utcnow()})
+            updated = current.model_copy(update={**values, "updated_at": _now()})
             updated = Network.model_validate(updated.model_dump())
             ids = _ids(ls)
             ids.update(codec.encode(updated, exclude={"subnets"}))
@@ -467,7 +479,7 @@ class OvnBackend:
             ls = self._network_row(t, ctx, req.network_id, field="network_id", owner=True)
             _bump_generation(ls)
             ipam.check_no_overlap(req.cidr, self._subnets_of(t, req.network_id))
-            now = utcnow()
+            now = _now()
             subnet = Subnet(
                 id=new_id(),
                 name=req.name,
@@ -526,7 +538,7 @@ class OvnBackend:
                         field="dns_nameservers",
                     )
             updated = Subnet.model_validate(
-                {**current.model_dump(), **values, "updated_at": utcnow()}
+                {**current.model_dump(), **values, "updated_at": _now()}
             )
             ids = _ids(row)
             ids.update(codec.encode(updated, exclude={"cidr"}))
@@ -683,7 +695,7 @@ class OvnBackend:
             subnets = self._subnets_of(t, req.network_id)
             plan = self._plan(req.network_id, subnets, req.fixed_ips)
             fixed_ips = self._allocate(plan, _used_addresses(ls), req.device_owner)
-            now = utcnow()
+            now = _now()
             security = (
                 req.port_security_enabled
                 if req.port_security_enabled is not None
@@ -766,9 +778,7 @@ class OvnBackend:
                 values["fixed_ips"] = self._reallocate(t, ls, current, req.fixed_ips, values)
             lsp.verify("external_ids")
             lsp.verify("addresses")
-            updated = Port.model_validate(
-                {**current.model_dump(), **values, "updated_at": utcnow()}
-            )
+            updated = Port.model_validate({**current.model_dump(), **values, "updated_at": _now()})
             self._write_port(lsp, updated)
             return updated
 
@@ -853,7 +863,7 @@ class OvnBackend:
                     object_id=other,
                     field="port_id",
                 )
-            now = utcnow()
+            now = _now()
             trunk = Trunk(
                 id=new_id(),
                 name=req.name,
@@ -957,9 +967,7 @@ class OvnBackend:
             parent.verify("external_ids")
             current = _trunk(parent, _port_rows(t))
             values = req.model_dump(exclude_unset=True, exclude_none=True)
-            updated = Trunk.model_validate(
-                {**current.model_dump(), **values, "updated_at": utcnow()}
-            )
+            updated = Trunk.model_validate({**current.model_dump(), **values, "updated_at": _now()})
             parent.setkey("external_ids", codec.TRUNK_KEY, _trunk_json(updated))
             return updated
 
@@ -987,7 +995,7 @@ class OvnBackend:
                     "sub_ports": sorted(
                         [*current.sub_ports, *sub_ports], key=lambda s: s.segmentation_id
                     ),
-                    "updated_at": utcnow(),
+                    "updated_at": _now(),
                 }
             )
             parent.setkey("external_ids", codec.TRUNK_KEY, _trunk_json(updated))
@@ -1017,7 +1025,7 @@ class OvnBackend:
             updated = current.model_copy(
                 update={
                     "sub_ports": [sp for sp in current.sub_ports if sp.port_id not in gone],
-                    "updated_at": utcnow(),
+                    "updated_at": _now(),
                 }
             )
             parent.setkey("external_ids", codec.TRUNK_KEY, _trunk_json(updated))

@@ -38,7 +38,7 @@ from tests.fixtures.server import start_podwire_server  # noqa: E402
 
 def summarize(latencies: list[float], wall: float) -> dict[str, Any]:
     ordered = sorted(latencies)
-    p99_index = min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))
+    p99_index = min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))
     return {
         "ports": len(ordered),
         "p50_ms": round(statistics.median(ordered) * 1000, 2),
@@ -50,9 +50,7 @@ def summarize(latencies: list[float], wall: float) -> dict[str, Any]:
 # --- through the API ------------------------------------------------------------------
 
 
-def _api_worker(
-    url: str, token: str, network_id: str, count: int, start: Any, out: Any
-) -> None:
+def _api_worker(url: str, token: str, network_id: str, count: int, start: Any, out: Any) -> None:
     headers = {"X-Auth-Token": token}
     body = {"port": {"network_id": network_id}}
     latencies = []
@@ -102,13 +100,19 @@ def api_list(url: str, token: str, repeat: int) -> dict[str, Any]:
             ports = response.json()["ports"]
             times.append(time.perf_counter() - t0)
             count = len(ports)
-    return {"ports": count, "best_s": round(min(times), 3), "median_s": round(statistics.median(times), 3)}
+    return {
+        "ports": count,
+        "best_s": round(min(times), 3),
+        "median_s": round(statistics.median(times), 3),
+    }
 
 
 # --- in-process ---------------------------------------------------------------------------
 
 
-def inproc_creates(backend: Any, ctx: Context, network_id: str, threads: int, total: int) -> dict[str, Any]:
+def inproc_creates(
+    backend: Any, ctx: Context, network_id: str, threads: int, total: int
+) -> dict[str, Any]:
     per_thread = total // threads
     barrier = threading.Barrier(threads + 1)
     results: list[tuple[list[float], float, float]] = []
@@ -150,7 +154,11 @@ def inproc_list(backend: Any, ctx: Context, repeat: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         count = len(backend.list_ports(ctx))
         times.append(time.perf_counter() - t0)
-    return {"ports": count, "best_s": round(min(times), 3), "median_s": round(statistics.median(times), 3)}
+    return {
+        "ports": count,
+        "best_s": round(min(times), 3),
+        "median_s": round(statistics.median(times), 3),
+    }
 
 
 def fill_to(backend: Any, ctx: Context, network_id: str, size: int) -> None:
@@ -171,16 +179,20 @@ def main() -> None:
     parser.add_argument("--list-size", type=int, default=10_000)
     parser.add_argument("--list-repeat", type=int, default=5)
     parser.add_argument("--db-url", help="SQLAlchemy URL instead of SQLite (e.g. PostgreSQL)")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="podwire server --workers"
+    )
     args = parser.parse_args()
 
     report: dict[str, Any] = {
         "storage": "postgresql" if args.db_url else "sqlite",
         "cpus": os.cpu_count(),
         "ports_per_create_run": args.ports,
+        "server_workers": args.workers,
         "goals": {"api_8_clients_ports_per_s": 300, "list_10000_s": 0.5},
     }
 
-    with start_podwire_server(db_url=args.db_url) as server:
+    with start_podwire_server(db_url=args.db_url, workers=args.workers) as server:
         token = server.tokens["alice"]
         ctx = Context(project_id=server.projects["alice"])
         # A second handle on the server's own database, to fill it quickly.

@@ -862,12 +862,26 @@ def trunk_remove_subport(target: Target, trunk: str, ports: tuple[str, ...]) -> 
 )
 @click.option("--db-url", help="SQLAlchemy URL (e.g. PostgreSQL) instead of SQLite in --state-dir")
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="server processes on the same database (one core each)",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="warning",
     show_default=True,
 )
-def server(state_dir: Path, listen: str, tokens: Path, db_url: str | None, log_level: str) -> None:
+def server(
+    state_dir: Path,
+    listen: str,
+    tokens: Path,
+    db_url: str | None,
+    workers: int,
+    log_level: str,
+) -> None:
     """Serve the embedded backend over the Neutron v2.0 API."""
     from podwire.api.server import run_server
     from podwire.config import load_config
@@ -876,7 +890,7 @@ def server(state_dir: Path, listen: str, tokens: Path, db_url: str | None, log_l
         config = load_config(
             None, state_dir=str(state_dir), backend="embedded", **{"embedded.db_url": db_url}
         )
-        run_server(config, listen, tokens, log_level=log_level)
+        run_server(config, listen, tokens, workers=workers, log_level=log_level)
 
 
 @main.command()

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import orjson  # noqa: E402
 
 from podwire.backends.registry import open_backend  # noqa: E402
 from podwire.config import load_config  # noqa: E402
@@ -97,7 +98,7 @@ def api_list(url: str, token: str, repeat: int) -> dict[str, Any]:
         for _ in range(repeat):
             t0 = time.perf_counter()
             response = c.get("/ports")
-            ports = response.json()["ports"]
+            ports = orjson.loads(response.content)["ports"]
             times.append(time.perf_counter() - t0)
             count = len(ports)
     return {

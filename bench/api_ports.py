@@ -180,9 +180,7 @@ def main() -> None:
     parser.add_argument("--list-size", type=int, default=10_000)
     parser.add_argument("--list-repeat", type=int, default=5)
     parser.add_argument("--db-url", help="SQLAlchemy URL instead of SQLite (e.g. PostgreSQL)")
-    parser.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="podwire server --workers"
-    )
+    parser.add_argument("--workers", type=int, default=1, help="podwire server --workers")
     args = parser.parse_args()
 
     report: dict[str, Any] = {

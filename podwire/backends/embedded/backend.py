@@ -109,6 +109,14 @@ class EmbeddedBackend:
         self._serial: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if is_memory_sqlite(self._engine) else contextlib.nullcontext()
         )
+        # SQLite has one writer at a time anyway; threads of this process
+        # queue on a lock instead of polling the file lock with the busy
+        # handler's growing sleeps (other processes still meet that handler).
+        self._writers: contextlib.AbstractContextManager[Any] = (
+            threading.Lock()
+            if self._engine.dialect.name == "sqlite" and not is_memory_sqlite(self._engine)
+            else contextlib.nullcontext()
+        )
         self._write(self._create_schema)
 
     @classmethod
@@ -123,8 +131,9 @@ class EmbeddedBackend:
     @contextlib.contextmanager
     def _transaction(self, write: bool) -> Iterator[Connection]:
         engine = self._writer if write else self._engine
+        writers = self._writers if write else contextlib.nullcontext()
         try:
-            with self._serial, engine.begin() as conn:
+            with self._serial, writers, engine.begin() as conn:
                 yield conn
         except IntegrityError as exc:
             # Our checks run before every write; a constraint firing means a
@@ -708,7 +717,10 @@ class EmbeddedBackend:
             .order_by(allocations.c.port_id, allocations.c.position)
         ):
             fixed[port_id].append(convert.fixed_ip(subnet_id, ip_address))
-        return [convert.port(row, fixed.get(row.id, [])) for row in rows]
+        names = convert.PORT_FIELDS
+        return [
+            convert.port(dict(zip(names, row, strict=True)), fixed.get(row[0], [])) for row in rows
+        ]
 
     def _port_scope(self, ctx: Context) -> list[Any]:
         return [] if ctx.is_admin else [ports.c.project_id == ctx.project_id]
@@ -758,6 +770,34 @@ class EmbeddedBackend:
             field="mac_address",
         )
 
+    def _insert_port(self, conn: Connection, values: dict[str, Any], mac: str | None) -> None:
+        """Insert the port with the requested MAC or a free random one. On
+        SQLite writers take turns, so the check in _mac is final; on
+        PostgreSQL two writers may draw the same random MAC at once, and the
+        unique constraint decides: the loser draws again (in a savepoint)."""
+        for _ in range(_MAC_TRIES):
+            values["mac_address"] = self._mac(conn, values["network_id"], mac)
+            if not self._postgres:
+                conn.execute(insert(ports).values(**values))
+                return
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(ports).values(**values))
+                return
+            except IntegrityError:
+                if mac is not None:
+                    raise Conflict(
+                        f"mac_address {mac} is already used on network {values['network_id']}",
+                        kind="port",
+                        field="mac_address",
+                    ) from None
+        raise Exhausted(
+            f"no free MAC address with prefix {self._mac_prefix} on network {values['network_id']}",
+            kind="network",
+            object_id=values["network_id"],
+            field="mac_address",
+        )
+
     def create_port(self, ctx: Context, req: PortCreate) -> Port:
         project = self._project(ctx, req.project_id, "port")
         pairs = self._pairs(req.allowed_address_pairs)
@@ -779,7 +819,7 @@ class EmbeddedBackend:
                 "project_id": project,
                 "name": req.name,
                 "description": req.description,
-                "mac_address": self._mac(conn, net.id, req.mac_address),
+                "mac_address": "",
                 "device_id": req.device_id,
                 "device_owner": req.device_owner,
                 "status": "DOWN",
@@ -795,12 +835,9 @@ class EmbeddedBackend:
                 "created_at": now,
                 "updated_at": now,
             }
-            conn.execute(insert(ports).values(**values))
+            self._insert_port(conn, values, req.mac_address)
             fixed_ips = self._allocate(conn, port_id, plan, req.device_owner)
-            return convert.port(
-                _PortRow(values, parent_port_id=None, sub_vlan=None),  # type: ignore[arg-type]
-                fixed_ips,
-            )
+            return convert.port(dict(values, parent_port_id=None, sub_vlan=None), fixed_ips)
 
         return self._write(work)
 
@@ -1111,16 +1148,3 @@ class EmbeddedBackend:
             return self._trunks(conn, [trunks.c.id == trunk_id])[0]
 
         return self._write(work)
-
-
-class _PortRow(dict[str, Any]):
-    """A just-inserted port's values, readable like a Row by convert.port."""
-
-    def __init__(self, values: dict[str, Any], **extra: Any) -> None:
-        super().__init__(values, **extra)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None

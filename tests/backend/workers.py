@@ -1,0 +1,84 @@
+"""Code that runs in child processes of the concurrency tests (importable
+by multiprocessing's spawn start method)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podwire.backends.embedded import EmbeddedBackend
+from podwire.errors import Conflict, Exhausted
+from podwire.model import Context, FixedIpRequest, PortCreate
+
+
+def create_until_exhausted(
+    db_url: str, network_id: str, project_id: str, start: Any, results: Any
+) -> None:
+    """Create ports until the backend says Exhausted; report the addresses."""
+    backend = EmbeddedBackend(db_url)
+    got: list[str] = []
+    outcome = "exhausted"
+    try:
+        backend.get_network(Context(project_id=project_id), network_id)  # connect now
+        start.wait(60)
+        while True:
+            try:
+                port = backend.create_port(
+                    Context(project_id=project_id), PortCreate(network_id=network_id)
+                )
+            except Exhausted:
+                break
+            got.extend(ip.ip_address for ip in port.fixed_ips)
+    except Exception as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    finally:
+        backend.close()
+        results.put((got, outcome))
+
+
+def request_one_address(
+    db_url: str, network_id: str, project_id: str, address: str, start: Any, results: Any
+) -> None:
+    """Ask for one named address; report "won", "conflict" or the error."""
+    backend = EmbeddedBackend(db_url)
+    try:
+        backend.get_network(Context(project_id=project_id), network_id)  # connect now
+        start.wait(60)
+        backend.create_port(
+            Context(project_id=project_id),
+            PortCreate(network_id=network_id, fixed_ips=[FixedIpRequest(ip_address=address)]),
+        )
+        results.put("won")
+    except Conflict:
+        results.put("conflict")
+    except Exception as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+    finally:
+        backend.close()
+
+
+def create_macs(
+    db_url: str, network_id: str, project_id: str, count: int, start: Any, results: Any
+) -> None:
+    """Create ``count`` address-less ports with a 5-octet MAC prefix (256
+    MACs in all), so that random draws collide often."""
+    backend = EmbeddedBackend(db_url, mac_prefix="0a:70:77:00:01")
+    macs: list[str] = []
+    outcome = "done"
+    try:
+        backend.get_network(Context(project_id=project_id), network_id)  # connect now
+        start.wait(60)
+        for _ in range(count):
+            try:
+                port = backend.create_port(
+                    Context(project_id=project_id),
+                    PortCreate(network_id=network_id, fixed_ips=[]),
+                )
+            except Exhausted:
+                outcome = "exhausted"
+                break
+            macs.append(port.mac_address)
+    except Exception as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    finally:
+        backend.close()
+        results.put((macs, outcome))

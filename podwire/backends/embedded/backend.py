@@ -18,7 +18,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, Select, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from podwire.backends.base import Filters
@@ -93,6 +105,34 @@ _PORT_COLUMNS = select(
     ports.outerjoin(subports, subports.c.port_id == ports.c.id).outerjoin(
         trunks, trunks.c.id == subports.c.trunk_id
     )
+)
+
+
+# The statements of the hot path (port create), built once: building a
+# statement costs more than running it on SQLite.
+_NETWORK_BY_ID = select(networks).where(networks.c.id == bindparam("b_id"))
+_NETWORK_BY_ID_LOCKED = _NETWORK_BY_ID.with_for_update()
+_SUBNETS_OF_NETWORK = (
+    select(subnets).where(subnets.c.network_id == bindparam("b_network")).order_by(subnets.c.id)
+)
+_SUBNETS_OF_NETWORK_LOCKED = _SUBNETS_OF_NETWORK.with_for_update()
+_MAC_USED = select(ports.c.id).where(
+    ports.c.network_id == bindparam("b_network"), ports.c.mac_address == bindparam("b_mac")
+)
+_TAKEN = select(allocations.c.ip_address).where(
+    allocations.c.subnet_id == bindparam("b_subnet"),
+    allocations.c.ip_address.in_(bindparam("b_addresses", expanding=True)),
+)
+_HOLDER = select(allocations.c.port_id).where(
+    allocations.c.subnet_id == bindparam("b_subnet"),
+    allocations.c.ip_address == bindparam("b_address"),
+)
+_INSERT_PORT = insert(ports)
+_INSERT_ALLOCATION = insert(allocations)
+_SET_IPAM_LAST = (
+    update(subnets)
+    .where(subnets.c.id == bindparam("b_subnet"))
+    .values(ipam_last=bindparam("b_last"))
 )
 
 
@@ -211,9 +251,8 @@ class EmbeddedBackend:
         lock: bool = False,
     ) -> Row[Any]:
         """The network if the caller may see it (and change it, with ``owner``)."""
-        row = conn.execute(
-            self._lock(select(networks).where(networks.c.id == network_id), lock)
-        ).first()
+        query = _NETWORK_BY_ID_LOCKED if lock and self._postgres else _NETWORK_BY_ID
+        row = conn.execute(query, {"b_id": network_id}).first()
         if row is None or not (self._owns(ctx, row) or row.shared):
             raise NotFound(
                 f"network {network_id} not found", kind="network", object_id=network_id, field=field
@@ -525,12 +564,8 @@ class EmbeddedBackend:
         """The network's subnets, oldest first; on PostgreSQL locked (in id
         order, so two writers never wait on each other crosswise) so that
         allocations on one subnet happen one at a time."""
-        rows = conn.execute(
-            self._lock(
-                select(subnets).where(subnets.c.network_id == network_id).order_by(subnets.c.id),
-                True,
-            )
-        ).all()
+        query = _SUBNETS_OF_NETWORK_LOCKED if self._postgres else _SUBNETS_OF_NETWORK
+        rows = conn.execute(query, {"b_network": network_id}).all()
         return sorted(rows, key=lambda r: (r.created_at, r.id))
 
     @staticmethod
@@ -600,7 +635,7 @@ class EmbeddedBackend:
             )
             result[position] = convert.fixed_ip(row.id, address)
         if rows_out:
-            conn.execute(insert(allocations), rows_out)
+            conn.execute(_INSERT_ALLOCATION, rows_out)
 
         last_seen: dict[str, int | None] = {}
         for position, (row, address) in enumerate(plan):
@@ -608,18 +643,21 @@ class EmbeddedBackend:
                 continue
             chosen = self._pick(conn, row, last_seen)
             conn.execute(
-                insert(allocations).values(
-                    subnet_id=row.id, ip_address=chosen, port_id=port_id, position=position
-                )
+                _INSERT_ALLOCATION,
+                {
+                    "subnet_id": row.id,
+                    "ip_address": chosen,
+                    "port_id": port_id,
+                    "position": position,
+                },
             )
             result[position] = convert.fixed_ip(row.id, chosen)
         versions = {row.id: row.ip_version for row, _ in plan}
         for subnet_id, last in last_seen.items():
             if last is not None:
                 conn.execute(
-                    update(subnets)
-                    .where(subnets.c.id == subnet_id)
-                    .values(ipam_last=ipam.to_text(last, versions[subnet_id]))
+                    _SET_IPAM_LAST,
+                    {"b_subnet": subnet_id, "b_last": ipam.to_text(last, versions[subnet_id])},
                 )
         return [ip for ip in result if ip is not None]
 
@@ -658,11 +696,7 @@ class EmbeddedBackend:
             raise InvalidInput(
                 f"fixed_ips: {address} is requested twice", kind="port", field="fixed_ips"
             )
-        holder = conn.execute(
-            select(allocations.c.port_id).where(
-                allocations.c.subnet_id == row.id, allocations.c.ip_address == address
-            )
-        ).scalar()
+        holder = conn.execute(_HOLDER, {"b_subnet": row.id, "b_address": address}).scalar()
         if holder is not None:
             raise Conflict(
                 f"fixed_ips: ip_address {address} is already allocated on subnet {row.id}",
@@ -679,11 +713,7 @@ class EmbeddedBackend:
 
         def taken(candidates: list[int]) -> set[int]:
             texts = [ipam.to_text(c, version) for c in candidates]
-            found = conn.execute(
-                select(allocations.c.ip_address).where(
-                    allocations.c.subnet_id == row.id, allocations.c.ip_address.in_(texts)
-                )
-            ).scalars()
+            found = conn.execute(_TAKEN, {"b_subnet": row.id, "b_addresses": texts}).scalars()
             return {ipam.to_int(t) for t in found}
 
         value = ipam.pick_free(ranges, last_seen[row.id], taken)
@@ -743,12 +773,7 @@ class EmbeddedBackend:
     def _mac(self, conn: Connection, network_id: str, requested: str | None) -> str:
         def used(mac: str) -> bool:
             return (
-                conn.execute(
-                    select(ports.c.id).where(
-                        ports.c.network_id == network_id, ports.c.mac_address == mac
-                    )
-                ).first()
-                is not None
+                conn.execute(_MAC_USED, {"b_network": network_id, "b_mac": mac}).first() is not None
             )
 
         if requested is not None:
@@ -778,11 +803,11 @@ class EmbeddedBackend:
         for _ in range(_MAC_TRIES):
             values["mac_address"] = self._mac(conn, values["network_id"], mac)
             if not self._postgres:
-                conn.execute(insert(ports).values(**values))
+                conn.execute(_INSERT_PORT, values)
                 return
             try:
                 with conn.begin_nested():
-                    conn.execute(insert(ports).values(**values))
+                    conn.execute(_INSERT_PORT, values)
                 return
             except IntegrityError:
                 if mac is not None:

@@ -142,7 +142,10 @@ class EmbeddedBackend:
     def __init__(self, db_url: str, *, mac_prefix: str = DEFAULT_MAC_PREFIX) -> None:
         self.db_url = db_url
         self._mac_prefix = mac_prefix
-        self._engine = make_engine(db_url)
+        try:
+            self._engine = make_engine(db_url)
+        except OSError as exc:
+            raise Unavailable(f"cannot prepare the database {db_url}: {exc}") from None
         self._writer = self._engine.execution_options(**{WRITE: True})
         self._postgres = self._engine.dialect.name == "postgresql"
         # An in-memory SQLite database is one connection: one user at a time.

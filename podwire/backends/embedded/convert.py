@@ -91,8 +91,19 @@ def subnet(row: Row[Any]) -> Subnet:
     )
 
 
+_FIXED_IP_FIELDS = frozenset(("subnet_id", "ip_address"))
+_new = object.__new__
+_set = object.__setattr__
+
+
 def fixed_ip(subnet_id: str, ip_address: str) -> FixedIp:
-    return _build(FixedIp, dict(subnet_id=subnet_id, ip_address=ip_address))
+    # _build, unrolled: this runs twice per port when 10,000 are listed
+    obj = _new(FixedIp)
+    _set(obj, "__dict__", {"subnet_id": subnet_id, "ip_address": ip_address})
+    _set(obj, "__pydantic_fields_set__", set(_FIXED_IP_FIELDS))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
 
 
 #: the order of the columns that ``port`` receives

@@ -59,8 +59,9 @@ def test_processes_fill_a_small_subnet_without_duplicates(embedded_db_url: str) 
     ctx, network_id = _network(embedded_db_url, "198.18.40.0/28")  # pool: .2-.14
     outcomes = _run(workers.create_until_exhausted, (embedded_db_url, network_id, ctx.project_id))
     addresses = [a for got, _ in outcomes for a in got]
-    assert [outcome for _, outcome in outcomes] == ["exhausted"] * PROCESSES
-    assert len(addresses) == len(set(addresses)) == 13
+    shares = [len(got) for got, _ in outcomes]  # how the pool was split, for the failure text
+    assert [outcome for _, outcome in outcomes] == ["exhausted"] * PROCESSES, shares
+    assert len(addresses) == len(set(addresses)) == 13, shares
     assert sorted(addresses) == sorted(f"198.18.40.{i}" for i in range(2, 15))
     backend = EmbeddedBackend(embedded_db_url)
     try:

@@ -277,9 +277,10 @@ def test_dual_stack_port_gets_one_address_per_subnet(backend: Backend) -> None:
     ctx = project()
     net, (v4, v6) = network(backend, ctx, "198.18.13.0/24", "2001:db8:d::/64")
     p = port(backend, ctx, net.id)
-    assert [ip.subnet_id for ip in p.fixed_ips] == [v4.id, v6.id]
-    assert ipaddress.ip_address(p.fixed_ips[0].ip_address) in ipaddress.ip_network(v4.cidr)
-    six = ipaddress.ip_address(p.fixed_ips[1].ip_address)
+    by_subnet = {ip.subnet_id: ip.ip_address for ip in p.fixed_ips}
+    assert len(p.fixed_ips) == 2 and set(by_subnet) == {v4.id, v6.id}
+    assert ipaddress.ip_address(by_subnet[v4.id]) in ipaddress.ip_network(v4.cidr)
+    six = ipaddress.ip_address(by_subnet[v6.id])
     assert six in ipaddress.ip_network(v6.cidr)
     assert str(six) not in ("2001:db8:d::", "2001:db8:d::1")
     only_v6 = port(backend, ctx, net.id, fixed_ips=[FixedIpRequest(subnet_id=v6.id)])

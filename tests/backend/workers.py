@@ -3,6 +3,8 @@ by multiprocessing's spawn start method)."""
 
 from __future__ import annotations
 
+import random
+import time
 from typing import Any
 
 from podwire.backends.embedded import EmbeddedBackend
@@ -28,6 +30,9 @@ def create_until_exhausted(
             except Exhausted:
                 break
             got.extend(ip.ip_address for ip in port.fixed_ips)
+            # A short pause lets the other processes in between (SQLite's
+            # busy handler sleeps while a tight loop would keep the lock).
+            time.sleep(random.uniform(0, 0.003))
     except Exception as exc:
         outcome = f"{type(exc).__name__}: {exc}"
     finally:

@@ -773,3 +773,73 @@ def test_malformed_input_is_invalid_input(model: type, data: object, field: str 
         assert err.value.field is not None and err.value.field.startswith(field)
     else:
         assert err.value.message
+
+
+# --- more refusals that must change nothing -----------------------------------------------
+
+
+def test_more_refusals_change_nothing(backend: Backend) -> None:
+    owner, guest = project(), project()
+    net, (v4, v6) = network(backend, owner, "198.18.31.0/24", "2001:db8:1f::/64", shared=True)
+    a = port(backend, owner, net.id)
+    b = port(backend, owner, net.id)
+    port(backend, guest, net.id)
+    before = snapshot(backend)
+    # another port's MAC
+    with pytest.raises(Conflict) as mac:
+        backend.update_port(owner, b.id, PortUpdate(mac_address=a.mac_address))
+    assert mac.value.field == "mac_address"
+    # another port's address, while also asking for a fresh one
+    with pytest.raises(Conflict):
+        backend.update_port(
+            owner,
+            b.id,
+            PortUpdate(
+                fixed_ips=[
+                    FixedIpRequest(subnet_id=v6.id),
+                    FixedIpRequest(ip_address=addresses(a)[0]),
+                ]
+            ),
+        )
+    # un-sharing a network other projects have ports on
+    with pytest.raises(Conflict) as unshare:
+        backend.update_network(owner, net.id, NetworkUpdate(shared=False))
+    assert unshare.value.field == "shared"
+    # a v6 DNS server on a v4 subnet
+    with pytest.raises(InvalidInput) as dns:
+        backend.update_subnet(owner, v4.id, SubnetUpdate(dns_nameservers=["2001:db8::53"]))
+    assert dns.value.field == "dns_nameservers"
+    # a v6 route on a v4 subnet
+    with pytest.raises(InvalidInput) as route:
+        backend.create_subnet(
+            owner,
+            parse(
+                SubnetCreate,
+                {
+                    "network_id": net.id,
+                    "cidr": "198.18.32.0/24",
+                    "host_routes": [{"destination": "2001:db8::/32", "nexthop": "198.18.32.1"}],
+                },
+            ),
+        )
+    assert route.value.field == "host_routes"
+    # filters with values of the wrong type
+    with pytest.raises(InvalidInput) as mtu:
+        backend.list_networks(owner, {"mtu": ["big"]})
+    assert mtu.value.field == "mtu"
+    with pytest.raises(InvalidInput):
+        backend.list_ports(owner, {"admin_state_up": ["maybe"]})
+    assert snapshot(backend) == before
+
+
+def test_trunk_and_bool_filters(backend: Backend) -> None:
+    ctx = project()
+    net, _ = network(backend, ctx, "198.18.33.0/24")
+    up = port(backend, ctx, net.id)
+    down = port(backend, ctx, net.id, admin_state_up=False)
+    t1 = backend.create_trunk(ctx, TrunkCreate(port_id=up.id, name="one"))
+    t2 = backend.create_trunk(ctx, TrunkCreate(port_id=down.id, name="two"))
+    assert backend.list_trunks(ctx, {"name": ["two"]}) == [t2]
+    assert [t.id for t in backend.list_trunks(ctx, {"name": ["one", "two"]})] == [t1.id, t2.id]
+    assert [p.id for p in backend.list_ports(ctx, {"admin_state_up": ["False"]})] == [down.id]
+    assert [p.id for p in backend.list_ports(ctx, {"admin_state_up": ["true"]})] == [up.id]

@@ -201,3 +201,12 @@ def test_close_releases_postgres_connections(fresh_postgres_url: str) -> None:
         assert sessions() == 0
     finally:
         probe.dispose()
+
+
+def test_database_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'podwire.db'}"
+    EmbeddedBackend(url).close()
+    with sqlite3.connect(tmp_path / "podwire.db") as raw:
+        raw.execute("UPDATE podwire_meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(Unavailable, match="schema version 999"):
+        EmbeddedBackend(url)

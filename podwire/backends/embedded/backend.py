@@ -163,7 +163,11 @@ class EmbeddedBackend:
             if self._engine.dialect.name == "sqlite" and not is_memory_sqlite(self._engine)
             else contextlib.nullcontext()
         )
-        self._write(self._create_schema)
+        try:
+            self._write(self._create_schema)
+        except BaseException:
+            self._engine.dispose()
+            raise
 
     @classmethod
     def from_config(cls, config: Config) -> EmbeddedBackend:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from podwire.model import PortCreate
+from podwire.model import FixedIpRequest, PortCreate
 from tests.fixtures.common import unique
 from tests.fixtures.docker import DockerEnv, DockerError, random_subnets
 
@@ -219,3 +219,54 @@ def test_existing_port_refused_when_in_use_or_foreign(docker_env: DockerEnv) -> 
         [used.id, foreign.id, free.id]
     )
     assert docker_env.agent.attachments() == []
+
+
+def test_failed_endpoint_leaks_no_reservation(docker_env: DockerEnv) -> None:
+    """IPv4 is reserved first; the IPv6 address then turns out to be another
+    port's: the container fails and the IPv4 reservation is gone too."""
+    v4, v6 = random_subnets()
+    net = unique("pwn")
+    docker_env.create_network(net, v4, v6)
+    bn = docker_env.backend_network(net)
+    subnet6 = next(
+        s for s in docker_env.agent.backend.list_subnets(docker_env.agent.ctx) if s.cidr == v6
+    )
+    holder = docker_env.agent.backend.create_port(
+        docker_env.agent.ctx,
+        PortCreate(network_id=bn.id, fixed_ips=[FixedIpRequest(subnet_id=subnet6.id)]),
+    )
+    ip6 = holder.fixed_ips[0].ip_address
+    with pytest.raises(DockerError, match=f"belongs to port {holder.id}"):
+        docker_env.run(unique("c"), net, "--ip6", ip6)
+    assert [p.id for p in docker_env.agent.ports(bn.id)] == [holder.id]
+    assert docker_env.agent.attachments() == []
+
+
+def test_network_without_subnet_is_refused_with_the_reason(docker_env: DockerEnv) -> None:
+    with pytest.raises(DockerError, match="give the network a --subnet"):
+        docker_env.docker(
+            "network",
+            "create",
+            "-d",
+            docker_env.driver,
+            "--ipam-driver",
+            docker_env.driver,
+            unique("pwn"),
+        )
+
+
+def test_container_names_resolve_and_many_start_at_once(docker_env: DockerEnv) -> None:
+    """Docker's own name resolution works on podwire networks, and parallel
+    starts each get their own port."""
+    import concurrent.futures
+
+    v4, _ = random_subnets()
+    net = unique("pwn")
+    docker_env.create_network(net, v4)
+    names = [unique("c") for _ in range(6)]
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda n: docker_env.run(n, net), names))
+    ports = docker_env.agent.ports(docker_env.backend_network(net).id)
+    assert len(ports) == 6
+    assert len({p.fixed_ips[0].ip_address for p in ports}) == 6
+    _ping(docker_env, names[0], names[5])

@@ -135,36 +135,62 @@ def bind_unix_socket(path: Path) -> socket.socket:
 def run_agent(config: Config) -> None:
     """Serve until SIGTERM or SIGINT; then stop accepting, finish the requests
     in flight, close the backend and the store, and remove the socket."""
-    import uvicorn
-
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config.state_dir.mkdir(parents=True, exist_ok=True)
+    state_lock = lock_state_dir(config.state_dir)
+    try:
+        _serve(config)
+    finally:
+        os.close(state_lock)
+
+
+def lock_state_dir(state_dir: Path) -> int:
+    """One agent per state dir: its records are only consistent with one
+    writer reconciling them."""
+    import fcntl
+
+    fd = os.open(state_dir / "agent.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Unavailable(f"another agent is already using state dir {state_dir}") from None
+    return fd
+
+
+def _serve(config: Config) -> None:
+    import uvicorn
+
     agent = Agent.from_config(config)
     socket_path = config.agent.socket
     sock: socket.socket | None = None
     plugin: Any = None  # the docker plugin server, when config.agent.serve_docker
-    # uvicorn re-raises the signal it caught once it has shut down; with these
-    # handlers that lands here instead of killing the process before cleanup.
-    received: list[int] = []
-    previous = {
-        sig: signal.signal(sig, lambda s, _f: received.append(s))
-        for sig in (signal.SIGTERM, signal.SIGINT)
-    }
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_app(agent),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=30,
+        )
+    )
+
+    # Before uvicorn installs its handlers (reconcile, bind) a signal must
+    # still stop us; and uvicorn re-raises the signal it caught once it has
+    # shut down, which with this handler lands here instead of killing the
+    # process before the cleanup below.
+    def stop(_sig: int, _frame: object) -> None:
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        # Bound first: a second agent on this socket stops here, before its
+        # reconcile could roll back the first one's ADDs in flight.
+        sock = bind_unix_socket(socket_path)
         report = agent.reconcile()
         log.info("agent: reconcile %s", report)
-        sock = bind_unix_socket(socket_path)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                build_app(agent),
-                log_level="warning",
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=30,
-            )
-        )
         log.info("agent: serving %s (backend %s)", socket_path, agent.backend.name)
         if config.agent.serve_docker:
             from podwire.frontends.docker.serve import DockerPluginServer

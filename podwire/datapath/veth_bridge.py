@@ -102,12 +102,20 @@ class VethBridgeDriver:
             with ExitStack() as undo:
                 try:
                     host = scope.enter_context(rtnl())
+                    # Rules are keyed by the host end's name: never touch
+                    # those of a live port that already holds it.
+                    if host.link(vif.host_ifname) is not None:
+                        raise Conflict(
+                            f"host interface {vif.host_ifname} already exists",
+                            kind="interface",
+                            object_id=vif.host_ifname,
+                        )
                     master = self._ensure_bridge(host, vif.bridge, mtu, tuple(gateways))
                     # Rules match the host end by name, so they are in place
                     # before the first frame can leave the container.
                     if vif.port_security.enabled:
                         self.portsec.add_port(vif.host_ifname, vif.port_security)
-                        undo.callback(self.portsec.remove_port, vif.host_ifname)
+                        undo.callback(self.portsec.remove_port, vif.host_ifname, vif.port_security)
                     veth.plug_pair(
                         undo,
                         host,
@@ -182,7 +190,7 @@ class VethBridgeDriver:
         # The host end takes its peer with it wherever it is (container
         # netns, host in Docker mode, or already gone with its netns).
         veth.delete_host_end(vif.host_ifname)
-        self.portsec.remove_port(vif.host_ifname)
+        self.portsec.remove_port(vif.host_ifname, vif.port_security)
 
     # -- check ----------------------------------------------------------------
 
@@ -203,7 +211,9 @@ class VethBridgeDriver:
                     field="bridge",
                     object_id=vif.host_ifname,
                 )
-        if vif.port_security.enabled and not self.portsec.has_port(vif.host_ifname):
+        if vif.port_security.enabled and not self.portsec.has_port(
+            vif.host_ifname, vif.port_security
+        ):
             raise Drift(
                 f"port security rules for {vif.host_ifname} are missing",
                 field="port_security",

@@ -166,6 +166,7 @@ def _serve(config: Config) -> None:
     agent = Agent.from_config(config)
     socket_path = config.agent.socket
     sock: socket.socket | None = None
+    plugin: Any = None  # the docker plugin server, when config.agent.serve_docker
     server = uvicorn.Server(
         uvicorn.Config(
             build_app(agent),
@@ -191,8 +192,16 @@ def _serve(config: Config) -> None:
         report = agent.reconcile()
         log.info("agent: reconcile %s", report)
         log.info("agent: serving %s (backend %s)", socket_path, agent.backend.name)
-        asyncio.run(server.serve(sockets=[sock]))
+        if config.agent.serve_docker:
+            from podwire.frontends.docker.serve import DockerPluginServer
+
+            plugin = DockerPluginServer(agent, config.agent.docker_plugin_socket)
+            asyncio.run(plugin.run_beside(server.serve(sockets=[sock])))
+        else:
+            asyncio.run(server.serve(sockets=[sock]))
     finally:
+        if plugin is not None:
+            plugin.close()
         if sock is not None:
             sock.close()
             with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,271 @@
+"""veth pairs: what the Linux bridge and the OVS drivers share.
+
+A plug creates the pair in ONE rtnetlink request: the host end named
+``host_ifname`` (up, already enslaved when a master is given), and its peer
+created directly inside the container's namespace under its final name
+``ifname``, with the port's MAC and the network's MTU, still down. The
+usual "create under a temporary name in the host, move, rename" dance
+exists to keep the container end from ever colliding with a host
+interface; creating the peer in the target namespace gives that by
+construction, checks the name where it matters (the container), costs one
+round trip instead of four, and leaves nothing to undo when it fails (the
+kernel creates both ends or neither).
+
+Then, inside the namespace: every address (IPv6 with IFA_F_NODAD, see
+below), the interface and ``lo`` up, then the routes (a gateway must be
+on-link, so routes come after the addresses and the link are up).
+
+IPv6 duplicate address detection is off for the addresses podwire assigns:
+the backend's IPAM guarantees they are unique on the network, and DAD would
+leave each one "tentative" (unusable) for 1-2 s. The kernel's own
+link-local address keeps its DAD.
+
+Undo: deleting the host end deletes the pair, wherever the peer is; so
+every failure after creation is undone by one delete, and unplug never
+needs the container's namespace (gone or not).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import re
+from contextlib import ExitStack
+
+from podwire.datapath.netlink import NetlinkError, Netns, NetnsError, Rtnl, rtnl
+from podwire.datapath.vif import Route
+from podwire.errors import Conflict, DatapathError, Drift, InvalidInput, NotFound
+
+_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+# --------------------------------------------------------------------------
+# Input checks: names and addresses go to the kernel and into nft scripts.
+
+
+def check_ifname(name: str, field: str) -> str:
+    if not _IFNAME.match(name or "") or name in (".", ".."):
+        raise InvalidInput(
+            f"{field} {name!r} is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)",
+            field=field,
+        )
+    return name
+
+
+def check_mac(mac: str) -> str:
+    mac = (mac or "").lower()
+    if not _MAC.match(mac) or int(mac[:2], 16) & 1:
+        raise InvalidInput(f"MAC address {mac!r} is not a unicast MAC", field="mac")
+    return mac
+
+
+def check_addresses(addresses: tuple[str, ...]) -> list[str]:
+    out = []
+    for cidr in addresses:
+        try:
+            iface = ipaddress.ip_interface(cidr)
+        except ValueError as exc:
+            raise InvalidInput(f"address {cidr!r} is malformed", field="addresses") from exc
+        if "/" not in cidr:
+            raise InvalidInput(f"address {cidr!r} has no prefix length", field="addresses")
+        out.append(str(iface))
+    return out
+
+
+def check_routes(routes: tuple[Route, ...]) -> None:
+    for route in routes:
+        try:
+            net = ipaddress.ip_network(route.destination, strict=False)
+            if route.gateway is not None:
+                gw = ipaddress.ip_address(route.gateway)
+                if gw.version != net.version:
+                    raise ValueError("gateway family differs from destination's")
+        except ValueError as exc:
+            raise InvalidInput(
+                f"route {route.destination} via {route.gateway}: {exc}", field="routes"
+            ) from exc
+
+
+def check_mtu(mtu: int) -> int:
+    if not 68 <= mtu <= 65535:
+        raise InvalidInput(f"MTU {mtu} is out of range 68-65535", field="mtu")
+    return mtu
+
+
+def open_netns(path: str) -> Netns:
+    """Open a namespace path, translating failures to podwire errors."""
+    try:
+        return Netns(path)
+    except NetnsError as exc:
+        if exc.errno == errno.ENOENT:
+            raise NotFound(
+                f"network namespace {path} does not exist", kind="netns", object_id=path
+            ) from exc
+        raise InvalidInput(
+            f"network namespace {path}: {exc.strerror}", kind="netns", object_id=path
+        ) from exc
+
+
+def datapath_error(exc: OSError, what: str) -> DatapathError:
+    return DatapathError(f"{what}: {exc.strerror or exc}", detail=str(exc))
+
+
+# --------------------------------------------------------------------------
+# Plug steps
+
+
+def create_pair(
+    host: Rtnl,
+    netns: Netns | None,
+    *,
+    host_ifname: str,
+    ifname: str,
+    mac: str,
+    mtu: int,
+    master: int | None = None,
+) -> None:
+    """Create host_ifname (up, on ``master``) <-> ifname (in ``netns``, or in
+    the host when None, with ``mac``, down). Conflict names the taken name."""
+    try:
+        host.add_veth(
+            host_ifname, ifname, mtu=mtu, up=True, master=master, peer_mac=mac, peer_netns=netns
+        )
+    except NetlinkError as exc:
+        if exc.errno == errno.EEXIST:
+            if host.link(host_ifname) is not None:
+                raise Conflict(
+                    f"host interface {host_ifname} already exists",
+                    kind="interface",
+                    object_id=host_ifname,
+                ) from exc
+            where = netns.path if netns is not None else "the host namespace"
+            raise Conflict(
+                f"interface {ifname} already exists in {where}", kind="interface", object_id=ifname
+            ) from exc
+        if exc.errno == errno.EINVAL and netns is not None:
+            raise InvalidInput(
+                f"cannot create {ifname} in {netns.path}: {exc.strerror}"
+                " (not a network namespace?)",
+                kind="netns",
+                object_id=netns.path,
+            ) from exc
+        raise datapath_error(exc, f"creating veth {host_ifname} <-> {ifname}") from exc
+
+
+def configure_container_end(
+    netns: Netns,
+    ifname: str,
+    *,
+    addresses: list[str],
+    routes: tuple[Route, ...],
+) -> int:
+    """Addresses, up (with lo), routes on ``ifname`` inside ``netns``.
+    Returns its ifindex there."""
+    try:
+        with rtnl(netns) as inner:
+            link = inner.link(ifname)
+            if link is None:
+                raise DatapathError(f"{ifname} vanished from {netns.path} while plugging")
+            for cidr in addresses:
+                inner.add_address(link.index, cidr, nodad=True)
+            inner.set_link(link.index, up=True)
+            lo = inner.link("lo")
+            if lo is not None and not lo.up:
+                inner.set_link(lo.index, up=True)
+            for route in routes:
+                inner.add_route(link.index, route.destination, route.gateway)
+            return link.index
+    except NetlinkError as exc:
+        raise datapath_error(exc, f"configuring {ifname} in {netns.path}") from exc
+    except NetnsError as exc:
+        raise InvalidInput(f"{exc.strerror}", kind="netns", object_id=netns.path) from exc
+
+
+def plug_pair(
+    undo: ExitStack,
+    host: Rtnl,
+    netns: Netns | None,
+    *,
+    host_ifname: str,
+    ifname: str,
+    mac: str,
+    mtu: int,
+    addresses: list[str],
+    routes: tuple[Route, ...],
+    master: int | None = None,
+) -> None:
+    """Create the pair and configure the container end; on failure the
+    ``undo`` stack (which the caller unwinds) deletes the pair."""
+    create_pair(
+        host, netns, host_ifname=host_ifname, ifname=ifname, mac=mac, mtu=mtu, master=master
+    )
+    undo.callback(delete_host_end, host_ifname)
+    if netns is not None:
+        configure_container_end(netns, ifname, addresses=addresses, routes=routes)
+
+
+def delete_host_end(host_ifname: str) -> bool:
+    """Delete the pair by its host end; False when it was already gone."""
+    try:
+        with rtnl() as host:
+            return host.delete_link(host_ifname)
+    except NetlinkError as exc:
+        raise datapath_error(exc, f"deleting {host_ifname}") from exc
+
+
+# --------------------------------------------------------------------------
+# Check
+
+
+def check_container_end(
+    netns_path: str,
+    ifname: str,
+    *,
+    mac: str,
+    mtu: int,
+    addresses: list[str],
+    routes: tuple[Route, ...],
+) -> None:
+    """Raise Drift naming the first field whose live value differs."""
+    try:
+        netns = Netns(netns_path)
+    except NetnsError as exc:
+        raise Drift(
+            f"network namespace {netns_path} is gone", field="netns", object_id=netns_path
+        ) from exc
+    with netns, rtnl(netns) as inner:
+        link = inner.link(ifname)
+        if link is None:
+            raise Drift(
+                f"interface {ifname} is missing from {netns_path}", field="ifname", object_id=ifname
+            )
+        if (link.mac or "").lower() != mac.lower():
+            raise Drift(
+                f"{ifname} has MAC {link.mac}, expected {mac}", field="mac", object_id=ifname
+            )
+        if link.mtu != mtu:
+            raise Drift(
+                f"{ifname} has MTU {link.mtu}, expected {mtu}", field="mtu", object_id=ifname
+            )
+        if not link.up:
+            raise Drift(f"{ifname} is down", field="up", object_id=ifname)
+        live = {ipaddress.ip_interface(a.cidr) for a in inner.addresses(link.index)}
+        for cidr in addresses:
+            if ipaddress.ip_interface(cidr) not in live:
+                raise Drift(f"{ifname} lacks address {cidr}", field="addresses", object_id=ifname)
+        live_routes = {
+            (ipaddress.ip_network(r.destination), r.gateway and ipaddress.ip_address(r.gateway))
+            for r in inner.routes(link.index)
+        }
+        for route in routes:
+            key = (
+                ipaddress.ip_network(route.destination, strict=False),
+                route.gateway and ipaddress.ip_address(route.gateway),
+            )
+            if key not in live_routes:
+                raise Drift(
+                    f"{ifname} lacks route {route.destination} via {route.gateway or 'link'}",
+                    field="routes",
+                    object_id=ifname,
+                )

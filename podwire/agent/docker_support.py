@@ -205,6 +205,8 @@ class DockerSupport:
         root = (state_dir or agent.config.state_dir) / "docker"
         self._pools = _JsonDir(root / "pools")
         self._networks = _JsonDir(root / "networks")
+        # Endpoints whose interface Leave removed (a Join may follow).
+        self._left = _JsonDir(root / "left")
         # Pool and network records change together (link, unlink, refcount).
         self._lock = threading.RLock()
 
@@ -759,9 +761,10 @@ class DockerSupport:
         if (
             record is not None
             and record.port_id
-            and record.labels.get(LABEL_PORT_ORIGIN) == ("created")
+            and record.labels.get(LABEL_PORT_ORIGIN) == "created"
         ):
             self._delete_port(record.port_id)
+        self._left.delete(endpoint_id)
 
     def join(self, docker_network_id: str, endpoint_id: str) -> JoinInfo:
         record = self._require_record(endpoint_id)
@@ -771,7 +774,9 @@ class DockerSupport:
                 kind="endpoint",
                 object_id=endpoint_id,
             )
-        self._ensure_plugged(record)
+        if self._left.get(endpoint_id) is not None:
+            self._replug(record)
+            self._left.delete(endpoint_id)
         gateway = gateway_v6 = None
         routes = []
         for route in record.vif.routes:
@@ -790,16 +795,17 @@ class DockerSupport:
         record = self._record(endpoint_id)
         if record is None or record.vif is None:
             return
+        # Marked first: a crash after it only costs the next Join a re-plug.
+        self._left.put(endpoint_id, {"endpoint_id": endpoint_id})
         self.agent.drivers(record.vif.kind).unplug(record.vif, None, record.ifname)
 
-    def _ensure_plugged(self, record: Attachment) -> None:
-        """Join after Leave (same endpoint) needs the interface again."""
+    def _replug(self, record: Attachment) -> None:
+        """Join after Leave (same endpoint) needs the interface again; what
+        is left of the old one goes first (unplug is idempotent)."""
         assert record.vif is not None
         driver = self.agent.drivers(record.vif.kind)
-        try:
-            driver.check(record.vif, None, record.ifname)
-        except PodwireError:
-            driver.plug(record.vif, None, record.ifname)
+        driver.unplug(record.vif, None, record.ifname)
+        driver.plug(record.vif, None, record.ifname)
 
     # --- lookups ------------------------------------------------------------------------------
 

@@ -125,12 +125,14 @@ def test_adopts_an_existing_backend_network_and_leaves_it(docker_env: DockerEnv)
     v4, _ = random_subnets()
     agent = docker_env.agent
     backend_name = unique("pwb")
-    existing = agent.proc.create_network(backend_name, v4)
+    existing = agent.proc.create_network(backend_name, v4, mtu=1400)
     net = unique("pwn")
     docker_env.create_network(net, v4, args=("-o", f"podwire.network={backend_name}"))
     assert docker_env.backend_network(net).id == existing.id
     c = docker_env.run(unique("c"), net)
     assert _port_of(docker_env, c, net).network_id == existing.id
+    # The backend network's MTU reaches the container's interface.
+    assert "mtu 1400" in docker_env.exec(c, "ip", "link", "show", "eth0").stdout
 
     docker_env.docker("rm", "-f", c)
     docker_env.docker("network", "rm", net)
@@ -270,3 +272,19 @@ def test_container_names_resolve_and_many_start_at_once(docker_env: DockerEnv) -
     assert len(ports) == 6
     assert len({p.fixed_ips[0].ip_address for p in ports}) == 6
     _ping(docker_env, names[0], names[5])
+
+
+def test_ip_range_and_backend_name_options(docker_env: DockerEnv) -> None:
+    v4, _ = random_subnets()
+    net = unique("pwn")
+    backend_name = unique("pwb")
+    cidr = ipaddress.ip_network(v4)
+    ip_range = f"{cidr[128]}/25"
+    docker_env.create_network(
+        net, v4, args=("--ip-range", ip_range, "-o", f"podwire.name={backend_name}")
+    )
+    assert docker_env.backend_network(net).name == backend_name
+    c = docker_env.run(unique("c"), net)
+    assert ipaddress.ip_address(docker_env.endpoint(c, net)["IPAddress"]) in (
+        ipaddress.ip_network(ip_range)
+    )

@@ -288,3 +288,26 @@ def test_ip_range_and_backend_name_options(docker_env: DockerEnv) -> None:
     assert ipaddress.ip_address(docker_env.endpoint(c, net)["IPAddress"]) in (
         ipaddress.ip_network(ip_range)
     )
+
+
+def test_with_dockers_own_ipam(docker_env: DockerEnv) -> None:
+    """-d podwire without --ipam-driver: Docker assigns the addresses, podwire
+    makes ports holding exactly them (and deletes them with the endpoint)."""
+    v4, _ = random_subnets()
+    net = unique("pwn")
+    docker_env.docker("network", "create", "-d", docker_env.driver, "--subnet", v4, net)
+    info = docker_env.inspect("network", "inspect", net)[0]
+    assert info["IPAM"]["Driver"] == "default"
+    backend_net = docker_env.backend_network(net)
+    c1, c2 = unique("c"), unique("c")
+    docker_env.run(c1, net)
+    docker_env.run(c2, net, "--ip", str(ipaddress.ip_network(v4)[50]))
+    for c in (c1, c2):
+        ep = docker_env.endpoint(c, net)
+        port = _port_of(docker_env, c, net)
+        assert [f.ip_address for f in port.fixed_ips] == [ep["IPAddress"]]
+        assert ep["MacAddress"] == port.mac_address
+    _ping(docker_env, c1, docker_env.endpoint(c2, net)["IPAddress"])
+    docker_env.docker("rm", "-f", c1, c2)
+    assert docker_env.agent.ports(backend_net.id) == []
+    docker_env.docker("network", "rm", net)

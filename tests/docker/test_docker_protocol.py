@@ -93,9 +93,13 @@ def test_impossible_requests_get_err_naming_the_cause(
     )
     assert "--subnet" in err("IpamDriver.RequestPool", {"AddressSpace": "", "Pool": "", "V6": True})
     assert "not a CIDR" in err("IpamDriver.RequestPool", {"Pool": "198.18.0.1/24"})
-    assert "was not requested from podwire IPAM" in err(
+    assert "network 'no-such-backend-net' not found" in err(
         "NetworkDriver.CreateNetwork",
-        {"NetworkID": "n-no-pool", "IPv4Data": [{"AddressSpace": "", "Pool": "198.18.250.0/24"}]},
+        {
+            "NetworkID": "n-adopt-missing",
+            "IPv4Data": [{"AddressSpace": "", "Pool": "198.18.250.0/24"}],
+            "Options": {"com.docker.network.generic": {"podwire.network": "no-such-backend-net"}},
+        },
     )
     # IPAM failures carry the key libnetwork's IPAM client reads, too.
     answer = call(plugin, "IpamDriver.ReleasePool", {"PoolID": ""}).json()

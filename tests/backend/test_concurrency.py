@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from podwire.backends.embedded import EmbeddedBackend
-from podwire.model import Context, NetworkCreate, SubnetCreate
+from podwire.model import Context, NetworkCreate, PortCreate, SubnetCreate, TrunkCreate
 from tests.fixtures.common import unique
 
 PROCESSES = 4
@@ -93,3 +93,42 @@ def test_processes_draw_distinct_macs(embedded_db_url: str) -> None:
     assert all(outcome in ("done", "exhausted") for _, outcome in outcomes), outcomes
     assert len(macs) == len(set(macs)) >= 100
     assert all(m.startswith("0a:70:77:00:01:") for m in macs)
+
+
+@pytest.mark.slow
+def test_processes_adding_overlapping_subnets(embedded_db_url: str) -> None:
+    from tests.backend import workers
+
+    ctx, network_id = _network(embedded_db_url, None)
+    outcomes = _run(
+        workers.create_subnet, (embedded_db_url, network_id, ctx.project_id, "198.18.42.0/24")
+    )
+    assert sorted(outcomes) == ["conflict"] * (PROCESSES - 1) + ["won"]
+    backend = EmbeddedBackend(embedded_db_url)
+    try:
+        assert len(backend.get_network(ctx, network_id).subnets) == 1
+    finally:
+        backend.close()
+
+
+@pytest.mark.slow
+def test_processes_reusing_a_vlan_on_one_trunk(embedded_db_url: str) -> None:
+    from tests.backend import workers
+
+    ctx, network_id = _network(embedded_db_url, "198.18.43.0/24")
+    backend = EmbeddedBackend(embedded_db_url)
+    try:
+        parent, *subs = (
+            backend.create_port(ctx, PortCreate(network_id=network_id))
+            for _ in range(PROCESSES + 1)
+        )
+        trunk = backend.create_trunk(ctx, TrunkCreate(port_id=parent.id))
+        outcomes = _run(
+            workers.add_subport,
+            (embedded_db_url, trunk.id, ctx.project_id, [p.id for p in subs]),
+        )
+        assert outcomes.count("won") == 1, outcomes
+        assert all(o in ("won", "conflict") for o in outcomes), outcomes
+        assert [sp.segmentation_id for sp in backend.get_trunk(ctx, trunk.id).sub_ports] == [100]
+    finally:
+        backend.close()

@@ -87,3 +87,49 @@ def create_macs(
     finally:
         backend.close()
         results.put((macs, outcome))
+
+
+def create_subnet(
+    db_url: str, network_id: str, project_id: str, cidr: str, start: Any, results: Any
+) -> None:
+    """Add a subnet; report "won", "conflict" or the error."""
+    from podwire.model import SubnetCreate
+
+    backend = EmbeddedBackend(db_url)
+    try:
+        backend.get_network(Context(project_id=project_id), network_id)  # connect now
+        start.wait(60)
+        backend.create_subnet(
+            Context(project_id=project_id), SubnetCreate(network_id=network_id, cidr=cidr)
+        )
+        results.put("won")
+    except Conflict:
+        results.put("conflict")
+    except Exception as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+    finally:
+        backend.close()
+
+
+def add_subport(
+    db_url: str, trunk_id: str, project_id: str, port_ids: list[str], start: Any, results: Any
+) -> None:
+    """Add one of ``port_ids`` (picked by process order) on VLAN 100."""
+    import os
+
+    from podwire.model import SubPort
+
+    backend = EmbeddedBackend(db_url)
+    ctx = Context(project_id=project_id)
+    try:
+        backend.get_trunk(ctx, trunk_id)  # connect now
+        port_id = port_ids[os.getpid() % len(port_ids)]
+        start.wait(60)
+        backend.add_subports(ctx, trunk_id, [SubPort(port_id=port_id, segmentation_id=100)])
+        results.put("won")
+    except Conflict:
+        results.put("conflict")
+    except Exception as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+    finally:
+        backend.close()

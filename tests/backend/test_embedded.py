@@ -29,6 +29,7 @@ from podwire.model import (
     SubPort,
     TrunkCreate,
 )
+from tests.backend.helpers import project, snapshot
 from tests.fixtures.common import unique
 
 
@@ -221,3 +222,45 @@ def test_database_of_another_schema_version_is_refused(tmp_path: Path) -> None:
         raw.execute("UPDATE podwire_meta SET value = '999' WHERE key = 'schema_version'")
     with pytest.raises(Unavailable, match="schema version 999"):
         EmbeddedBackend(url)
+
+
+def test_one_network_per_segment(embedded_db_url: str) -> None:
+    # Neutron's rule; in the embedded backend only (the OVN backend leaves
+    # segments to its operator).
+    backend = EmbeddedBackend(embedded_db_url)
+    try:
+        _one_network_per_segment(backend)
+    finally:
+        backend.close()
+
+
+def _one_network_per_segment(backend: EmbeddedBackend) -> None:
+    alice, bob = project(), project()
+    vlan = backend.create_network(
+        alice,
+        NetworkCreate(network_type="vlan", segmentation_id=123, physical_network="physnet1"),
+    )
+    assert (vlan.network_type, vlan.segmentation_id, vlan.physical_network) == (
+        "vlan",
+        123,
+        "physnet1",
+    )
+    before = snapshot(backend)
+    # the same VLAN on the same physical network, even from another project
+    with pytest.raises(Conflict) as err:
+        backend.create_network(
+            bob,
+            NetworkCreate(network_type="vlan", segmentation_id=123, physical_network="physnet1"),
+        )
+    assert err.value.field == "segmentation_id"
+    assert snapshot(backend) == before
+    # another VLAN, or the same VLAN on another physical network, is another segment
+    backend.create_network(
+        bob, NetworkCreate(network_type="vlan", segmentation_id=124, physical_network="physnet1")
+    )
+    backend.create_network(
+        bob, NetworkCreate(network_type="vlan", segmentation_id=123, physical_network="physnet2")
+    )
+    backend.create_network(alice, NetworkCreate(network_type="geneve", segmentation_id=5000))
+    with pytest.raises(Conflict):
+        backend.create_network(bob, NetworkCreate(network_type="geneve", segmentation_id=5000))

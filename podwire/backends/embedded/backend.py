@@ -351,6 +351,7 @@ class EmbeddedBackend:
         project = self._project(ctx, req.project_id, "network")
 
         def work(conn: Connection) -> Network:
+            self._check_segment(conn, req)
             network_id, now = new_id(), _now()
             conn.execute(
                 insert(networks).values(
@@ -374,6 +375,49 @@ class EmbeddedBackend:
             return self._networks(conn, [networks.c.id == network_id])[0]
 
         return self._write(work)
+
+    def _check_segment(self, conn: Connection, req: NetworkCreate) -> None:
+        """Neutron's rule: one network per segment (a VLAN on a physical
+        network, a VNI of a tunnel type, a flat physical network); two
+        networks on one segment would be one L2 domain under two names."""
+        kind = req.network_type
+        if kind == "vlan" and req.segmentation_id is not None:
+            same = [
+                networks.c.network_type == "vlan",
+                networks.c.segmentation_id == req.segmentation_id,
+                networks.c.physical_network.is_(None)
+                if req.physical_network is None
+                else networks.c.physical_network == req.physical_network,
+            ]
+            what = f"VLAN {req.segmentation_id} on physical network {req.physical_network}"
+            field = "segmentation_id"
+        elif kind in ("vxlan", "geneve") and req.segmentation_id is not None:
+            same = [
+                networks.c.network_type == kind,
+                networks.c.segmentation_id == req.segmentation_id,
+            ]
+            what = f"{kind} id {req.segmentation_id}"
+            field = "segmentation_id"
+        elif kind == "flat" and req.physical_network is not None:
+            same = [
+                networks.c.network_type == "flat",
+                networks.c.physical_network == req.physical_network,
+            ]
+            what = f"flat physical network {req.physical_network}"
+            field = "physical_network"
+        else:
+            return
+        if self._postgres:
+            # no row to lock for a segment not yet taken: serialise its takers
+            conn.execute(text("SELECT pg_advisory_xact_lock(7170708)"))
+        holder = conn.execute(select(networks.c.id).where(*same)).scalar()
+        if holder is not None:
+            raise Conflict(
+                f"{what} is already used by network {holder}",
+                kind="network",
+                object_id=holder,
+                field=field,
+            )
 
     def get_network(self, ctx: Context, network_id: str) -> Network:
         def work(conn: Connection) -> Network:

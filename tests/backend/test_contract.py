@@ -414,6 +414,9 @@ def test_port_update(backend: Backend) -> None:
     assert updated.port_security_enabled is False
     assert updated.fixed_ips == p.fixed_ips and updated.mac_address == p.mac_address
     assert backend.get_port(ctx, p.id) == updated
+    # the binding is replaced as a whole (the API merges Neutron's binding:* one by one)
+    moved = backend.update_port(ctx, p.id, PortUpdate(binding=PortBinding(host_id="host-b")))
+    assert moved.binding == PortBinding(host_id="host-b")
 
 
 def test_port_update_fixed_ips(backend: Backend) -> None:

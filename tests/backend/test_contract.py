@@ -848,3 +848,15 @@ def test_trunk_and_bool_filters(backend: Backend) -> None:
     )
     assert [p.id for p in backend.list_ports(ctx, {"admin_state_up": ["False"]})] == [down.id]
     assert [p.id for p in backend.list_ports(ctx, {"admin_state_up": ["true"]})] == [up.id]
+
+
+def test_small_v6_subnet_is_exhausted_too(backend: Backend) -> None:
+    ctx = project()
+    net, (sub,) = network(backend, ctx, "2001:db8:99::/125")  # ::2-::7, six addresses
+    got = [a for _ in range(6) for a in addresses(port(backend, ctx, net.id))]
+    assert sorted(got, key=ipaddress.ip_address) == [f"2001:db8:99::{i}" for i in range(2, 8)]
+    before = snapshot(backend)
+    with pytest.raises(Exhausted) as err:
+        port(backend, ctx, net.id)
+    assert err.value.object_id == sub.id
+    assert snapshot(backend) == before

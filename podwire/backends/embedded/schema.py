@@ -60,8 +60,8 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if isinstance(value, str):
-            return datetime.fromisoformat(value)
-        if value.tzinfo is None:
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:  # rows written by the first version, without a zone
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 

@@ -10,7 +10,9 @@ bodies are validated by podwire.model so the 400 names the field.
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -43,6 +45,39 @@ from podwire.model import (
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+
+
+class _GcPause:
+    """Pause the cyclic garbage collector while a list is built.
+
+    Building tens of thousands of objects at once (rows, models, dicts)
+    triggers many collections, each walking the whole heap: listing 10,000
+    ports spent a third of its time there. Nothing here makes reference
+    cycles, so collection can wait until the answer is built. Nested and
+    concurrent lists share one pause; the last one out resumes collection.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._paused = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0 and gc.isenabled():
+                gc.disable()
+                self._paused = True
+            self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._paused:
+                self._paused = False
+                gc.enable()
+
+
+_gc_paused = _GcPause()
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -159,7 +194,8 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
             return json_response({coll: []})
 
         def work() -> bytes:
-            return wire.dumps({coll: [to_wire(o) for o in list_fn(ctx, filters)]})
+            with _gc_paused:
+                return wire.dumps({coll: [to_wire(o) for o in list_fn(ctx, filters)]})
 
         return Response(content=await run_in_threadpool(work), media_type=JSON)
 

@@ -262,16 +262,14 @@ def parse_wire(model: type[_M], data: dict[str, Any], renames: dict[str, str], k
         err = validation_error(exc, kind=kind)
         if err.field is None:
             raise _name_wire_fields(err, renames, kind) from None
-        wire = _wire_field(err.field, renames)
-        if wire != err.field and err.field is not None and wire is not None:
-            err = InvalidInput(
-                wire + err.message[len(err.field) :]
-                if err.message.startswith(err.field)
-                else err.message,
-                kind=kind,
-                field=wire,
-            )
-        raise err from None
+        model_field = err.field
+        field = _wire_field(model_field, renames) or model_field
+        message = err.message
+        if message == f"{model_field}: unknown field {model_field!r}":
+            message = f"unknown field {field!r}"
+        elif message.startswith(model_field):
+            message = field + message[len(model_field) :]
+        raise InvalidInput(message, kind=kind, field=field) from None
 
 
 def _name_wire_fields(err: InvalidInput, renames: dict[str, str], kind: str) -> InvalidInput:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
@@ -97,6 +98,8 @@ class Agent:
         self._closed = threading.Event()
         # Marks pool threads running a request ``submit`` already admitted.
         self._local = threading.local()
+        self._drivers = _DriverDescriptions()
+        self._drivers.get()  # start describing now, in the background
 
     @classmethod
     def from_config(cls, config: Config) -> Agent:
@@ -488,15 +491,18 @@ class Agent:
 
     # --- STATUS -----------------------------------------------------------------------
 
-    def _status(self) -> AgentStatus:
-        backend_ok, reason = True, ""
+    def backend_health(self) -> tuple[bool, str]:
+        """(ok, why not): one cheap backend call."""
         try:
             self.backend.list_networks(self.ctx, {"id": ["00000000-0000-0000-0000-000000000000"]})
         except PodwireError as exc:
-            backend_ok, reason = False, f"backend {self.backend.name}: {exc.message}"
-        except Exception as exc:  # a backend that fails in an unplanned way is not ok either
-            backend_ok, reason = False, f"backend {self.backend.name}: {exc}"
-        drivers = _driver_descriptions()
+            return False, f"backend {self.backend.name}: {exc.message}"
+        except Exception as exc:  # a backend failing in an unplanned way is not ok either
+            return False, f"backend {self.backend.name}: {exc}"
+        return True, ""
+
+    def _status(self) -> AgentStatus:
+        backend_ok, reason = self.backend_health()
         return AgentStatus(
             ready=backend_ok,
             backend=self.backend.name,
@@ -504,8 +510,38 @@ class Agent:
             reason=reason,
             attachments=self.store.count(),
             in_flight=self.gate.admitted,
-            drivers=drivers,
+            drivers=self._drivers.get(),
         )
+
+
+class _DriverDescriptions:
+    """Driver descriptions, refreshed in the background: describing a driver
+    may probe slow things (an absent OVS database takes seconds to give up),
+    and a status call must not wait for that."""
+
+    TTL = 60.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: list[dict[str, Any]] = []
+        self._stamp = float("-inf")
+        self._refreshing = False
+
+    def get(self) -> list[dict[str, Any]]:
+        with self._lock:
+            stale = time.monotonic() - self._stamp > self.TTL
+            if stale and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, daemon=True).start()
+            return list(self._value)
+
+    def _refresh(self) -> None:
+        try:
+            value = _driver_descriptions()
+        except Exception as exc:
+            value = [{"name": "?", "available": False, "reason": str(exc)}]
+        with self._lock:
+            self._value, self._stamp, self._refreshing = value, time.monotonic(), False
 
 
 def _driver_descriptions() -> list[dict[str, Any]]:

@@ -287,9 +287,9 @@ def _gc_request(inv: Invocation) -> GcRequest:
 
 def _status_for(agent: Agent) -> Any:
     def status(network: str) -> None:
-        state = agent.status()
-        if not state.backend_ok:
-            raise CniError(Code.NOT_AVAILABLE, "podwire cannot serve ADD now", state.reason)
+        ok, reason = agent.backend_health()
+        if not ok:
+            raise CniError(Code.NOT_AVAILABLE, "podwire cannot serve ADD now", reason)
         try:
             agent.resolve_network(network)
         except NotFound as exc:

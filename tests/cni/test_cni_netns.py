@@ -230,3 +230,23 @@ def test_add_failure_leaves_nothing(agent_proc: AgentProcess, net: Any) -> None:
     assert answer.code != 0 and answer.error_code not in (None, 0)
     assert agent_proc.ports(net.id) == []
     assert agent_proc.attachments() == []
+
+
+def test_backend_unavailable_status_50_add_11(start_agent: Any, make_netns: Any) -> None:
+    """An agent whose backend (a remote podwire API) cannot be reached: STATUS
+    says 50 (cannot serve ADD), ADD says 11 (try again later)."""
+    agent: AgentProcess = start_agent(
+        "--backend", "remote", "--remote-url", "unix:///tmp/pwa-no-such-server.sock"
+    )
+    status = agent.cni("STATUS", netconf("pwa-any"), container_id=None, ifname=None)
+    assert status.error_code == 50, status.stdout
+    assert "backend" in status.json["details"]
+    ns = make_netns()
+    added = agent.cni(
+        "ADD", netconf("pwa-any"), container_id=unique("pwa", 12), netns=netns_path(ns)
+    )
+    assert added.error_code == 11, added.stdout
+    assert agent.attachments() == []
+    # DEL cannot reach the backend either: it says so rather than lying
+    deleted = agent.cni("DEL", netconf("pwa-any"), container_id=unique("pwa", 12))
+    assert deleted.error_code == 11

@@ -46,13 +46,13 @@ from podwire.errors import (
 )
 from podwire.model import (
     Context,
-    FixedIpRequest,
     Network,
     Port,
     PortBinding,
     PortCreate,
     PortUpdate,
     Subnet,
+    parse,
 )
 
 log = logging.getLogger(__name__)
@@ -240,20 +240,22 @@ class Agent:
         return PortBinding(host_id=self.config.host_id, vif_type=kind)
 
     def _create_port(self, req: AttachRequest, network: Network) -> Port:
-        fixed_ips = [FixedIpRequest(ip_address=ip) for ip in req.ips] if req.ips else None
-        return self.backend.create_port(
-            self.ctx,
-            PortCreate(
-                network_id=network.id,
-                project_id=network.project_id,
-                name=port_name(req.container_id, req.ifname),
-                mac_address=req.mac,
-                fixed_ips=fixed_ips,
-                device_id=req.container_id,
-                device_owner=device_owner(req.frontend),
-                binding=self._binding(network, "normal"),
-            ),
+        fixed_ips = [{"ip_address": ip} for ip in req.ips] if req.ips else None
+        request = parse(
+            PortCreate,
+            {
+                "network_id": network.id,
+                "project_id": network.project_id,
+                "name": port_name(req.container_id, req.ifname),
+                "mac_address": req.mac,
+                "fixed_ips": fixed_ips,
+                "device_id": req.container_id,
+                "device_owner": device_owner(req.frontend),
+                "binding": self._binding(network, "normal"),
+            },
+            kind="port",
         )
+        return self.backend.create_port(self.ctx, request)
 
     def _adopt_port(self, req: AttachRequest, network: Network) -> Port:
         assert req.port_id is not None

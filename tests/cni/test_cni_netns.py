@@ -190,6 +190,10 @@ def test_error_codes(agent_proc: AgentProcess, net: Any, make_netns: Any) -> Non
     unknown = unique("pwa")
     bad_net = agent_proc.cni("ADD", netconf(unknown), container_id=cid, netns=ns)
     assert bad_net.error_code == 7 and unknown in bad_net.json["msg"]
+    bad_mac = agent_proc.cni(
+        "ADD", netconf(net.name), container_id=cid, netns=ns, args="MAC=01:00:5e:00:00:01"
+    )
+    assert bad_mac.error_code == 7 and "multicast" in bad_mac.json["msg"], bad_mac.stdout
     gone = agent_proc.cni(
         "ADD",
         netconf(net.name),

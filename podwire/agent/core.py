@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
@@ -216,10 +217,11 @@ class Agent:
 
     def resolve_network(self, ref: str) -> Network:
         """A network by id, else by name; a name shared by several is an error."""
-        try:
-            return self.backend.get_network(self.ctx, ref)
-        except NotFound:
-            pass
+        if _looks_like_id(ref):
+            try:
+                return self.backend.get_network(self.ctx, ref)
+            except NotFound:
+                pass
         found = self.backend.list_networks(self.ctx, {"name": [ref]})
         if not found:
             raise NotFound(f"network {ref!r} not found", kind="network", object_id=ref)
@@ -577,6 +579,16 @@ def _check_port_matches(vif: Vif, port: Port) -> None:
             object_id=port.id,
             field="addresses",
         )
+
+
+def _looks_like_id(ref: str) -> bool:
+    """Ids are UUIDs in every backend; anything else can only be a name, and
+    is looked up by name only (one query instead of two)."""
+    try:
+        uuid.UUID(ref)
+    except ValueError:
+        return False
+    return True
 
 
 def _quietly(what: str, fn: Callable[..., Any], *args: Any) -> None:

@@ -133,8 +133,9 @@ class Agent:
     def detach(self, req: DetachRequest) -> None:
         self._guarded(req.container_id, self._detach, req)
 
-    def check(self, req: CheckRequest) -> None:
-        self._guarded(req.container_id, self._check, req)
+    def check(self, req: CheckRequest) -> Attachment:
+        """Raises Drift naming what differs; returns the record checked."""
+        return self._guarded(req.container_id, self._check, req)
 
     def gc(self, req: GcRequest) -> list[Attachment]:
         ticket = self.gate.admit("gc")
@@ -381,7 +382,7 @@ class Agent:
 
     # --- CHECK ------------------------------------------------------------------------
 
-    def _check(self, req: CheckRequest) -> None:
+    def _check(self, req: CheckRequest) -> Attachment:
         record = self.store.find(req.container_id, req.ifname)
         if record is not None and req.network and not self._same_network(record, req.network):
             record = None
@@ -405,8 +406,9 @@ class Agent:
                     field="port",
                 ) from None
             except Unavailable:
-                return  # the data path is fine; the backend's health is STATUS's business
+                return record  # the data path is fine; the backend's health is STATUS's business
             _check_port_matches(record.vif, port)
+        return record
 
     # --- GC ---------------------------------------------------------------------------
 

@@ -144,6 +144,17 @@ def test_check_ok_then_drift_named(agent_proc: AgentProcess, net: Any, make_netn
     drift = agent_proc.cni("CHECK", conf, container_id=cid, netns=netns_path(ns))
     assert drift.code != 0
     assert v4.split("/")[0] in drift.json["msg"] or "address" in drift.json["msg"].lower()
+    # a prevResult claiming another MAC for our interface fails too, naming it
+    _ip(ns, "addr", "add", v4, "dev", "eth0")
+    gw4 = next(ip["gateway"] for ip in added.json["ips"] if "." in ip["address"])
+    _ip(ns, "route", "add", "default", "via", gw4)
+    repaired = agent_proc.cni("CHECK", conf, container_id=cid, netns=netns_path(ns))
+    assert repaired.code == 0, repaired.stdout
+    forged = json.loads(json.dumps(added.json))
+    forged["interfaces"][1]["mac"] = "0a:70:77:00:00:99"
+    forged_conf = netconf(net.name, prevResult=forged)
+    lied = agent_proc.cni("CHECK", forged_conf, container_id=cid, netns=netns_path(ns))
+    assert lied.code != 0 and "MAC" in lied.json["msg"], lied.stdout
     # CHECK of a container never added: code 3
     unknown = agent_proc.cni("CHECK", conf, container_id=unique("pwa", 12), netns=netns_path(ns))
     assert unknown.error_code == 3
@@ -190,6 +201,10 @@ def test_error_codes(agent_proc: AgentProcess, net: Any, make_netns: Any) -> Non
     unknown = unique("pwa")
     bad_net = agent_proc.cni("ADD", netconf(unknown), container_id=cid, netns=ns)
     assert bad_net.error_code == 7 and unknown in bad_net.json["msg"]
+    twin = agent_proc.create_network(net.name)  # a second network of the same name
+    ambiguous = agent_proc.cni("ADD", netconf(net.name), container_id=cid, netns=ns)
+    assert ambiguous.error_code == 7 and "ambiguous" in ambiguous.json["msg"]
+    agent_proc.delete_network(twin.id)
     bad_mac = agent_proc.cni(
         "ADD", netconf(net.name), container_id=cid, netns=ns, args="MAC=01:00:5e:00:00:01"
     )

@@ -192,6 +192,7 @@ def _veth_ovs(ctx: PortContext) -> Vif:
         host_ifname=host_veth_name(ctx.port.id),
         iface_id=ctx.port.id,
         bind_timeout=ctx.config.ovn.bind_timeout,
+        ovs_db=ctx.config.ovn.ovs_db,
     )
 
 

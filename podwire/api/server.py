@@ -1,14 +1,28 @@
-"""``podwire server``: the embedded backend behind the Neutron API, on uvicorn."""
+"""``podwire server``: the embedded backend behind the Neutron API, on uvicorn.
+
+With ``--workers N`` uvicorn runs N processes, each with its own backend on
+the same database (the embedded backend is safe across processes); one
+Python process uses one core at most, so on a multi-core host more workers
+mean more port creates per second. Workers build their app from the
+settings the parent puts in the environment (``app_from_env``).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from podwire.config import Config
 from podwire.errors import InvalidInput
 
 log = logging.getLogger(__name__)
+
+_SETTINGS_ENV = "PODWIRE_SERVER_SETTINGS"
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -26,29 +40,61 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
-def run_server(config: Config, listen: str, tokens: Path, *, log_level: str = "warning") -> None:
-    """Serve until SIGINT/SIGTERM; the backend is closed on the way out."""
-    import uvicorn
-
+def app_from_env() -> Any:
+    """The app of one uvicorn worker: its own backend, closed at shutdown."""
     from podwire.api.app import create_app
     from podwire.api.auth import TokenFileAuth
     from podwire.backends.registry import open_backend
 
-    host, port = parse_listen(listen)
-    auth = TokenFileAuth.from_file(tokens)
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    settings = json.loads(os.environ[_SETTINGS_ENV])
+    config = Config.model_validate(settings["config"])
+    auth = TokenFileAuth.from_file(Path(settings["tokens"]))
     backend = open_backend(config)
-    try:
-        app = create_app(backend, auth)
-        uv_config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level=log_level,
-            access_log=log_level in ("debug", "info"),
-            # Clients keep connections open between requests (httpx, openstacksdk).
-            timeout_keep_alive=30,
-        )
-        uvicorn.Server(uv_config).run()
-    finally:
-        backend.close()
+    app = create_app(backend, auth)
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            backend.close()
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def run_server(
+    config: Config,
+    listen: str,
+    tokens: Path,
+    *,
+    workers: int = 1,
+    log_level: str = "warning",
+) -> None:
+    """Serve until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from podwire.api.auth import TokenFileAuth
+    from podwire.backends.registry import open_backend
+
+    host, port = parse_listen(listen)
+    if workers < 1:
+        raise InvalidInput("--workers must be at least 1", field="workers")
+    TokenFileAuth.from_file(tokens)  # a bad tokens file fails here, once, clearly
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    # Create the schema once before workers race to do it.
+    open_backend(config).close()
+    os.environ[_SETTINGS_ENV] = json.dumps(
+        {"config": config.model_dump(mode="json"), "tokens": str(tokens.resolve())}
+    )
+    uvicorn.run(
+        "podwire.api.server:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=log_level in ("debug", "info"),
+        # Clients keep connections open between requests (httpx, openstacksdk).
+        timeout_keep_alive=30,
+    )

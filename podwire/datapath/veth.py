@@ -173,8 +173,10 @@ def configure_container_end(
             lo = inner.link("lo")
             if lo is not None and not lo.up:
                 inner.set_link(lo.index, up=True)
+            inner.sync_carrier(ifname)
             for route in routes:
                 inner.add_route(link.index, route.destination, route.gateway)
+            inner.wait_ipv6_ready(link.index, addresses)
             return link.index
     except NetlinkError as exc:
         raise datapath_error(exc, f"configuring {ifname} in {netns.path}") from exc
@@ -203,6 +205,9 @@ def plug_pair(
     undo.callback(delete_host_end, host_ifname)
     if netns is not None:
         configure_container_end(netns, ifname, addresses=addresses, routes=routes)
+        # The host end got carrier when the container end came up: settle it
+        # so a bridge port is forwarding when plug returns.
+        host.sync_carrier(host_ifname)
 
 
 def delete_host_end(host_ifname: str) -> bool:

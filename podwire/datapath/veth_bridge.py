@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import ipaddress
 import os
 import threading
 import uuid
@@ -26,7 +27,7 @@ from podwire.datapath import veth
 from podwire.datapath.base import DriverDescription, PluggedInterface
 from podwire.datapath.netlink import NetlinkError, Rtnl, rtnl
 from podwire.datapath.portsec import DEFAULT_TABLE, PortSecurityTable, nftables_available
-from podwire.datapath.vif import VethBridge, Vif
+from podwire.datapath.vif import AddressPair, PortSecurity, VethBridge, Vif
 from podwire.errors import Conflict, DatapathError, Drift, InvalidInput
 
 
@@ -35,6 +36,18 @@ def bridge_mac(bridge: str) -> str:
     digest = bytearray(hashlib.sha256(bridge.encode()).digest()[:6])
     digest[0] = (digest[0] & 0xFC) | 0x02
     return ":".join(f"{b:02x}" for b in digest)
+
+
+def effective_security(vif: VethBridge) -> PortSecurity:
+    """What the port may send from: the agent's ``allowed`` plus, always, the
+    VIF's own MAC with each of its addresses (so a VIF built without them
+    still works, and unplug removes exactly what plug added)."""
+    own = tuple(
+        AddressPair(ip=str(ipaddress.ip_interface(cidr).ip), mac=vif.mac.lower())
+        for cidr in vif.addresses
+    )
+    allowed = tuple(dict.fromkeys((*vif.port_security.allowed, *own)))
+    return PortSecurity(enabled=vif.port_security.enabled, allowed=allowed)
 
 
 class VethBridgeDriver:
@@ -113,9 +126,10 @@ class VethBridgeDriver:
                     master = self._ensure_bridge(host, vif.bridge, mtu, tuple(gateways))
                     # Rules match the host end by name, so they are in place
                     # before the first frame can leave the container.
-                    if vif.port_security.enabled:
-                        self.portsec.add_port(vif.host_ifname, vif.port_security)
-                        undo.callback(self.portsec.remove_port, vif.host_ifname, vif.port_security)
+                    security = effective_security(vif)
+                    if security.enabled:
+                        self.portsec.add_port(vif.host_ifname, security)
+                        undo.callback(self.portsec.remove_port, vif.host_ifname, security)
                     veth.plug_pair(
                         undo,
                         host,
@@ -190,7 +204,7 @@ class VethBridgeDriver:
         # The host end takes its peer with it wherever it is (container
         # netns, host in Docker mode, or already gone with its netns).
         veth.delete_host_end(vif.host_ifname)
-        self.portsec.remove_port(vif.host_ifname, vif.port_security)
+        self.portsec.remove_port(vif.host_ifname, effective_security(vif))
 
     # -- check ----------------------------------------------------------------
 
@@ -211,9 +225,8 @@ class VethBridgeDriver:
                     field="bridge",
                     object_id=vif.host_ifname,
                 )
-        if vif.port_security.enabled and not self.portsec.has_port(
-            vif.host_ifname, vif.port_security
-        ):
+        security = effective_security(vif)
+        if security.enabled and not self.portsec.has_port(vif.host_ifname, security):
             raise Drift(
                 f"port security rules for {vif.host_ifname} are missing",
                 field="port_security",

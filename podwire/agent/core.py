@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from typing import Any, TypeVar
 
-from podwire.agent.gate import Gate
+from podwire.agent.gate import Gate, Ticket
 from podwire.agent.store import AttachmentStore
 from podwire.agent.types import (
     AgentStatus,
@@ -138,11 +138,13 @@ class Agent:
         return self._guarded(req.container_id, self._check, req)
 
     def gc(self, req: GcRequest) -> list[Attachment]:
-        ticket = self.gate.admit("gc")
+        # No container lock or slot here: _gc takes them per attachment.
+        ticket = self._ticket("gc")
         try:
             return self._gc(req)
         finally:
-            ticket.release()
+            if ticket is not None:
+                ticket.release()
 
     def status(self) -> AgentStatus:
         return self._status()
@@ -166,8 +168,14 @@ class Agent:
         finally:
             self._local.admitted = False
 
+    def _ticket(self, what: str) -> Ticket | None:
+        """Admission, unless ``submit`` already admitted this request."""
+        if getattr(self._local, "admitted", False):
+            return None
+        return self.gate.admit(what)
+
     def _guarded(self, container_id: str, fn: Callable[[Any], T], req: Any) -> T:
-        ticket = None if getattr(self._local, "admitted", False) else self.gate.admit(container_id)
+        ticket = self._ticket(container_id)
         try:
             with self.gate.container(container_id), self.gate.slot():
                 return fn(req)

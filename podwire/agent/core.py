@@ -515,6 +515,24 @@ class Agent:
             return False, f"backend {self.backend.name}: {exc}"
         return True, ""
 
+    def can_attach(self, network_ref: str) -> tuple[bool, str]:
+        """Could an ADD on this network succeed now? (ok, why not). Backend
+        reachable, network exists and unambiguous, and its data path's driver
+        not known to be unavailable on this host (from the cached
+        descriptions: never waits for a slow probe)."""
+        ok, reason = self.backend_health()
+        if not ok:
+            return False, reason
+        try:
+            network = self.resolve_network(network_ref)
+        except PodwireError as exc:
+            return False, exc.message
+        kind = choose_vif_kind(self.backend.name, network)
+        for described in self._drivers.get():
+            if kind in described.get("kinds", ()) and not described.get("available", True):
+                return False, f"data path {kind} unavailable here: {described.get('reason', '')}"
+        return True, ""
+
     def _status(self) -> AgentStatus:
         backend_ok, reason = self.backend_health()
         return AgentStatus(

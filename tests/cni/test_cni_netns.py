@@ -163,8 +163,9 @@ def test_check_ok_then_drift_named(agent_proc: AgentProcess, net: Any, make_netn
 def test_status(agent_proc: AgentProcess, net: Any) -> None:
     ok = agent_proc.cni("STATUS", netconf(net.name), container_id=None, ifname=None)
     assert ok.code == 0 and ok.stdout == b""
-    missing = agent_proc.cni("STATUS", netconf(unique("pwa")), container_id=None, ifname=None)
-    assert missing.error_code == 50
+    name = unique("pwa")
+    missing = agent_proc.cni("STATUS", netconf(name), container_id=None, ifname=None)
+    assert missing.error_code == 50 and name in missing.json["details"]
 
 
 def test_gc_keeps_only_valid_attachments(

@@ -17,7 +17,6 @@ from typing import Any
 
 from podwire.agent.core import Agent
 from podwire.agent.types import Attachment, AttachRequest, CheckRequest, DetachRequest, GcRequest
-from podwire.errors import NotFound, PodwireError
 from podwire.frontends.cni import result as results
 from podwire.frontends.cni import versions
 from podwire.frontends.cni.errors import CniError, Code, from_podwire
@@ -328,17 +327,9 @@ def _gc_request(inv: Invocation) -> GcRequest:
 
 def _status_for(agent: Agent) -> Any:
     def status(network: str) -> None:
-        ok, reason = agent.backend_health()
+        ok, reason = agent.can_attach(network)
         if not ok:
             raise CniError(Code.NOT_AVAILABLE, "podwire cannot serve ADD now", reason)
-        try:
-            agent.resolve_network(network)
-        except NotFound as exc:
-            raise CniError(Code.NOT_AVAILABLE, exc.message, network) from None
-        except PodwireError as exc:
-            raise CniError(
-                Code.NOT_AVAILABLE, "podwire cannot serve ADD now", exc.message
-            ) from None
 
     return status
 

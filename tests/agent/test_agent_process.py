@@ -141,9 +141,13 @@ def test_kill_9_mid_add_is_rolled_back_on_restart(
     )
 
 
-def test_crash_after_plug_is_rolled_back(agent_proc: AgentProcess, make_netns: Any) -> None:
+@pytest.mark.parametrize("state", ["pending", "detaching"])
+def test_crash_after_plug_is_rolled_back(
+    agent_proc: AgentProcess, make_netns: Any, state: str
+) -> None:
     """A record left "pending" after the plug (the crash window between plug
-    and "ready"): the restart unplugs, deletes the port and the record."""
+    and "ready") or "detaching" (a DEL cut short): the restart unplugs,
+    deletes the port and the record."""
     net = _net(agent_proc)
     ns = make_netns()
     cid = unique("pwa", 12)
@@ -153,7 +157,7 @@ def test_crash_after_plug_is_rolled_back(agent_proc: AgentProcess, make_netns: A
     agent_proc.kill()
     db = sqlite3.connect(agent_proc.state_dir / "agent.db")
     with db:
-        db.execute("UPDATE attachments SET state = 'pending' WHERE container_id = ?", (cid,))
+        db.execute("UPDATE attachments SET state = ? WHERE container_id = ?", (state, cid))
     db.close()
     agent_proc.start()
     assert agent_proc.attachments() == []

@@ -217,8 +217,17 @@ class Agent:
 
             self.store.update(record.id, state="ready")
             undo.pop_all()
+        ready = record.model_copy(
+            update={
+                "network_id": network.id,
+                "port_id": port.id,
+                "owns_port": owns_port,
+                "vif": vif,
+                "state": "ready",
+            }
+        )
         return AttachResult(
-            attachment=self.store.get(record.id),
+            attachment=ready,
             interface=interface,
             port=port,
             subnets=[s for s in subnets if s.id in {f.subnet_id for f in port.fixed_ips}],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import signal
 import socket
 import sqlite3
 import stat
@@ -90,6 +91,9 @@ def test_socket_mode_stale_replaced_and_removed_on_sigterm(start_agent: Any) -> 
         assert second.returncode != 0
         assert "already" in second.stderr
     assert agent.get("/v1/status")["ready"] is True
+    # SIGINT stops it as cleanly as SIGTERM.
+    assert agent.stop(signal.SIGINT) == 0
+    assert not agent.socket.exists()
 
 
 def test_restart_keeps_records_and_del_still_works(
@@ -245,3 +249,11 @@ def test_agent_status_and_attachments_api(agent_proc: AgentProcess) -> None:
     assert any(d["name"] and d["available"] for d in status["drivers"]) or status["drivers"] == []
     assert agent_proc.get("/v1/attachments") == {"attachments": []}
     assert os.stat(agent_proc.socket).st_uid == os.geteuid()
+
+
+def test_neutron_api_on_the_agent_socket(agent_proc: AgentProcess) -> None:
+    """The /v2.0 API is served on the agent's socket with admin rights."""
+    net = _net(agent_proc)
+    listed = agent_proc.get("/v2.0/networks")["networks"]
+    assert net.id in {n["id"] for n in listed}
+    assert agent_proc.get(f"/v2.0/networks/{net.id}")["network"]["name"] == net.name

@@ -247,7 +247,7 @@ def test_add_failure_leaves_nothing(agent_proc: AgentProcess, net: Any) -> None:
     answer = agent_proc.cni(
         "ADD", netconf(net.name), container_id=cid, netns="/var/run/netns/pwa-does-not-exist"
     )
-    assert answer.code != 0 and answer.error_code not in (None, 0)
+    assert answer.error_code == 4 and "CNI_NETNS" in answer.json["msg"], answer.stdout
     assert agent_proc.ports(net.id) == []
     assert agent_proc.attachments() == []
 

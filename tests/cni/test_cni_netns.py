@@ -270,3 +270,18 @@ def test_backend_unavailable_status_50_add_11(start_agent: Any, make_netns: Any)
     # DEL cannot reach the backend either: it says so rather than lying
     deleted = agent.cni("DEL", netconf("pwa-any"), container_id=unique("pwa", 12))
     assert deleted.error_code == 11
+
+
+def test_cni_versions_list_negotiates(agent_proc: AgentProcess, net: Any, make_netns: Any) -> None:
+    """A config with only cniVersions is answered in the highest common one."""
+    ns = make_netns()
+    cid = unique("pwa", 12)
+    conf = netconf(net.name)
+    del conf["cniVersion"]
+    conf["cniVersions"] = ["0.4.0", "1.0.0", "9.0.0"]
+    added = agent_proc.cni("ADD", conf, container_id=cid, netns=netns_path(ns))
+    assert added.code == 0, added.stdout
+    assert added.json["cniVersion"] == "1.0.0"
+    assert all("version" not in ip for ip in added.json["ips"])
+    assert agent_proc.cni("DEL", conf, container_id=cid, netns=netns_path(ns)).code == 0
+    assert agent_proc.ports(net.id) == []

@@ -330,6 +330,18 @@ def main(
     as_json: bool,
 ) -> None:
     """podwire: connect containers to SDN networks."""
+
+    # One place at a time. An option on the command line wins over one from
+    # the environment (PODWIRE_AGENT_SOCKET may be set for the CNI shim).
+    # One place at a time; an option typed on the command line wins over
+    # others from the environment (PODWIRE_AGENT_SOCKET may be set for the shim).
+    def typed(name: str) -> bool:
+        return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+    if any(typed(n) for n in ("url", "agent_socket", "state_dir")):
+        url = url if typed("url") else None
+        agent_socket = agent_socket if typed("agent_socket") else None
+        state_dir = state_dir if typed("state_dir") else None
     target = Target(url, token, agent_socket, state_dir, db_url, project, as_json)
     ctx.obj = target
     ctx.call_on_close(target.close)

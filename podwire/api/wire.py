@@ -350,7 +350,8 @@ def trunk_update(body: dict[str, Any]) -> TrunkUpdate:
     return parse_wire(TrunkUpdate, data, TRUNK_RENAMES, "trunk")
 
 
-def subports_body(body: Any) -> list[Any]:
+def _subport_items(body: Any) -> list[dict[str, Any]]:
+    """``{"sub_ports": [{...}, ...]}`` -> the list of objects, or InvalidInput."""
     if not isinstance(body, dict) or not isinstance(body.get("sub_ports"), list):
         raise InvalidInput(
             "request body must be a JSON object with a list 'sub_ports'", field="sub_ports"
@@ -359,14 +360,27 @@ def subports_body(body: Any) -> list[Any]:
     if extra:
         raise InvalidInput(f"unknown field {extra[0]!r}", field=extra[0])
     items: list[Any] = body["sub_ports"]
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InvalidInput(
+                f"sub_ports.{i}: must be a JSON object", kind="trunk", field=f"sub_ports.{i}"
+            )
     return items
 
 
+def _subport(index: int, item: dict[str, Any]) -> SubPort:
+    try:
+        return parse_wire(SubPort, item, {}, "trunk")
+    except InvalidInput as exc:
+        field = f"sub_ports.{index}.{exc.field}" if exc.field else f"sub_ports.{index}"
+        message = exc.message
+        if exc.field and message.startswith(exc.field):
+            message = field + message[len(exc.field) :]
+        raise InvalidInput(message, kind="trunk", field=field) from None
+
+
 def subports_to_add(body: Any) -> list[SubPort]:
-    sub_ports = [
-        parse_wire(SubPort, item, {}, "trunk") if isinstance(item, dict) else _not_object(i)
-        for i, item in enumerate(subports_body(body))
-    ]
+    sub_ports = [_subport(i, item) for i, item in enumerate(_subport_items(body))]
     try:
         check_unique_subports(sub_ports)
     except ValueError as exc:
@@ -375,10 +389,9 @@ def subports_to_add(body: Any) -> list[SubPort]:
 
 
 def subports_to_remove(body: Any) -> list[str]:
+    """Neutron takes whole sub-port objects here; only port_id matters."""
     port_ids: list[str] = []
-    for i, item in enumerate(subports_body(body)):
-        if not isinstance(item, dict):
-            _not_object(i)
+    for i, item in enumerate(_subport_items(body)):
         port_id = item.get("port_id")
         if not isinstance(port_id, str) or not port_id:
             raise InvalidInput(
@@ -392,9 +405,3 @@ def subports_to_remove(body: Any) -> list[str]:
             raise InvalidInput(f"unknown field {field!r}", kind="trunk", field=field)
         port_ids.append(port_id)
     return port_ids
-
-
-def _not_object(index: int) -> Any:
-    raise InvalidInput(
-        f"sub_ports.{index}: must be a JSON object", kind="trunk", field=f"sub_ports.{index}"
-    )

@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
 import re
 from contextlib import ExitStack
 
 from podwire.datapath.netlink import NetlinkError, Netns, NetnsError, Rtnl, rtnl
 from podwire.datapath.vif import Route
-from podwire.errors import Conflict, DatapathError, Drift, InvalidInput, NotFound
+from podwire.errors import Conflict, DatapathError, Drift, Exhausted, InvalidInput, NotFound
 
+log = logging.getLogger(__name__)
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
@@ -143,6 +145,12 @@ def create_pair(
             raise Conflict(
                 f"interface {ifname} already exists in {where}", kind="interface", object_id=ifname
             ) from exc
+        if exc.errno == errno.EXFULL and master is not None:
+            raise Exhausted(
+                f"cannot add {host_ifname} to its bridge: the bridge has the kernel's"
+                " maximum of 1024 ports",
+                kind="bridge",
+            ) from exc
         if exc.errno == errno.EINVAL and netns is not None:
             raise InvalidInput(
                 f"cannot create {ifname} in {netns.path}: {exc.strerror}"
@@ -202,7 +210,7 @@ def plug_pair(
     create_pair(
         host, netns, host_ifname=host_ifname, ifname=ifname, mac=mac, mtu=mtu, master=master
     )
-    undo.callback(delete_host_end, host_ifname)
+    undo.callback(_delete_quietly, host_ifname)
     if netns is not None:
         configure_container_end(netns, ifname, addresses=addresses, routes=routes)
         # The host end got carrier when the container end came up: settle it
@@ -217,6 +225,15 @@ def delete_host_end(host_ifname: str) -> bool:
             return host.delete_link(host_ifname)
     except NetlinkError as exc:
         raise datapath_error(exc, f"deleting {host_ifname}") from exc
+
+
+def _delete_quietly(host_ifname: str) -> None:
+    # Undo of a failed plug: log a failure here so that the caller sees the
+    # error that made plug fail, not this one.
+    try:
+        delete_host_end(host_ifname)
+    except Exception:
+        log.exception("undoing a failed plug: deleting %s failed", host_ifname)
 
 
 # --------------------------------------------------------------------------

@@ -18,9 +18,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import ipaddress
+import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 
 from podwire.datapath import veth
@@ -30,12 +32,23 @@ from podwire.datapath.portsec import DEFAULT_TABLE, PortSecurityTable, nftables_
 from podwire.datapath.vif import AddressPair, PortSecurity, VethBridge, Vif
 from podwire.errors import Conflict, DatapathError, Drift, InvalidInput
 
+log = logging.getLogger(__name__)
+
 
 def bridge_mac(bridge: str) -> str:
     """A stable locally administered unicast MAC for a bridge name."""
     digest = bytearray(hashlib.sha256(bridge.encode()).digest()[:6])
     digest[0] = (digest[0] & 0xFC) | 0x02
     return ":".join(f"{b:02x}" for b in digest)
+
+
+def _undo_quietly(step: Callable[..., object], *args: object) -> None:
+    """Run one undo step of a failed plug; a failure here is logged so the
+    error that made plug fail is the one the caller sees."""
+    try:
+        step(*args)
+    except Exception:
+        log.exception("undoing a failed plug: %s%r failed", getattr(step, "__name__", step), args)
 
 
 def effective_security(vif: VethBridge) -> PortSecurity:
@@ -129,7 +142,9 @@ class VethBridgeDriver:
                     security = effective_security(vif)
                     if security.enabled:
                         self.portsec.add_port(vif.host_ifname, security)
-                        undo.callback(self.portsec.remove_port, vif.host_ifname, security)
+                        undo.callback(
+                            _undo_quietly, self.portsec.remove_port, vif.host_ifname, security
+                        )
                     veth.plug_pair(
                         undo,
                         host,

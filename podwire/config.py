@@ -57,6 +57,8 @@ class OvnConfig(_Section):
     integration_bridge: str = "br-int"
     # How long ADD waits for ovn-controller to bind a port.
     bind_timeout: float = 15.0
+    # The local Open_vSwitch database the veth_ovs data path writes to.
+    ovs_db: str = "unix:/var/run/openvswitch/db.sock"
 
 
 class RemoteConfig(_Section):

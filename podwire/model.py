@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -108,7 +108,7 @@ def new_id() -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 class _Strict(BaseModel):
@@ -300,7 +300,7 @@ class SubnetCreate(_Strict):
     project_id: ProjectId | None = None
     description: str = ""
     # Unset: the first usable address. Explicit None: no gateway.
-    gateway_ip: IpAddress | None | Literal["auto"] = "auto"
+    gateway_ip: IpAddress | Literal["auto"] | None = "auto"
     allocation_pools: list[AllocationPool] | None = None
     dns_nameservers: list[IpAddress] = Field(default_factory=list)
     host_routes: list[HostRoute] = Field(default_factory=list)
@@ -311,15 +311,15 @@ class SubnetCreate(_Strict):
         net = ipaddress.ip_network(self.cidr)
         if self.ip_version is not None and self.ip_version != net.version:
             raise ValueError(f"ip_version {self.ip_version} does not match cidr {self.cidr}")
-        self.ip_version = net.version  # type: ignore[assignment]
-        if isinstance(self.gateway_ip, str) and self.gateway_ip != "auto":
-            if ipaddress.ip_address(self.gateway_ip) not in net:
-                raise ValueError(f"gateway_ip {self.gateway_ip} is outside cidr {self.cidr}")
+        self.ip_version = 4 if net.version == 4 else 6
+        gateway = self.gateway_ip
+        if gateway not in (None, "auto") and ipaddress.ip_address(gateway) not in net:
+            raise ValueError(f"gateway_ip {gateway} is outside cidr {self.cidr}")
         for pool in self.allocation_pools or []:
             start, end = ipaddress.ip_address(pool.start), ipaddress.ip_address(pool.end)
             if start not in net or end not in net:
                 raise ValueError(f"allocation pool {pool.start}-{pool.end} is outside {self.cidr}")
-            if start > end:
+            if int(start) > int(end):
                 raise ValueError(f"allocation pool {pool.start}-{pool.end} ends before it starts")
         for dns in self.dns_nameservers:
             if ipaddress.ip_address(dns).version != net.version:

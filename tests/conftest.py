@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.agent",
     "tests.fixtures.ovn",
     "tests.fixtures.docker",
+    "tests.fixtures.podman",
 ]

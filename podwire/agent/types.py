@@ -73,6 +73,8 @@ class DetachRequest(_Msg):
     # When given, DEL is scoped to this network (CNI's config names one).
     network: str | None = None
     netns: str | None = None
+    # Whose ports a DEL without a record may release (device_owner podwire:<frontend>).
+    frontend: Frontend = "cni"
 
 
 class CheckRequest(_Msg):
@@ -89,6 +91,9 @@ class GcRequest(_Msg):
     frontend: Frontend = "cni"
     labels: dict[str, str] = Field(default_factory=dict)
     keep: list[tuple[str, str]] = Field(default_factory=list)
+    # When given (a network name or id), also delete this host's ports of the
+    # frontend on that network that no record knows (leaked by a crash).
+    network: str | None = None
 
 
 class AgentStatus(_Msg):

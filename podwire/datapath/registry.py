@@ -27,6 +27,7 @@ from podwire.errors import InvalidInput, Unavailable
 
 DRIVERS: dict[str, str] = {
     "veth_bridge": "podwire.datapath.veth_bridge:VethBridgeDriver",
+    "veth_ovs": "podwire.datapath.veth_ovs:VethOvsDriver",
 }
 
 _instances: dict[tuple[str, tuple[tuple[str, Any], ...]], Driver] = {}

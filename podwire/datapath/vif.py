@@ -9,7 +9,7 @@ alone, even when the backend is gone.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -73,6 +73,9 @@ class VethOvs(_VifBase):
     # Wait until the logical port is up (ovn-controller bound it).
     wait_bound: bool = True
     bind_timeout: float = 15.0
+    # The Open_vSwitch database holding ``bridge`` (config ovn.ovs_db); kept on
+    # the VIF so DEL and CHECK work from the attachment record alone.
+    ovs_db: str = "unix:/var/run/openvswitch/db.sock"
 
 
 class MacvlanNested(_VifBase):
@@ -129,7 +132,7 @@ class VhostUser(_VifBase):
 
 
 Vif = Annotated[
-    Union[VethBridge, VethOvs, MacvlanNested, IpvlanNested, VlanNested, SriovVf, VhostUser],
+    VethBridge | VethOvs | MacvlanNested | IpvlanNested | VlanNested | SriovVf | VhostUser,
     Field(discriminator="kind"),
 ]
 VIF_KINDS = (

@@ -1,0 +1,550 @@
+"""The agent's core: attach, detach, check, gc, status, reconcile.
+
+Frontends call these with the request types of podwire.agent.types and get
+podwire errors back; they never see backends or drivers.
+
+Every ADD is a sequence of undoable steps on an ExitStack: the intent record,
+the port, the plug. If any step fails, the stack unwinds in reverse and the
+original error reaches the caller. Records are written at each step (intent,
+then port and VIF before plugging, then "ready"), so that after a crash the
+start-up reconcile knows exactly what to roll back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, suppress
+from typing import Any, TypeVar
+
+from podwire.agent.gate import Gate
+from podwire.agent.store import AttachmentStore
+from podwire.agent.types import (
+    AgentStatus,
+    Attachment,
+    AttachRequest,
+    AttachResult,
+    CheckRequest,
+    DetachRequest,
+    GcRequest,
+)
+from podwire.agent.vifs import PortContext, build_vif, choose_vif_kind
+from podwire.backends.base import Backend
+from podwire.config import Config
+from podwire.datapath.base import Driver
+from podwire.datapath.vif import Vif
+from podwire.errors import (
+    Conflict,
+    Drift,
+    InvalidInput,
+    NotFound,
+    PodwireError,
+    Unavailable,
+)
+from podwire.model import (
+    Context,
+    FixedIpRequest,
+    Network,
+    Port,
+    PortBinding,
+    PortCreate,
+    PortUpdate,
+    Subnet,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DriverLookup = Callable[[str], Driver]
+
+DEVICE_OWNER_PREFIX = "podwire:"
+
+
+def device_owner(frontend: str) -> str:
+    return f"{DEVICE_OWNER_PREFIX}{frontend}"
+
+
+def port_name(container_id: str, ifname: str) -> str:
+    """Names the port after what it is plugged as, so a DEL that lost its
+    record can still tell which of a container's ports is this interface."""
+    return f"pw-{container_id[:12]}-{ifname}"
+
+
+class Agent:
+    """One per host. Thread-safe: every public method may be called from any
+    thread; ``submit`` runs one on the agent's bounded pool for asyncio."""
+
+    def __init__(
+        self,
+        config: Config,
+        backend: Backend,
+        drivers: DriverLookup,
+        store: AttachmentStore,
+    ) -> None:
+        self.config = config
+        self.backend = backend
+        self.drivers = drivers
+        self.store = store
+        self.ctx = Context.admin(config.agent.project_id)
+        self.gate = Gate(config.agent.max_in_flight, config.agent.max_queued)
+        # Threads block on container locks and slots, so the pool is as large
+        # as the number of requests the gate admits: nothing waits unbounded.
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.gate.max_admitted, thread_name_prefix="podwire-agent"
+        )
+        self._closed = threading.Event()
+        # Marks pool threads running a request ``submit`` already admitted.
+        self._local = threading.local()
+
+    @classmethod
+    def from_config(cls, config: Config) -> Agent:
+        from podwire.backends.registry import open_backend
+        from podwire.datapath.registry import get_driver
+
+        store = AttachmentStore(config.state_dir / "agent.db")
+        try:
+            backend = open_backend(config)
+        except BaseException:
+            store.close()
+            raise
+        return cls(config, backend, get_driver, store)
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self.backend.close()
+        finally:
+            self.store.close()
+
+    # --- entry points: admission, per-container order, bounded work ----------------
+
+    def attach(self, req: AttachRequest) -> AttachResult:
+        return self._guarded(req.container_id, self._attach, req)
+
+    def detach(self, req: DetachRequest) -> None:
+        self._guarded(req.container_id, self._detach, req)
+
+    def check(self, req: CheckRequest) -> None:
+        self._guarded(req.container_id, self._check, req)
+
+    def gc(self, req: GcRequest) -> list[Attachment]:
+        ticket = self.gate.admit("gc")
+        try:
+            return self._gc(req)
+        finally:
+            ticket.release()
+
+    def status(self) -> AgentStatus:
+        return self._status()
+
+    async def submit(self, fn: Callable[[Any], T], req: Any) -> T:
+        """Run ``fn(req)`` (one of the public methods) on the pool. Admission
+        happens here, on the event loop, so a refused request never queues."""
+        import asyncio
+
+        ticket = self.gate.admit(type(req).__name__)
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, self._admitted_call, fn, req)
+        finally:
+            ticket.release()
+
+    def _admitted_call(self, fn: Callable[[Any], T], req: Any) -> T:
+        self._local.admitted = True
+        try:
+            return fn(req)
+        finally:
+            self._local.admitted = False
+
+    def _guarded(self, container_id: str, fn: Callable[[Any], T], req: Any) -> T:
+        ticket = None if getattr(self._local, "admitted", False) else self.gate.admit(container_id)
+        try:
+            with self.gate.container(container_id), self.gate.slot():
+                return fn(req)
+        finally:
+            if ticket is not None:
+                ticket.release()
+
+    # --- ADD --------------------------------------------------------------------------
+
+    def _attach(self, req: AttachRequest) -> AttachResult:
+        record = self.store.create(
+            container_id=req.container_id,
+            ifname=req.ifname,
+            netns=req.netns,
+            network=req.network,
+            frontend=req.frontend,
+            labels={**req.labels, "podwire.network": req.network},
+        )
+        with ExitStack() as undo:
+            undo.callback(_quietly, "delete record", self.store.delete, record.id)
+
+            network = self.resolve_network(req.network)
+            subnets = self._subnets(network)
+            if req.port_id:
+                port, owns_port = self._adopt_port(req, network), False
+                undo.callback(_quietly, "release port", self._release_port, port.id)
+            else:
+                port, owns_port = self._create_port(req, network), True
+                undo.callback(_quietly, "delete port", self._delete_port, port.id)
+
+            vif = build_vif(PortContext(self.backend.name, network, port, subnets, self.config))
+            driver = self.drivers(vif.kind)
+            # Recorded before plugging: a crash mid-plug is rolled back from it.
+            self.store.update(
+                record.id, network_id=network.id, port_id=port.id, owns_port=owns_port, vif=vif
+            )
+            undo.callback(_quietly, "unplug", driver.unplug, vif, req.netns, req.ifname)
+            interface = driver.plug(vif, req.netns, req.ifname)
+
+            self.store.update(record.id, state="ready")
+            undo.pop_all()
+        return AttachResult(
+            attachment=self.store.get(record.id),
+            interface=interface,
+            port=port,
+            subnets=[s for s in subnets if s.id in {f.subnet_id for f in port.fixed_ips}],
+        )
+
+    def resolve_network(self, ref: str) -> Network:
+        """A network by id, else by name; a name shared by several is an error."""
+        try:
+            return self.backend.get_network(self.ctx, ref)
+        except NotFound:
+            pass
+        found = self.backend.list_networks(self.ctx, {"name": [ref]})
+        if not found:
+            raise NotFound(f"network {ref!r} not found", kind="network", object_id=ref)
+        if len(found) > 1:
+            ids = ", ".join(n.id for n in found)
+            raise InvalidInput(
+                f"network name {ref!r} is ambiguous ({len(found)} networks: {ids}); use its id",
+                kind="network",
+                object_id=ref,
+            )
+        return found[0]
+
+    def _subnets(self, network: Network) -> list[Subnet]:
+        return self.backend.list_subnets(self.ctx, {"network_id": [network.id]})
+
+    def _binding(self, network: Network, vnic_type: str) -> PortBinding:
+        kind = choose_vif_kind(self.backend.name, network, vnic_type)
+        return PortBinding(host_id=self.config.host_id, vif_type=kind)
+
+    def _create_port(self, req: AttachRequest, network: Network) -> Port:
+        fixed_ips = [FixedIpRequest(ip_address=ip) for ip in req.ips] if req.ips else None
+        return self.backend.create_port(
+            self.ctx,
+            PortCreate(
+                network_id=network.id,
+                project_id=network.project_id,
+                name=port_name(req.container_id, req.ifname),
+                mac_address=req.mac,
+                fixed_ips=fixed_ips,
+                device_id=req.container_id,
+                device_owner=device_owner(req.frontend),
+                binding=self._binding(network, "normal"),
+            ),
+        )
+
+    def _adopt_port(self, req: AttachRequest, network: Network) -> Port:
+        assert req.port_id is not None
+        port = self.backend.get_port(self.ctx, req.port_id)
+        if port.network_id != network.id:
+            raise InvalidInput(
+                f"port {port.id} is on network {port.network_id}, not {network.id}",
+                kind="port",
+                object_id=port.id,
+                field="port_id",
+            )
+        if port.device_id and port.device_id != req.container_id:
+            raise Conflict(
+                f"port {port.id} is in use by device {port.device_id}",
+                kind="port",
+                object_id=port.id,
+            )
+        return self.backend.update_port(
+            self.ctx,
+            port.id,
+            PortUpdate(
+                device_id=req.container_id,
+                device_owner=device_owner(req.frontend),
+                binding=self._binding(network, port.vnic_type),
+            ),
+        )
+
+    def _delete_port(self, port_id: str) -> None:
+        with suppress(NotFound):
+            self.backend.delete_port(self.ctx, port_id)
+
+    def _release_port(self, port_id: str) -> None:
+        """Give a caller's port back as it came: unbound, no device."""
+        with suppress(NotFound):
+            self.backend.update_port(
+                self.ctx,
+                port_id,
+                PortUpdate(device_id="", device_owner="", binding=PortBinding()),
+            )
+
+    # --- DEL --------------------------------------------------------------------------
+
+    def _detach(self, req: DetachRequest) -> None:
+        record = self.store.find(req.container_id, req.ifname)
+        if record is not None and req.network and not self._same_network(record, req.network):
+            # Same container and interface name, another network: not ours to
+            # delete (CNI keys attachments by network too).
+            record = None
+        if record is not None:
+            self._teardown(record, req.netns)
+            return
+        self._teardown_unrecorded(req)
+
+    def _same_network(self, record: Attachment, ref: str) -> bool:
+        if ref in (record.network_id, record.labels.get("podwire.network")):
+            return True
+        try:
+            return self.resolve_network(ref).id == record.network_id
+        except NotFound:
+            return False
+
+    def _teardown(self, record: Attachment, netns: str | None = None) -> None:
+        """Undo one attachment from its record; every step tolerates "already
+        gone". The record is deleted last, so a failed teardown is retried by
+        the next DEL (or the start-up reconcile)."""
+        if record.state != "detaching":
+            self.store.update(record.id, state="detaching")
+        netns = netns or record.netns
+        if record.vif is not None:
+            self.drivers(record.vif.kind).unplug(record.vif, netns, record.ifname)
+        if record.port_id is not None:
+            if record.owns_port:
+                self._delete_port(record.port_id)
+            else:
+                self._release_port(record.port_id)
+        else:
+            # Crashed between creating the port and recording it.
+            for port in self._ports_of(record.container_id, record.ifname, record.frontend):
+                self._delete_port(port.id)
+        self.store.delete(record.id)
+
+    def _teardown_unrecorded(self, req: DetachRequest) -> None:
+        """DEL with no record: release whatever port this host made for that
+        container and interface (a lost record must not leak an address)."""
+        frontend = req.frontend
+        network_id: str | None = None
+        if req.network:
+            try:
+                network_id = self.resolve_network(req.network).id
+            except NotFound:
+                return  # no such network: nothing of it can be ours
+        for port in self._ports_of(req.container_id, req.ifname, frontend, network_id):
+            # Rebuilt from the port: names (bridge, host end) derive from ids,
+            # so unplug finds what a lost record would have named.
+            network = self.backend.get_network(self.ctx, port.network_id)
+            vif = build_vif(
+                PortContext(self.backend.name, network, port, self._subnets(network), self.config)
+            )
+            self.drivers(vif.kind).unplug(vif, req.netns, req.ifname)
+            self._delete_port(port.id)
+
+    def _ports_of(
+        self,
+        container_id: str,
+        ifname: str,
+        frontend: str,
+        network_id: str | None = None,
+    ) -> list[Port]:
+        filters: dict[str, list[str]] = {
+            "device_id": [container_id],
+            "device_owner": [device_owner(frontend)],
+            "name": [port_name(container_id, ifname)],
+        }
+        if network_id is not None:
+            filters["network_id"] = [network_id]
+        return [
+            p
+            for p in self.backend.list_ports(self.ctx, filters)
+            if p.binding.host_id == self.config.host_id
+        ]
+
+    # --- CHECK ------------------------------------------------------------------------
+
+    def _check(self, req: CheckRequest) -> None:
+        record = self.store.find(req.container_id, req.ifname)
+        if record is not None and req.network and not self._same_network(record, req.network):
+            record = None
+        if record is None or record.state != "ready" or record.vif is None:
+            raise NotFound(
+                f"no attachment of container {req.container_id} interface {req.ifname}"
+                + (f" on network {req.network}" if req.network else ""),
+                kind="attachment",
+                object_id=req.container_id,
+            )
+        self.drivers(record.vif.kind).check(record.vif, req.netns or record.netns, record.ifname)
+        if record.port_id is not None:
+            try:
+                port = self.backend.get_port(self.ctx, record.port_id)
+            except NotFound:
+                raise Drift(
+                    f"port {record.port_id} of {req.container_id}/{req.ifname} "
+                    "no longer exists in the backend",
+                    kind="port",
+                    object_id=record.port_id,
+                    field="port",
+                ) from None
+            except Unavailable:
+                return  # the data path is fine; the backend's health is STATUS's business
+            _check_port_matches(record.vif, port)
+
+    # --- GC ---------------------------------------------------------------------------
+
+    def _gc(self, req: GcRequest) -> list[Attachment]:
+        """Tear down every attachment of the frontend (and labels) not kept;
+        then delete this host's ports of the network that no record knows.
+        Continues past failures and raises the first at the end."""
+        keep = {(cid, ifname) for cid, ifname in req.keep}
+        removed: list[Attachment] = []
+        errors: list[PodwireError] = []
+        for record in self.store.list(frontend=req.frontend):
+            if any(record.labels.get(k) != v for k, v in req.labels.items()):
+                continue
+            if (record.container_id, record.ifname) in keep:
+                continue
+            with self.gate.container(record.container_id), self.gate.slot():
+                current = self.store.find(record.container_id, record.ifname)
+                if current is None or current.id != record.id:
+                    continue
+                try:
+                    self._teardown(current)
+                    removed.append(current)
+                except PodwireError as exc:
+                    errors.append(exc)
+        if req.network:
+            try:
+                self._delete_orphan_ports(req.frontend, req.network, keep)
+            except PodwireError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        return removed
+
+    def _delete_orphan_ports(
+        self, frontend: str, network_ref: str | None, keep: set[tuple[str, str]] | None = None
+    ) -> list[str]:
+        """Ports this host made (device_owner podwire:*, binding host = this
+        host) that no record knows: leaked by a crash or a lost record."""
+        filters: dict[str, list[str]] = {"device_owner": [device_owner(frontend)]}
+        if network_ref is not None:
+            try:
+                filters["network_id"] = [self.resolve_network(network_ref).id]
+            except NotFound:
+                return []
+        known = {r.container_id for r in self.store.list()}
+        kept_names = {port_name(cid, ifname) for cid, ifname in keep or set()}
+        deleted = []
+        for port in self.backend.list_ports(self.ctx, filters):
+            if port.binding.host_id != self.config.host_id:
+                continue
+            if port.device_id in known or port.name in kept_names:
+                continue
+            with self.gate.container(port.device_id or port.id):
+                # Re-read under the container's lock: an ADD may have just
+                # recorded it.
+                if port.device_id and self.store.list(container_id=port.device_id):
+                    continue
+                self._delete_port(port.id)
+            deleted.append(port.id)
+        return deleted
+
+    # --- start-up ---------------------------------------------------------------------
+
+    def reconcile(self) -> dict[str, list[str]]:
+        """After a crash: roll back every ADD or DEL that did not finish, and
+        delete this host's podwire ports that no record knows. Run before
+        serving requests."""
+        rolled_back: list[str] = []
+        failed: list[str] = []
+        for record in self.store.list(states=("pending", "detaching")):
+            try:
+                self._teardown(record)
+                rolled_back.append(record.id)
+            except PodwireError as exc:
+                log.warning("reconcile: cannot roll back attachment %s: %s", record.id, exc)
+                failed.append(record.id)
+        orphans: list[str] = []
+        for frontend in ("cni", "docker", "cli"):
+            try:
+                orphans += self._delete_orphan_ports(frontend, None)
+            except PodwireError as exc:
+                log.warning("reconcile: cannot list %s ports: %s", frontend, exc)
+        if rolled_back or orphans:
+            log.info("reconcile: rolled back %s, deleted orphan ports %s", rolled_back, orphans)
+        return {"rolled_back": rolled_back, "failed": failed, "orphan_ports": orphans}
+
+    # --- STATUS -----------------------------------------------------------------------
+
+    def _status(self) -> AgentStatus:
+        backend_ok, reason = True, ""
+        try:
+            self.backend.list_networks(self.ctx, {"id": ["00000000-0000-0000-0000-000000000000"]})
+        except PodwireError as exc:
+            backend_ok, reason = False, f"backend {self.backend.name}: {exc.message}"
+        except Exception as exc:  # a backend that fails in an unplanned way is not ok either
+            backend_ok, reason = False, f"backend {self.backend.name}: {exc}"
+        drivers = _driver_descriptions()
+        return AgentStatus(
+            ready=backend_ok,
+            backend=self.backend.name,
+            backend_ok=backend_ok,
+            reason=reason,
+            attachments=self.store.count(),
+            in_flight=self.gate.admitted,
+            drivers=drivers,
+        )
+
+
+def _driver_descriptions() -> list[dict[str, Any]]:
+    try:
+        from podwire.datapath import registry
+    except ImportError:
+        return []
+    describe_all = getattr(registry, "describe_all", None)
+    if describe_all is None:
+        return []
+    return [d.model_dump() for d in describe_all()]
+
+
+def _check_port_matches(vif: Vif, port: Port) -> None:
+    """The record's VIF against the backend's port: someone may have changed
+    the port's MAC or addresses behind the agent's back."""
+    if port.mac_address != vif.mac:
+        raise Drift(
+            f"port {port.id} MAC is {port.mac_address} in the backend, {vif.mac} on the interface",
+            kind="port",
+            object_id=port.id,
+            field="mac",
+        )
+    recorded = {a.split("/")[0] for a in vif.addresses}
+    backend = {f.ip_address for f in port.fixed_ips}
+    if recorded != backend:
+        raise Drift(
+            f"port {port.id} addresses are {sorted(backend)} in the backend, "
+            f"{sorted(recorded)} on the interface",
+            kind="port",
+            object_id=port.id,
+            field="addresses",
+        )
+
+
+def _quietly(what: str, fn: Callable[..., Any], *args: Any) -> None:
+    """Run one undo step; a failing step is logged and the rest still run,
+    and the error that caused the undo is the one the caller sees."""
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("undo step %r failed", what)

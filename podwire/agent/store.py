@@ -1,0 +1,241 @@
+"""The durable attachment store: one SQLite file (state_dir/agent.db), apart
+from any backend database, so DEL, CHECK and GC work even when the backend is
+gone.
+
+WAL with synchronous=NORMAL: a committed record survives the agent being
+killed (the case that matters: crash between ADD steps); only a power loss
+may lose the last transactions, and the start-up reconcile covers that too
+(orphan ports of this host are deleted).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from podwire.agent.types import Attachment, AttachmentState
+from podwire.datapath.vif import Vif, parse_vif
+from podwire.errors import Conflict, NotFound
+from podwire.model import new_id, utcnow
+
+_metadata = MetaData()
+
+attachments = Table(
+    "attachments",
+    _metadata,
+    Column("id", String(36), primary_key=True),
+    Column("container_id", String(255), nullable=False),
+    Column("ifname", String(15), nullable=False),
+    Column("netns", Text, nullable=True),
+    # What the caller named (name or id) until the network is resolved; then its id.
+    Column("network_id", String(255), nullable=False),
+    Column("port_id", String(64), nullable=True),
+    Column("owns_port", Boolean, nullable=False, default=True),
+    Column("vif", Text, nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("frontend", String(16), nullable=False),
+    Column("labels", Text, nullable=False, default="{}"),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    # One interface name per container: two attachments named eth0 in one
+    # netns cannot both exist, whatever their networks.
+    UniqueConstraint("container_id", "ifname", name="uq_container_ifname"),
+)
+
+
+def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class AttachmentStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._engine: Engine = create_engine(
+            f"sqlite:///{path}",
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=8,
+            max_overflow=64,
+        )
+        event.listen(self._engine, "connect", _on_connect)
+        _metadata.create_all(self._engine)
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # --- writes -------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        container_id: str,
+        ifname: str,
+        netns: str | None,
+        network: str,
+        frontend: str,
+        labels: dict[str, str],
+    ) -> Attachment:
+        """The intent record, written before anything else of an ADD."""
+        now = utcnow()
+        row = {
+            "id": new_id(),
+            "container_id": container_id,
+            "ifname": ifname,
+            "netns": netns,
+            "network_id": network,
+            "port_id": None,
+            "owns_port": True,
+            "vif": None,
+            "state": "pending",
+            "frontend": frontend,
+            "labels": json.dumps(labels, sort_keys=True),
+            "created_at": now.isoformat(),
+            "updated_at": now.isoformat(),
+        }
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert(attachments).values(**row))
+        except IntegrityError:
+            existing = self.find(container_id, ifname)
+            raise Conflict(
+                f"container {container_id} already has an interface {ifname} "
+                f"(attachment {existing.id if existing else '?'}, "
+                f"state {existing.state if existing else '?'}); DEL it first",
+                kind="attachment",
+                object_id=container_id,
+                field="ifname",
+            ) from None
+        return _to_attachment(row)
+
+    def update(
+        self,
+        attachment_id: str,
+        *,
+        state: AttachmentState | None = None,
+        network_id: str | None = None,
+        port_id: str | None = None,
+        owns_port: bool | None = None,
+        vif: Vif | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"updated_at": utcnow().isoformat()}
+        if state is not None:
+            values["state"] = state
+        if network_id is not None:
+            values["network_id"] = network_id
+        if port_id is not None:
+            values["port_id"] = port_id
+        if owns_port is not None:
+            values["owns_port"] = owns_port
+        if vif is not None:
+            values["vif"] = vif.model_dump_json()
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(attachments).where(attachments.c.id == attachment_id).values(values)
+            )
+
+    def delete(self, attachment_id: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(delete(attachments).where(attachments.c.id == attachment_id))
+
+    # --- reads ----------------------------------------------------------------
+
+    def get(self, attachment_id: str) -> Attachment:
+        with self._engine.connect() as conn:
+            row = (
+                conn.execute(select(attachments).where(attachments.c.id == attachment_id))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFound(f"attachment {attachment_id} not found", kind="attachment")
+        return _to_attachment(row)
+
+    def find(self, container_id: str, ifname: str) -> Attachment | None:
+        with self._engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(attachments).where(
+                        attachments.c.container_id == container_id,
+                        attachments.c.ifname == ifname,
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return _to_attachment(row) if row is not None else None
+
+    def list(
+        self,
+        *,
+        frontend: str | None = None,
+        states: tuple[str, ...] | None = None,
+        container_id: str | None = None,
+    ) -> list[Attachment]:
+        query = select(attachments).order_by(attachments.c.created_at, attachments.c.id)
+        if frontend is not None:
+            query = query.where(attachments.c.frontend == frontend)
+        if states is not None:
+            query = query.where(attachments.c.state.in_(states))
+        if container_id is not None:
+            query = query.where(attachments.c.container_id == container_id)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [_to_attachment(r) for r in rows]
+
+    def count(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(attachments)).scalar_one())
+
+    def port_ids(self) -> set[str]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(attachments.c.port_id)).all()
+        return {r[0] for r in rows if r[0]}
+
+    def __iter__(self) -> Iterator[Attachment]:
+        return iter(self.list())
+
+
+def _to_attachment(row: RowMapping | dict[str, Any]) -> Attachment:
+    vif = parse_vif(json.loads(row["vif"])) if row["vif"] else None
+    return Attachment(
+        id=row["id"],
+        container_id=row["container_id"],
+        ifname=row["ifname"],
+        netns=row["netns"],
+        network_id=row["network_id"],
+        port_id=row["port_id"],
+        owns_port=bool(row["owns_port"]),
+        vif=vif,
+        state=row["state"],
+        frontend=row["frontend"],
+        labels=json.loads(row["labels"] or "{}"),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+    )

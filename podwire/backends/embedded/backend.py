@@ -1,0 +1,1126 @@
+"""The embedded backend: networks, subnets, ports and trunks in one SQL
+database (SQLite by default, PostgreSQL with the same code), with its own IPAM.
+
+Every public call is one transaction: it either commits everything or
+nothing, so a refused request leaves no half-made row and no allocated
+address behind. Writers on SQLite take the database's write lock up front
+(BEGIN IMMEDIATE); on PostgreSQL they lock the rows they depend on (the
+network, the subnets they allocate from) in a fixed order. The unique
+constraints in schema.py are the final guard against duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Row, Select, delete, func, insert, or_, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from podwire.backends.base import Filters
+from podwire.config import DEFAULT_MAC_PREFIX, Config
+from podwire.errors import (
+    Conflict,
+    Exhausted,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+)
+from podwire.model import (
+    AllowedAddressPair,
+    Context,
+    FixedIp,
+    FixedIpRequest,
+    Network,
+    NetworkCreate,
+    NetworkUpdate,
+    Port,
+    PortCreate,
+    PortUpdate,
+    Subnet,
+    SubnetCreate,
+    SubnetUpdate,
+    SubPort,
+    Trunk,
+    TrunkCreate,
+    TrunkUpdate,
+    check_unique_subports,
+    new_id,
+)
+
+from . import convert, ipam, macs
+from .db import WRITE, is_memory_sqlite, make_engine
+from .filters import where
+from .schema import (
+    SCHEMA_VERSION,
+    allocations,
+    meta,
+    metadata,
+    networks,
+    ports,
+    subnets,
+    subports,
+    trunks,
+)
+
+T = TypeVar("T")
+
+# PostgreSQL's "try again" states: serialization failure, deadlock.
+_RETRY_SQLSTATES = {"40001", "40P01"}
+_MAX_TRIES = 5
+_MAC_TRIES = 16
+
+
+class _Retry(Exception):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# The port columns plus its trunk membership, as convert.port expects them.
+_PORT_COLUMNS = select(
+    ports,
+    trunks.c.port_id.label("parent_port_id"),
+    subports.c.segmentation_id.label("sub_vlan"),
+).select_from(
+    ports.outerjoin(subports, subports.c.port_id == ports.c.id).outerjoin(
+        trunks, trunks.c.id == subports.c.trunk_id
+    )
+)
+
+
+class EmbeddedBackend:
+    name = "embedded"
+
+    def __init__(self, db_url: str, *, mac_prefix: str = DEFAULT_MAC_PREFIX) -> None:
+        self.db_url = db_url
+        self._mac_prefix = mac_prefix
+        self._engine = make_engine(db_url)
+        self._writer = self._engine.execution_options(**{WRITE: True})
+        self._postgres = self._engine.dialect.name == "postgresql"
+        # An in-memory SQLite database is one connection: one user at a time.
+        self._serial: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if is_memory_sqlite(self._engine) else contextlib.nullcontext()
+        )
+        self._write(self._create_schema)
+
+    @classmethod
+    def from_config(cls, config: Config) -> EmbeddedBackend:
+        return cls(config.embedded_db_url(), mac_prefix=config.embedded.mac_prefix)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # --- transactions -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self, write: bool) -> Iterator[Connection]:
+        engine = self._writer if write else self._engine
+        try:
+            with self._serial, engine.begin() as conn:
+                yield conn
+        except IntegrityError as exc:
+            # Our checks run before every write; a constraint firing means a
+            # concurrent writer won a race the checks could not see.
+            raise Conflict(f"the change collides with another one: {exc.orig}") from None
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES:
+                raise _Retry() from exc
+            raise Unavailable(f"database {self._where()} is unavailable: {exc.orig}") from None
+        except DBAPIError as exc:
+            raise Unavailable(f"database {self._where()} failed: {exc.orig}") from None
+
+    def _where(self) -> str:
+        return self._engine.url.render_as_string(hide_password=True)
+
+    def _write(self, work: Callable[[Connection], T]) -> T:
+        for attempt in range(_MAX_TRIES):
+            try:
+                with self._transaction(write=True) as conn:
+                    return work(conn)
+            except _Retry:
+                if attempt == _MAX_TRIES - 1:
+                    raise Unavailable(
+                        f"database {self._where()} kept aborting the transaction"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _read(self, work: Callable[[Connection], T]) -> T:
+        with self._transaction(write=False) as conn:
+            return work(conn)
+
+    def _create_schema(self, conn: Connection) -> None:
+        if self._postgres:
+            # Several processes may start at once on an empty database.
+            conn.execute(text("SELECT pg_advisory_xact_lock(7170707)"))
+        metadata.create_all(conn)
+        version = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+        if version is None:
+            conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+        elif version != str(SCHEMA_VERSION):
+            raise Unavailable(
+                f"database {self._where()} has schema version {version};"
+                f" this podwire needs {SCHEMA_VERSION}"
+            )
+
+    # --- scoping ------------------------------------------------------------------
+
+    @staticmethod
+    def _project(ctx: Context, requested: str | None, kind: str) -> str:
+        if requested is None or requested == ctx.project_id:
+            return ctx.project_id
+        if not ctx.is_admin:
+            raise Forbidden(
+                f"only an admin may create a {kind} in another project ({requested})",
+                kind=kind,
+                field="project_id",
+            )
+        return requested
+
+    @staticmethod
+    def _owns(ctx: Context, row: Row[Any]) -> bool:
+        return ctx.is_admin or row.project_id == ctx.project_id
+
+    def _lock(self, query: Select[Any], lock: bool) -> Select[Any]:
+        return query.with_for_update() if lock and self._postgres else query
+
+    def _network_row(
+        self,
+        conn: Connection,
+        ctx: Context,
+        network_id: str,
+        *,
+        field: str | None = None,
+        owner: bool = False,
+        lock: bool = False,
+    ) -> Row[Any]:
+        """The network if the caller may see it (and change it, with ``owner``)."""
+        row = conn.execute(
+            self._lock(select(networks).where(networks.c.id == network_id), lock)
+        ).first()
+        if row is None or not (self._owns(ctx, row) or row.shared):
+            raise NotFound(
+                f"network {network_id} not found", kind="network", object_id=network_id, field=field
+            )
+        if owner and not self._owns(ctx, row):
+            raise Forbidden(
+                f"network {network_id} is shared by another project; only its owner may change it",
+                kind="network",
+                object_id=network_id,
+                field=field,
+            )
+        return row
+
+    def _subnet_row(
+        self, conn: Connection, ctx: Context, subnet_id: str, *, owner: bool = False
+    ) -> Row[Any]:
+        row = conn.execute(
+            self._lock(select(subnets).where(subnets.c.id == subnet_id), owner)
+        ).first()
+        if row is not None and self._owns(ctx, row):
+            return row
+        if row is not None:
+            network = conn.execute(
+                select(networks.c.shared).where(networks.c.id == row.network_id)
+            ).scalar()
+            if network:
+                if owner:
+                    raise Forbidden(
+                        f"subnet {subnet_id} belongs to a network shared by another project;"
+                        " only its owner may change it",
+                        kind="subnet",
+                        object_id=subnet_id,
+                    )
+                return row
+        raise NotFound(f"subnet {subnet_id} not found", kind="subnet", object_id=subnet_id)
+
+    def _port_row(
+        self,
+        conn: Connection,
+        ctx: Context,
+        port_id: str,
+        *,
+        field: str | None = None,
+        kind: str = "port",
+        lock: bool = False,
+    ) -> Row[Any]:
+        query = _PORT_COLUMNS.where(ports.c.id == port_id)
+        if lock and self._postgres:
+            # FOR UPDATE cannot lock the nullable side of an outer join.
+            query = query.with_for_update(of=ports)
+        row = conn.execute(query).first()
+        if row is None or not self._owns(ctx, row):
+            raise NotFound(f"port {port_id} not found", kind=kind, object_id=port_id, field=field)
+        return row
+
+    def _trunk_row(self, conn: Connection, ctx: Context, trunk_id: str) -> Row[Any]:
+        row = conn.execute(self._lock(select(trunks).where(trunks.c.id == trunk_id), True)).first()
+        if row is None or not self._owns(ctx, row):
+            raise NotFound(f"trunk {trunk_id} not found", kind="trunk", object_id=trunk_id)
+        return row
+
+    # --- networks -------------------------------------------------------------------
+
+    def _network_scope(self, ctx: Context) -> list[Any]:
+        if ctx.is_admin:
+            return []
+        return [or_(networks.c.project_id == ctx.project_id, networks.c.shared.is_(True))]
+
+    def _networks(self, conn: Connection, clauses: Sequence[Any]) -> list[Network]:
+        rows = conn.execute(
+            select(networks).where(*clauses).order_by(networks.c.created_at, networks.c.id)
+        ).all()
+        if not rows:
+            return []
+        ids = select(networks.c.id).where(*clauses)
+        subnet_ids: dict[str, list[str]] = defaultdict(list)
+        for sid, nid in conn.execute(
+            select(subnets.c.id, subnets.c.network_id)
+            .where(subnets.c.network_id.in_(ids))
+            .order_by(subnets.c.created_at, subnets.c.id)
+        ):
+            subnet_ids[nid].append(sid)
+        return [convert.network(row, subnet_ids.get(row.id, [])) for row in rows]
+
+    def create_network(self, ctx: Context, req: NetworkCreate) -> Network:
+        project = self._project(ctx, req.project_id, "network")
+
+        def work(conn: Connection) -> Network:
+            network_id, now = new_id(), _now()
+            conn.execute(
+                insert(networks).values(
+                    id=network_id,
+                    project_id=project,
+                    name=req.name,
+                    description=req.description,
+                    mtu=req.mtu if req.mtu is not None else 1500,
+                    network_type=req.network_type or "local",
+                    segmentation_id=req.segmentation_id,
+                    physical_network=req.physical_network,
+                    port_security_enabled=req.port_security_enabled,
+                    shared=req.shared,
+                    admin_state_up=req.admin_state_up,
+                    status="ACTIVE",
+                    datapath=req.datapath,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            return self._networks(conn, [networks.c.id == network_id])[0]
+
+        return self._write(work)
+
+    def get_network(self, ctx: Context, network_id: str) -> Network:
+        def work(conn: Connection) -> Network:
+            row = self._network_row(conn, ctx, network_id)
+            return self._networks(conn, [networks.c.id == row.id])[0]
+
+        return self._read(work)
+
+    def list_networks(self, ctx: Context, filters: Filters | None = None) -> list[Network]:
+        clauses = [*self._network_scope(ctx), *where(networks, "network", filters)]
+        return self._read(lambda conn: self._networks(conn, clauses))
+
+    def update_network(self, ctx: Context, network_id: str, req: NetworkUpdate) -> Network:
+        def work(conn: Connection) -> Network:
+            row = self._network_row(conn, ctx, network_id, owner=True, lock=True)
+            values = req.model_dump(exclude_unset=True, exclude_none=True)
+            if values.get("shared") is False and row.shared:
+                foreign = conn.execute(
+                    select(func.count())
+                    .select_from(ports)
+                    .where(ports.c.network_id == network_id, ports.c.project_id != row.project_id)
+                ).scalar_one()
+                if foreign:
+                    raise Conflict(
+                        f"network {network_id} has {foreign} port(s) of other projects;"
+                        " it cannot stop being shared",
+                        kind="network",
+                        object_id=network_id,
+                        field="shared",
+                    )
+            conn.execute(
+                update(networks)
+                .where(networks.c.id == network_id)
+                .values(**values, updated_at=_now())
+            )
+            return self._networks(conn, [networks.c.id == network_id])[0]
+
+        return self._write(work)
+
+    def delete_network(self, ctx: Context, network_id: str) -> None:
+        def work(conn: Connection) -> None:
+            self._network_row(conn, ctx, network_id, owner=True, lock=True)
+            in_use = conn.execute(
+                select(func.count()).select_from(ports).where(ports.c.network_id == network_id)
+            ).scalar_one()
+            if in_use:
+                raise Conflict(
+                    f"network {network_id} still has {in_use} port(s); delete them first",
+                    kind="network",
+                    object_id=network_id,
+                )
+            conn.execute(delete(subnets).where(subnets.c.network_id == network_id))
+            conn.execute(delete(networks).where(networks.c.id == network_id))
+
+        self._write(work)
+
+    # --- subnets --------------------------------------------------------------------
+
+    def _subnet_scope(self, ctx: Context) -> list[Any]:
+        if ctx.is_admin:
+            return []
+        shared = select(networks.c.id).where(networks.c.shared.is_(True))
+        return [or_(subnets.c.project_id == ctx.project_id, subnets.c.network_id.in_(shared))]
+
+    def _subnets(self, conn: Connection, clauses: Sequence[Any]) -> list[Subnet]:
+        rows = conn.execute(
+            select(subnets).where(*clauses).order_by(subnets.c.created_at, subnets.c.id)
+        ).all()
+        return [convert.subnet(row) for row in rows]
+
+    def create_subnet(self, ctx: Context, req: SubnetCreate) -> Subnet:
+        project = self._project(ctx, req.project_id, "subnet")
+        cidr = ipam.network(req.cidr)
+        gateway = ipam.default_gateway(cidr) if req.gateway_ip == "auto" else req.gateway_ip
+        if gateway is not None and req.gateway_ip != "auto":
+            self._check_gateway(cidr, gateway)
+        if req.allocation_pools is None:
+            ranges = ipam.default_pools(cidr, gateway)
+        else:
+            ranges = ipam.check_pools(cidr, ipam.parse_pools(req.allocation_pools), gateway)
+        for route in req.host_routes:
+            if ipam.network(route.destination).version != cidr.version or (
+                ipam.ipaddress.ip_address(route.nexthop).version != cidr.version
+            ):
+                raise InvalidInput(
+                    f"host route {route.destination} via {route.nexthop} is not IPv{cidr.version}",
+                    kind="subnet",
+                    field="host_routes",
+                )
+
+        def work(conn: Connection) -> Subnet:
+            net = self._network_row(
+                conn, ctx, req.network_id, field="network_id", owner=True, lock=True
+            )
+            for other in conn.execute(
+                select(subnets.c.id, subnets.c.cidr).where(subnets.c.network_id == net.id)
+            ):
+                if ipam.network(other.cidr).overlaps(cidr):
+                    raise Conflict(
+                        f"cidr {req.cidr} overlaps cidr {other.cidr} of subnet {other.id}"
+                        f" on network {net.id}",
+                        kind="subnet",
+                        object_id=other.id,
+                        field="cidr",
+                    )
+            subnet_id, now = new_id(), _now()
+            conn.execute(
+                insert(subnets).values(
+                    id=subnet_id,
+                    network_id=net.id,
+                    project_id=project,
+                    name=req.name,
+                    description=req.description,
+                    ip_version=cidr.version,
+                    cidr=str(cidr),
+                    gateway_ip=gateway,
+                    allocation_pools=ipam.pools_as_dicts(ranges, cidr.version),
+                    dns_nameservers=list(req.dns_nameservers),
+                    host_routes=[r.model_dump() for r in req.host_routes],
+                    enable_dhcp=req.enable_dhcp,
+                    ipam_last=None,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            return self._subnets(conn, [subnets.c.id == subnet_id])[0]
+
+        return self._write(work)
+
+    @staticmethod
+    def _check_gateway(cidr: ipam.IpNetwork, gateway: str) -> None:
+        value = ipam.to_int(gateway)
+        reserved = {int(cidr.network_address)}
+        if cidr.version == 4 and cidr.prefixlen < 31:
+            reserved.add(int(cidr.broadcast_address))
+        if cidr.prefixlen < cidr.max_prefixlen - 1 and value in reserved:
+            raise InvalidInput(
+                f"gateway_ip {gateway} is the network or broadcast address of {cidr}",
+                kind="subnet",
+                field="gateway_ip",
+            )
+
+    def get_subnet(self, ctx: Context, subnet_id: str) -> Subnet:
+        return self._read(lambda conn: convert.subnet(self._subnet_row(conn, ctx, subnet_id)))
+
+    def list_subnets(self, ctx: Context, filters: Filters | None = None) -> list[Subnet]:
+        clauses = [*self._subnet_scope(ctx), *where(subnets, "subnet", filters)]
+        return self._read(lambda conn: self._subnets(conn, clauses))
+
+    def update_subnet(self, ctx: Context, subnet_id: str, req: SubnetUpdate) -> Subnet:
+        def work(conn: Connection) -> Subnet:
+            row = self._subnet_row(conn, ctx, subnet_id, owner=True)
+            values: dict[str, Any] = {}
+            for key in ("name", "description"):
+                if getattr(req, key) is not None:
+                    values[key] = getattr(req, key)
+            if req.dns_nameservers is not None:
+                for dns in req.dns_nameservers:
+                    if (":" in dns) != (row.ip_version == 6):
+                        raise InvalidInput(
+                            f"dns_nameservers entry {dns} is not IPv{row.ip_version}",
+                            kind="subnet",
+                            object_id=subnet_id,
+                            field="dns_nameservers",
+                        )
+                values["dns_nameservers"] = list(req.dns_nameservers)
+            if req.host_routes is not None:
+                values["host_routes"] = [r.model_dump() for r in req.host_routes]
+            conn.execute(
+                update(subnets).where(subnets.c.id == subnet_id).values(**values, updated_at=_now())
+            )
+            return self._subnets(conn, [subnets.c.id == subnet_id])[0]
+
+        return self._write(work)
+
+    def delete_subnet(self, ctx: Context, subnet_id: str) -> None:
+        def work(conn: Connection) -> None:
+            self._subnet_row(conn, ctx, subnet_id, owner=True)
+            used = conn.execute(
+                select(func.count())
+                .select_from(allocations)
+                .where(allocations.c.subnet_id == subnet_id)
+            ).scalar_one()
+            if used:
+                raise Conflict(
+                    f"subnet {subnet_id} still has {used} allocated address(es);"
+                    " delete the ports first",
+                    kind="subnet",
+                    object_id=subnet_id,
+                )
+            conn.execute(delete(subnets).where(subnets.c.id == subnet_id))
+
+        self._write(work)
+
+    # --- IPAM -----------------------------------------------------------------------
+
+    def _locked_subnets(self, conn: Connection, network_id: str) -> list[Row[Any]]:
+        """The network's subnets, oldest first; on PostgreSQL locked (in id
+        order, so two writers never wait on each other crosswise) so that
+        allocations on one subnet happen one at a time."""
+        rows = conn.execute(
+            self._lock(
+                select(subnets).where(subnets.c.network_id == network_id).order_by(subnets.c.id),
+                True,
+            )
+        ).all()
+        return sorted(rows, key=lambda r: (r.created_at, r.id))
+
+    @staticmethod
+    def _plan(
+        network_id: str, subnet_rows: list[Row[Any]], requests: list[FixedIpRequest] | None
+    ) -> list[tuple[Row[Any], str | None]]:
+        """Which subnet each requested address comes from (None: any free one)."""
+        if requests is None:
+            return [(row, None) for row in subnet_rows]
+        by_id = {row.id: row for row in subnet_rows}
+        plan: list[tuple[Row[Any], str | None]] = []
+        for i, request in enumerate(requests):
+            address = ipam.ipaddress.ip_address(request.ip_address) if request.ip_address else None
+            if request.subnet_id is not None:
+                row = by_id.get(request.subnet_id)
+                if row is None:
+                    raise InvalidInput(
+                        f"fixed_ips[{i}]: subnet {request.subnet_id} is not a subnet of"
+                        f" network {network_id}",
+                        kind="port",
+                        field="fixed_ips",
+                    )
+                if address is not None and address not in ipam.network(row.cidr):
+                    raise InvalidInput(
+                        f"fixed_ips[{i}]: ip_address {request.ip_address} is outside subnet"
+                        f" {row.id} ({row.cidr})",
+                        kind="port",
+                        field="fixed_ips",
+                    )
+            else:
+                found = [r for r in subnet_rows if address in ipam.network(r.cidr)]
+                if not found:
+                    raise InvalidInput(
+                        f"fixed_ips[{i}]: ip_address {request.ip_address} is on no subnet of"
+                        f" network {network_id}",
+                        kind="port",
+                        field="fixed_ips",
+                    )
+                row = found[0]
+            plan.append((row, str(address) if address is not None else None))
+        return plan
+
+    def _allocate(
+        self,
+        conn: Connection,
+        port_id: str,
+        plan: list[tuple[Row[Any], str | None]],
+        device_owner: str,
+    ) -> list[FixedIp]:
+        """Allocate every planned address for the port: the named ones first
+        (so that "any free address" never takes one named later in the list)."""
+        result: list[FixedIp | None] = [None] * len(plan)
+        named: set[tuple[str, str]] = set()
+        rows_out: list[dict[str, Any]] = []
+        for position, (row, address) in enumerate(plan):
+            if address is None:
+                continue
+            self._check_named(conn, row, address, device_owner, named)
+            named.add((row.id, address))
+            rows_out.append(
+                {
+                    "subnet_id": row.id,
+                    "ip_address": address,
+                    "port_id": port_id,
+                    "position": position,
+                }
+            )
+            result[position] = convert.fixed_ip(row.id, address)
+        if rows_out:
+            conn.execute(insert(allocations), rows_out)
+
+        last_seen: dict[str, int | None] = {}
+        for position, (row, address) in enumerate(plan):
+            if address is not None:
+                continue
+            chosen = self._pick(conn, row, last_seen)
+            conn.execute(
+                insert(allocations).values(
+                    subnet_id=row.id, ip_address=chosen, port_id=port_id, position=position
+                )
+            )
+            result[position] = convert.fixed_ip(row.id, chosen)
+        versions = {row.id: row.ip_version for row, _ in plan}
+        for subnet_id, last in last_seen.items():
+            if last is not None:
+                conn.execute(
+                    update(subnets)
+                    .where(subnets.c.id == subnet_id)
+                    .values(ipam_last=ipam.to_text(last, versions[subnet_id]))
+                )
+        return [ip for ip in result if ip is not None]
+
+    @staticmethod
+    def _check_named(
+        conn: Connection,
+        row: Row[Any],
+        address: str,
+        device_owner: str,
+        named: set[tuple[str, str]],
+    ) -> None:
+        cidr = ipam.network(row.cidr)
+        value = ipam.to_int(address)
+        if (
+            cidr.version == 4
+            and cidr.prefixlen < 31
+            and value
+            in (
+                int(cidr.network_address),
+                int(cidr.broadcast_address),
+            )
+        ):
+            raise InvalidInput(
+                f"fixed_ips: {address} is the network or broadcast address of {cidr}",
+                kind="port",
+                field="fixed_ips",
+            )
+        # Only router-like owners (network:router_interface, ...) hold the gateway.
+        if address == row.gateway_ip and not device_owner.startswith("network:"):
+            raise Conflict(
+                f"fixed_ips: {address} is the gateway of subnet {row.id}",
+                kind="port",
+                field="fixed_ips",
+            )
+        if (row.id, address) in named:
+            raise InvalidInput(
+                f"fixed_ips: {address} is requested twice", kind="port", field="fixed_ips"
+            )
+        holder = conn.execute(
+            select(allocations.c.port_id).where(
+                allocations.c.subnet_id == row.id, allocations.c.ip_address == address
+            )
+        ).scalar()
+        if holder is not None:
+            raise Conflict(
+                f"fixed_ips: ip_address {address} is already allocated on subnet {row.id}",
+                kind="port",
+                field="fixed_ips",
+            )
+
+    @staticmethod
+    def _pick(conn: Connection, row: Row[Any], last_seen: dict[str, int | None]) -> str:
+        version = row.ip_version
+        ranges = ipam.parse_pools(row.allocation_pools)
+        if row.id not in last_seen:
+            last_seen[row.id] = ipam.to_int(row.ipam_last) if row.ipam_last else None
+
+        def taken(candidates: list[int]) -> set[int]:
+            texts = [ipam.to_text(c, version) for c in candidates]
+            found = conn.execute(
+                select(allocations.c.ip_address).where(
+                    allocations.c.subnet_id == row.id, allocations.c.ip_address.in_(texts)
+                )
+            ).scalars()
+            return {ipam.to_int(t) for t in found}
+
+        value = ipam.pick_free(ranges, last_seen[row.id], taken)
+        if value is None:
+            raise Exhausted(
+                f"subnet {row.id} ({row.cidr}) has no free address left",
+                kind="subnet",
+                object_id=row.id,
+                field="fixed_ips",
+            )
+        if ipam.size(ranges) <= ipam.SEQUENTIAL_LIMIT:
+            last_seen[row.id] = value
+        return ipam.to_text(value, version)
+
+    # --- ports ----------------------------------------------------------------------
+
+    def _ports(self, conn: Connection, clauses: Sequence[Any]) -> list[Port]:
+        rows = conn.execute(
+            _PORT_COLUMNS.where(*clauses).order_by(ports.c.created_at, ports.c.id)
+        ).all()
+        if not rows:
+            return []
+        fixed: dict[str, list[FixedIp]] = defaultdict(list)
+        if len(rows) == 1:
+            owners: Any = allocations.c.port_id == rows[0].id
+        else:
+            owners = allocations.c.port_id.in_(select(ports.c.id).where(*clauses))
+        for port_id, subnet_id, ip_address in conn.execute(
+            select(allocations.c.port_id, allocations.c.subnet_id, allocations.c.ip_address)
+            .where(owners)
+            .order_by(allocations.c.port_id, allocations.c.position)
+        ):
+            fixed[port_id].append(convert.fixed_ip(subnet_id, ip_address))
+        return [convert.port(row, fixed.get(row.id, [])) for row in rows]
+
+    def _port_scope(self, ctx: Context) -> list[Any]:
+        return [] if ctx.is_admin else [ports.c.project_id == ctx.project_id]
+
+    @staticmethod
+    def _pairs(pairs: list[AllowedAddressPair]) -> list[dict[str, Any]]:
+        seen: set[tuple[str, str | None]] = set()
+        for pair in pairs:
+            key = (pair.ip_address, pair.mac_address)
+            if key in seen:
+                raise InvalidInput(
+                    f"allowed_address_pairs: {pair.ip_address}"
+                    f"{' ' + pair.mac_address if pair.mac_address else ''} is listed twice",
+                    kind="port",
+                    field="allowed_address_pairs",
+                )
+            seen.add(key)
+        return [pair.model_dump() for pair in pairs]
+
+    def _mac(self, conn: Connection, network_id: str, requested: str | None) -> str:
+        def used(mac: str) -> bool:
+            return (
+                conn.execute(
+                    select(ports.c.id).where(
+                        ports.c.network_id == network_id, ports.c.mac_address == mac
+                    )
+                ).first()
+                is not None
+            )
+
+        if requested is not None:
+            if used(requested):
+                raise Conflict(
+                    f"mac_address {requested} is already used on network {network_id}",
+                    kind="port",
+                    field="mac_address",
+                )
+            return requested
+        for _ in range(_MAC_TRIES):
+            mac = macs.random_mac(self._mac_prefix)
+            if not used(mac):
+                return mac
+        raise Exhausted(
+            f"no free MAC address with prefix {self._mac_prefix} on network {network_id}",
+            kind="network",
+            object_id=network_id,
+            field="mac_address",
+        )
+
+    def create_port(self, ctx: Context, req: PortCreate) -> Port:
+        project = self._project(ctx, req.project_id, "port")
+        pairs = self._pairs(req.allowed_address_pairs)
+        binding = req.binding.model_dump() if req.binding is not None else None
+
+        def work(conn: Connection) -> Port:
+            net = self._network_row(conn, ctx, req.network_id, field="network_id")
+            subnet_rows = self._locked_subnets(conn, net.id)
+            plan = self._plan(net.id, subnet_rows, req.fixed_ips)
+            port_id, now = new_id(), _now()
+            security = (
+                req.port_security_enabled
+                if req.port_security_enabled is not None
+                else net.port_security_enabled
+            )
+            values = {
+                "id": port_id,
+                "network_id": net.id,
+                "project_id": project,
+                "name": req.name,
+                "description": req.description,
+                "mac_address": self._mac(conn, net.id, req.mac_address),
+                "device_id": req.device_id,
+                "device_owner": req.device_owner,
+                "status": "DOWN",
+                "admin_state_up": req.admin_state_up,
+                "port_security_enabled": security,
+                "security_groups": list(req.security_groups or []),
+                "allowed_address_pairs": pairs,
+                "vnic_type": req.vnic_type,
+                "binding_host_id": binding["host_id"] if binding else "",
+                "binding_profile": binding["profile"] if binding else {},
+                "binding_vif_type": binding["vif_type"] if binding else "unbound",
+                "binding_vif_details": binding["vif_details"] if binding else {},
+                "created_at": now,
+                "updated_at": now,
+            }
+            conn.execute(insert(ports).values(**values))
+            fixed_ips = self._allocate(conn, port_id, plan, req.device_owner)
+            return convert.port(
+                _PortRow(values, parent_port_id=None, sub_vlan=None),  # type: ignore[arg-type]
+                fixed_ips,
+            )
+
+        return self._write(work)
+
+    def get_port(self, ctx: Context, port_id: str) -> Port:
+        def work(conn: Connection) -> Port:
+            self._port_row(conn, ctx, port_id)
+            return self._ports(conn, [ports.c.id == port_id])[0]
+
+        return self._read(work)
+
+    def list_ports(self, ctx: Context, filters: Filters | None = None) -> list[Port]:
+        clauses = [*self._port_scope(ctx), *where(ports, "port", filters)]
+        return self._read(lambda conn: self._ports(conn, clauses))
+
+    def update_port(self, ctx: Context, port_id: str, req: PortUpdate) -> Port:
+        def work(conn: Connection) -> Port:
+            row = self._port_row(conn, ctx, port_id, lock=True)
+            values: dict[str, Any] = {}
+            for key in (
+                "name",
+                "description",
+                "device_id",
+                "device_owner",
+                "status",
+                "admin_state_up",
+                "port_security_enabled",
+                "vnic_type",
+            ):
+                value = getattr(req, key)
+                if value is not None:
+                    values[key] = value
+            if req.security_groups is not None:
+                values["security_groups"] = list(req.security_groups)
+            if req.allowed_address_pairs is not None:
+                values["allowed_address_pairs"] = self._pairs(req.allowed_address_pairs)
+            if req.binding is not None:
+                values.update(
+                    binding_host_id=req.binding.host_id,
+                    binding_profile=req.binding.profile,
+                    binding_vif_type=req.binding.vif_type,
+                    binding_vif_details=req.binding.vif_details,
+                )
+            if req.mac_address is not None and req.mac_address != row.mac_address:
+                values["mac_address"] = self._mac(conn, row.network_id, req.mac_address)
+            if req.fixed_ips is not None:
+                self._reallocate(
+                    conn, row, req.fixed_ips, values.get("device_owner", row.device_owner)
+                )
+            conn.execute(
+                update(ports).where(ports.c.id == port_id).values(**values, updated_at=_now())
+            )
+            return self._ports(conn, [ports.c.id == port_id])[0]
+
+        return self._write(work)
+
+    def _reallocate(
+        self, conn: Connection, row: Row[Any], requests: list[FixedIpRequest], device_owner: str
+    ) -> None:
+        """Replace the port's addresses. Addresses it keeps stay allocated
+        throughout; a subnet-only request keeps an address the port already
+        has on that subnet rather than trading it for a new one."""
+        subnet_rows = self._locked_subnets(conn, row.network_id)
+        plan = self._plan(row.network_id, subnet_rows, requests)
+        current = [
+            (subnet_id, address)
+            for subnet_id, address in conn.execute(
+                select(allocations.c.subnet_id, allocations.c.ip_address)
+                .where(allocations.c.port_id == row.id)
+                .order_by(allocations.c.position)
+            )
+        ]
+        claimed = {(r.id, a) for r, a in plan if a is not None}
+        spare = [c for c in current if c not in claimed]
+        resolved: list[tuple[Row[Any], str | None]] = []
+        for subnet_row, address in plan:
+            if address is None:
+                reuse = next((c for c in spare if c[0] == subnet_row.id), None)
+                if reuse is not None:
+                    spare.remove(reuse)
+                    address = reuse[1]
+            resolved.append((subnet_row, address))
+        # Free everything, then take back what is kept: the named-address
+        # checks then see only other ports' allocations.
+        conn.execute(delete(allocations).where(allocations.c.port_id == row.id))
+        self._allocate(conn, row.id, resolved, device_owner)
+
+    def delete_port(self, ctx: Context, port_id: str) -> None:
+        def work(conn: Connection) -> None:
+            row = self._port_row(conn, ctx, port_id, lock=True)
+            trunk_id = conn.execute(select(trunks.c.id).where(trunks.c.port_id == port_id)).scalar()
+            if trunk_id is not None:
+                raise Conflict(
+                    f"port {port_id} is the parent of trunk {trunk_id}; delete the trunk first",
+                    kind="port",
+                    object_id=port_id,
+                )
+            if row.parent_port_id is not None:
+                raise Conflict(
+                    f"port {port_id} is a sub-port of the trunk of port {row.parent_port_id};"
+                    " remove it from the trunk first",
+                    kind="port",
+                    object_id=port_id,
+                )
+            conn.execute(delete(allocations).where(allocations.c.port_id == port_id))
+            conn.execute(delete(ports).where(ports.c.id == port_id))
+
+        self._write(work)
+
+    # --- trunks ---------------------------------------------------------------------
+
+    def _trunks(self, conn: Connection, clauses: Sequence[Any]) -> list[Trunk]:
+        rows = conn.execute(
+            select(trunks).where(*clauses).order_by(trunks.c.created_at, trunks.c.id)
+        ).all()
+        if not rows:
+            return []
+        subs: dict[str, list[SubPort]] = defaultdict(list)
+        for sub in conn.execute(
+            select(subports)
+            .where(subports.c.trunk_id.in_(select(trunks.c.id).where(*clauses)))
+            .order_by(subports.c.trunk_id, subports.c.segmentation_id)
+        ):
+            subs[sub.trunk_id].append(convert.subport(sub))
+        return [convert.trunk(row, subs.get(row.id, [])) for row in rows]
+
+    def _trunk_scope(self, ctx: Context) -> list[Any]:
+        return [] if ctx.is_admin else [trunks.c.project_id == ctx.project_id]
+
+    def create_trunk(self, ctx: Context, req: TrunkCreate) -> Trunk:
+        project = self._project(ctx, req.project_id, "trunk")
+
+        def work(conn: Connection) -> Trunk:
+            parent = self._port_row(conn, ctx, req.port_id, field="port_id", lock=True)
+            if parent.parent_port_id is not None:
+                raise Conflict(
+                    f"port {req.port_id} is a sub-port of another trunk; it cannot be a parent",
+                    kind="trunk",
+                    field="port_id",
+                )
+            other = conn.execute(
+                select(trunks.c.id).where(trunks.c.port_id == req.port_id)
+            ).scalar()
+            if other is not None:
+                raise Conflict(
+                    f"port {req.port_id} is already the parent of trunk {other}",
+                    kind="trunk",
+                    object_id=other,
+                    field="port_id",
+                )
+            trunk_id, now = new_id(), _now()
+            conn.execute(
+                insert(trunks).values(
+                    id=trunk_id,
+                    project_id=project,
+                    name=req.name,
+                    description=req.description,
+                    port_id=req.port_id,
+                    status="ACTIVE",
+                    admin_state_up=req.admin_state_up,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            self._add_subports(conn, ctx, trunk_id, req.port_id, req.sub_ports)
+            return self._trunks(conn, [trunks.c.id == trunk_id])[0]
+
+        return self._write(work)
+
+    def _add_subports(
+        self,
+        conn: Connection,
+        ctx: Context,
+        trunk_id: str,
+        parent_id: str,
+        sub_ports: Iterable[SubPort],
+    ) -> None:
+        sub_ports = list(sub_ports)
+        try:
+            check_unique_subports(sub_ports)
+        except ValueError as exc:
+            raise InvalidInput(f"sub_ports: {exc}", kind="trunk", field="sub_ports") from None
+        vlans = {
+            vlan: port_id
+            for vlan, port_id in conn.execute(
+                select(subports.c.segmentation_id, subports.c.port_id).where(
+                    subports.c.trunk_id == trunk_id
+                )
+            )
+        }
+        now = _now()
+        for sp in sub_ports:
+            if not 1 <= sp.segmentation_id <= 4094:
+                raise InvalidInput(
+                    f"sub_ports: segmentation_id {sp.segmentation_id} is outside 1-4094",
+                    kind="trunk",
+                    field="sub_ports",
+                )
+            port = self._port_row(conn, ctx, sp.port_id, field="sub_ports", lock=True)
+            if sp.port_id == parent_id:
+                raise Conflict(
+                    f"sub_ports: port {sp.port_id} is the trunk's parent port",
+                    kind="trunk",
+                    object_id=trunk_id,
+                    field="sub_ports",
+                )
+            if port.parent_port_id is not None:
+                raise Conflict(
+                    f"sub_ports: port {sp.port_id} is already a sub-port"
+                    f" (of the trunk of port {port.parent_port_id})",
+                    kind="trunk",
+                    object_id=trunk_id,
+                    field="sub_ports",
+                )
+            parent_of = conn.execute(
+                select(trunks.c.id).where(trunks.c.port_id == sp.port_id)
+            ).scalar()
+            if parent_of is not None:
+                raise Conflict(
+                    f"sub_ports: port {sp.port_id} is the parent of trunk {parent_of}",
+                    kind="trunk",
+                    object_id=trunk_id,
+                    field="sub_ports",
+                )
+            if sp.segmentation_id in vlans:
+                raise Conflict(
+                    f"sub_ports: segmentation_id {sp.segmentation_id} is already used on trunk"
+                    f" {trunk_id} by port {vlans[sp.segmentation_id]}",
+                    kind="trunk",
+                    object_id=trunk_id,
+                    field="sub_ports",
+                )
+            vlans[sp.segmentation_id] = sp.port_id
+            conn.execute(
+                insert(subports).values(
+                    port_id=sp.port_id,
+                    trunk_id=trunk_id,
+                    segmentation_type=sp.segmentation_type,
+                    segmentation_id=sp.segmentation_id,
+                )
+            )
+            conn.execute(update(ports).where(ports.c.id == sp.port_id).values(updated_at=now))
+
+    def get_trunk(self, ctx: Context, trunk_id: str) -> Trunk:
+        def work(conn: Connection) -> Trunk:
+            self._trunk_row(conn, ctx, trunk_id)
+            return self._trunks(conn, [trunks.c.id == trunk_id])[0]
+
+        return self._read(work)
+
+    def list_trunks(self, ctx: Context, filters: Filters | None = None) -> list[Trunk]:
+        clauses = [*self._trunk_scope(ctx), *where(trunks, "trunk", filters)]
+        return self._read(lambda conn: self._trunks(conn, clauses))
+
+    def update_trunk(self, ctx: Context, trunk_id: str, req: TrunkUpdate) -> Trunk:
+        def work(conn: Connection) -> Trunk:
+            self._trunk_row(conn, ctx, trunk_id)
+            values = req.model_dump(exclude_unset=True, exclude_none=True)
+            conn.execute(
+                update(trunks).where(trunks.c.id == trunk_id).values(**values, updated_at=_now())
+            )
+            return self._trunks(conn, [trunks.c.id == trunk_id])[0]
+
+        return self._write(work)
+
+    def delete_trunk(self, ctx: Context, trunk_id: str) -> None:
+        def work(conn: Connection) -> None:
+            self._trunk_row(conn, ctx, trunk_id)
+            conn.execute(delete(subports).where(subports.c.trunk_id == trunk_id))
+            conn.execute(delete(trunks).where(trunks.c.id == trunk_id))
+
+        self._write(work)
+
+    def add_subports(self, ctx: Context, trunk_id: str, sub_ports: list[SubPort]) -> Trunk:
+        def work(conn: Connection) -> Trunk:
+            row = self._trunk_row(conn, ctx, trunk_id)
+            self._add_subports(conn, ctx, trunk_id, row.port_id, sub_ports)
+            conn.execute(update(trunks).where(trunks.c.id == trunk_id).values(updated_at=_now()))
+            return self._trunks(conn, [trunks.c.id == trunk_id])[0]
+
+        return self._write(work)
+
+    def remove_subports(self, ctx: Context, trunk_id: str, port_ids: list[str]) -> Trunk:
+        def work(conn: Connection) -> Trunk:
+            self._trunk_row(conn, ctx, trunk_id)
+            members = set(
+                conn.execute(
+                    select(subports.c.port_id).where(subports.c.trunk_id == trunk_id)
+                ).scalars()
+            )
+            for port_id in port_ids:
+                if port_id not in members:
+                    raise NotFound(
+                        f"sub_ports: port {port_id} is not a sub-port of trunk {trunk_id}",
+                        kind="trunk",
+                        object_id=trunk_id,
+                        field="sub_ports",
+                    )
+            now = _now()
+            unique_ids = list(dict.fromkeys(port_ids))
+            if unique_ids:
+                conn.execute(
+                    delete(subports).where(
+                        subports.c.trunk_id == trunk_id, subports.c.port_id.in_(unique_ids)
+                    )
+                )
+                conn.execute(update(ports).where(ports.c.id.in_(unique_ids)).values(updated_at=now))
+            conn.execute(update(trunks).where(trunks.c.id == trunk_id).values(updated_at=now))
+            return self._trunks(conn, [trunks.c.id == trunk_id])[0]
+
+        return self._write(work)
+
+
+class _PortRow(dict[str, Any]):
+    """A just-inserted port's values, readable like a Row by convert.port."""
+
+    def __init__(self, values: dict[str, Any], **extra: Any) -> None:
+        super().__init__(values, **extra)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None

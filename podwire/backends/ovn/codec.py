@@ -1,0 +1,127 @@
+"""How podwire's objects are written into OVN northbound rows and read back.
+
+The northbound database holds the whole truth; nothing is kept on the side:
+
+* Network -> Logical_Switch named ``podwire-<id>``; every Network field lives in
+  ``external_ids`` under ``podwire:<field>`` (the list of subnets is derived).
+* Subnet -> DHCP_Options (what Neutron's OVN driver does): ``cidr`` is the
+  native column, the other Subnet fields are ``podwire:<field>`` external_ids.
+* Port -> Logical_Switch_Port named by the port id (so ``iface-id`` = port id).
+  The MAC and addresses live only in the native ``addresses`` column
+  ("MAC IP IP ..."); fixed_ips are derived from it and the subnets' CIDRs.
+  ``port_security``, ``enabled``, ``parent_name``/``tag`` are native too; the
+  remaining Port fields are external_ids.
+* Trunk -> ``podwire:trunk`` (JSON) in the external_ids of its parent port; its
+  sub-ports are the ports whose ``parent_name`` is the parent port.
+
+Plain string fields are stored as they are, so ``ovn-nbctl list`` stays
+readable; every other field is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from pydantic import BaseModel
+
+from podwire.model import AllowedAddressPair
+
+PREFIX = "podwire:"
+SWITCH_PREFIX = "podwire-"
+# Bumped by every transaction that allocates or frees addresses on a network;
+# each such transaction first verifies the switch's external_ids, so two
+# allocations that read the same state cannot both commit (OVSDB answers
+# "try again" to the second, which re-reads and picks another address).
+IPAM_GENERATION = "podwire:ipam_generation"
+TRUNK_KEY = "podwire:trunk"
+TRUNK_ID_KEY = "podwire:trunk_id"
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def switch_name(network_id: str) -> str:
+    return SWITCH_PREFIX + network_id
+
+
+def _is_plain_str(annotation: Any) -> bool:
+    if annotation is str:
+        return True
+    # Literal["DOWN", "ACTIVE", ...]: a string too.
+    args = get_args(annotation)
+    return get_origin(annotation) is Literal and all(isinstance(a, str) for a in args)
+
+
+def _plain_str_fields(model: type[BaseModel]) -> set[str]:
+    return {name for name, f in model.model_fields.items() if _is_plain_str(f.annotation)}
+
+
+def encode(obj: BaseModel, *, exclude: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
+    """The object's fields as ``podwire:<field>`` external_ids."""
+    plain = _plain_str_fields(type(obj))
+    out: dict[str, str] = {}
+    for name, value in obj.model_dump(mode="json").items():
+        if name in exclude:
+            continue
+        out[PREFIX + name] = value if name in plain else json.dumps(value, sort_keys=True)
+    return out
+
+
+def decode_fields(model: type[BaseModel], external_ids: dict[str, str]) -> dict[str, Any]:
+    """The ``podwire:<field>`` entries of ``external_ids`` that are fields of ``model``."""
+    plain = _plain_str_fields(model)
+    out: dict[str, Any] = {}
+    for name in model.model_fields:
+        raw = external_ids.get(PREFIX + name)
+        if raw is None:
+            continue
+        out[name] = raw if name in plain else json.loads(raw)
+    return out
+
+
+def podwire_id(external_ids: dict[str, str]) -> str | None:
+    return external_ids.get(PREFIX + "id")
+
+
+# --- Logical_Switch_Port addresses and port_security --------------------------
+
+# Entries of the addresses column that are keywords, not "MAC IP..." lists.
+_ADDRESS_KEYWORDS = {"unknown", "dynamic", "router"}
+
+
+def lsp_addresses(mac: str, ips: list[str], *, port_security: bool) -> list[str]:
+    """The addresses column: "MAC IP IP"; plus "unknown" without port security,
+    so that traffic to addresses the port did not declare still reaches it."""
+    entries = [" ".join([mac, *ips])]
+    if not port_security:
+        entries.append("unknown")
+    return entries
+
+
+def parse_lsp_addresses(addresses: list[str]) -> tuple[str | None, list[str]]:
+    """(MAC, IPs) from the first "MAC IP..." entry of the addresses column."""
+    for entry in addresses:
+        words = entry.split()
+        if not words or words[0] in _ADDRESS_KEYWORDS:
+            continue
+        return words[0], words[1:]
+    return None, []
+
+
+def lsp_port_security(
+    mac: str, ips: list[str], pairs: list[AllowedAddressPair], *, enabled: bool
+) -> list[str]:
+    """The port_security column: the port's MAC with its IPs and the allowed
+    pairs that use that MAC, then one entry per other MAC. Empty when port
+    security is off (OVN then lets anything through)."""
+    if not enabled:
+        return []
+    by_mac: dict[str, list[str]] = {mac: list(ips)}
+    for pair in pairs:
+        by_mac.setdefault(pair.mac_address or mac, []).append(pair.ip_address)
+    return [" ".join([m, *addrs]) for m, addrs in by_mac.items()]
+
+
+def decode(model: type[_M], external_ids: dict[str, str], **native: Any) -> _M:
+    """Build ``model`` from its external_ids plus fields read from native columns."""
+    return model.model_validate({**decode_fields(model, external_ids), **native})

@@ -1,0 +1,116 @@
+"""Neutron list filters applied to model objects read from the northbound
+database: ``{field: [value, ...]}``, values of one field OR-ed, fields AND-ed,
+compared after converting each value to the field's type. The same fields,
+aliases and refusals as the embedded backend, so callers see one behaviour."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from podwire.errors import InvalidInput
+
+_NOT_FILTERABLE = {
+    "created_at",
+    "updated_at",
+    "allocation_pools",
+    "dns_nameservers",
+    "host_routes",
+    "security_groups",
+    "allowed_address_pairs",
+    "fixed_ips",
+    "sub_ports",
+    "subnets",
+    "binding",
+}
+
+_ALIASES = {
+    "binding:host_id": "binding.host_id",
+    "binding:vif_type": "binding.vif_type",
+    "binding:vnic_type": "vnic_type",
+    "provider:network_type": "network_type",
+    "provider:segmentation_id": "segmentation_id",
+    "provider:physical_network": "physical_network",
+    "tenant_id": "project_id",
+}
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean")
+
+
+def _ip(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        return str(value)  # matches nothing; not worth an error
+
+
+def _cidr(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_network(str(value), strict=False))
+    except ValueError:
+        return str(value)
+
+
+def _field_values(obj: BaseModel, name: str) -> list[Any] | None:
+    """The object's values for a filter name; None when it is no field."""
+    if name in ("fixed_ips.ip_address", "fixed_ips.subnet_id"):
+        if not hasattr(obj, "fixed_ips"):
+            return None
+        attr = name.split(".", 1)[1]
+        return [getattr(f, attr) for f in obj.fixed_ips]
+    if name in ("binding.host_id", "binding.vif_type"):
+        binding = getattr(obj, "binding", None)
+        return None if binding is None else [getattr(binding, name.split(".", 1)[1])]
+    if name in _NOT_FILTERABLE or name not in type(obj).model_fields:
+        return None
+    return [getattr(obj, name)]
+
+
+def _convert(sample: Any, field: str, raw: Any) -> Any:
+    if isinstance(sample, bool):
+        return _bool(raw)
+    if isinstance(sample, int):
+        return int(raw)
+    if field.endswith("ip_address") or field == "gateway_ip":
+        return _ip(raw)
+    if field == "cidr":
+        return _cidr(raw)
+    return str(raw)
+
+
+def matches(obj: BaseModel, kind: str, filters: Mapping[str, Sequence[Any]] | None) -> bool:
+    for field, raw_values in (filters or {}).items():
+        values = [raw_values] if isinstance(raw_values, str | int | bool) else list(raw_values)
+        name = _ALIASES.get(field, field)
+        have = _field_values(obj, name)
+        if have is None:
+            raise InvalidInput(f"{kind}s cannot be filtered by {field!r}", kind=kind, field=field)
+        annotation = type(obj).model_fields.get(name)
+        ok = False
+        for current in have:
+            sample = current
+            if current is None and annotation is not None:
+                # An unset optional int (segmentation_id) still compares as int.
+                sample = 0 if "int" in str(annotation.annotation) else ""
+            try:
+                wanted = [_convert(sample, name, v) for v in values]
+            except ValueError as exc:
+                raise InvalidInput(f"filter {field}: {exc}", kind=kind, field=field) from None
+            if current in wanted or (current is not None and str(current) in map(str, wanted)):
+                ok = True
+                break
+        if not ok:
+            return False
+    return True

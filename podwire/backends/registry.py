@@ -1,0 +1,54 @@
+"""Backends by name: ``open_backend(config)`` builds the one the configuration chooses.
+
+Each factory imports its module only when chosen, so a backend whose module
+or dependency is missing fails only for whoever picks it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from podwire.backends.base import Backend
+from podwire.config import Config
+from podwire.errors import InvalidInput
+
+BackendFactory = Callable[[Config], Backend]
+
+
+def _embedded(config: Config) -> Backend:
+    from podwire.backends.embedded import EmbeddedBackend
+
+    return EmbeddedBackend.from_config(config)
+
+
+def _ovn(config: Config) -> Backend:
+    # podwire.backends.ovn is another engineer's module; it takes the whole
+    # configuration (OVN NB remotes, timeouts, MAC prefix for its own ports).
+    from podwire.backends.ovn import OvnBackend  # type: ignore[import-not-found,unused-ignore]
+
+    return OvnBackend.from_config(config)  # type: ignore[no-any-return,unused-ignore]
+
+
+def _remote(config: Config) -> Backend:
+    from podwire.backends.remote import RemoteBackend  # type: ignore[import-not-found,unused-ignore]
+
+    return RemoteBackend.from_config(config)  # type: ignore[no-any-return,unused-ignore]
+
+
+FACTORIES: dict[str, BackendFactory] = {
+    "embedded": _embedded,
+    "ovn": _ovn,
+    "remote": _remote,
+}
+
+
+def open_backend(config: Config) -> Backend:
+    try:
+        factory = FACTORIES[config.backend]
+    except KeyError:
+        raise InvalidInput(
+            f"unknown backend {config.backend!r}; known: {', '.join(sorted(FACTORIES))}",
+            kind="config",
+            field="backend",
+        ) from None
+    return factory(config)

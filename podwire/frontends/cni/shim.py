@@ -1,0 +1,156 @@
+"""podwire-cni: the CNI plugin binary, a pure transport to the agent.
+
+Installed into the CNI bin directory as ``podwire``. It forwards the CNI_*
+environment (one X-CNI-* header per variable that is set) and stdin to
+``POST /v1/cni`` on the agent's unix socket, writes the answer's body to
+stdout unchanged and exits with its X-CNI-Exit code. It answers by itself
+only VERSION, and error 11 when the agent cannot be reached or answers
+garbage (error 4 for an environment value that cannot be a header).
+
+Start-up time is the whole cost of a CNI call here, so: stdlib only, nothing
+imported at module level beyond os/sys, json only on the paths that need it
+(run it as ``python3 -S -I``; the C shim in shim/ behaves identically).
+"""
+
+import os
+import sys
+
+SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+LATEST = "1.1.0"
+DEFAULT_SOCKET = "/run/podwire/agent.sock"
+CNI_VARS = (
+    ("CNI_COMMAND", "X-CNI-Command"),
+    ("CNI_CONTAINERID", "X-CNI-ContainerID"),
+    ("CNI_NETNS", "X-CNI-Netns"),
+    ("CNI_IFNAME", "X-CNI-Ifname"),
+    ("CNI_ARGS", "X-CNI-Args"),
+    ("CNI_PATH", "X-CNI-Path"),
+)
+# ADD may wait for a data path (OVN binding) for a while; never hang forever.
+TIMEOUT = float(os.environ.get("PODWIRE_CNI_TIMEOUT", "300"))
+
+
+def _config_version(stdin: bytes) -> str:
+    import json
+
+    try:
+        version = json.loads(stdin).get("cniVersion")
+    except Exception:
+        return LATEST
+    return version if isinstance(version, str) and version else LATEST
+
+
+def _error(stdin: bytes, code: int, msg: str, details: str = "") -> bytes:
+    import json
+
+    body = {"cniVersion": _config_version(stdin), "code": code, "msg": msg, "details": details}
+    return json.dumps(body).encode() + b"\n"
+
+
+def _socket_path(stdin: bytes) -> str:
+    # Parse only when the key can be there: most configs never set it.
+    if b"agentSocket" in stdin:
+        import json
+
+        try:
+            path = json.loads(stdin).get("agentSocket")
+        except Exception:
+            path = None
+        if isinstance(path, str) and path:
+            return path
+    return os.environ.get("PODWIRE_AGENT_SOCKET") or DEFAULT_SOCKET
+
+
+def _request(stdin: bytes) -> bytes:
+    lines = ["POST /v1/cni HTTP/1.1", "Host: podwire", f"Content-Length: {len(stdin)}"]
+    for var, header in CNI_VARS:
+        value = os.environ.get(var)
+        if value is None:
+            continue
+        if "\r" in value or "\n" in value:
+            raise ValueError(var)
+        lines.append(f"{header}: {value}")
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + stdin
+
+
+def _exchange(path: str, request: bytes) -> tuple[int, bytes]:
+    """Send the request, return (exit code, body). Raises OSError when the
+    agent cannot be reached and ValueError when its answer is not one."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(TIMEOUT)
+        sock.connect(path)
+        sock.sendall(request)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    raw = b"".join(chunks)
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("truncated HTTP answer")
+    status_line, *header_lines = head.split(b"\r\n")
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+        raise ValueError(f"not an HTTP answer: {status_line[:60]!r}")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    if parts[1] != b"200" or b"x-cni-exit" not in headers:
+        raise ValueError(f"agent answered HTTP {parts[1].decode(errors='replace')}")
+    length = headers.get(b"content-length")
+    if length is not None:
+        if len(body) < int(length):
+            raise ValueError("truncated HTTP body")
+        body = body[: int(length)]
+    elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        body = _dechunk(body)
+    return int(headers[b"x-cni-exit"]), body
+
+
+def _dechunk(data: bytes) -> bytes:
+    out: list[bytes] = []
+    while True:
+        size_line, _, rest = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(rest[:size])
+        data = rest[size + 2 :]
+
+
+def run(stdin: bytes) -> tuple[int, bytes]:
+    if os.environ.get("CNI_COMMAND") == "VERSION":
+        versions = ", ".join(f'"{v}"' for v in SUPPORTED_VERSIONS)
+        return 0, f'{{"cniVersion": "{LATEST}", "supportedVersions": [{versions}]}}\n'.encode()
+    path = _socket_path(stdin)
+    try:
+        request = _request(stdin)
+    except ValueError as exc:
+        return 1, _error(stdin, 4, f"{exc} contains a line break", "invalid environment variable")
+    try:
+        return _exchange(path, request)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return 1, _error(stdin, 11, f"podwire agent unreachable at {path}: {reason}", str(exc))
+    except ValueError as exc:
+        return 1, _error(stdin, 11, f"podwire agent at {path} answered garbage", str(exc))
+
+
+def main() -> None:
+    code, out = run(sys.stdin.buffer.read())
+    sys.stdout.buffer.write(out)
+    sys.stdout.buffer.flush()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""The agent as a process: its socket, restarts, crashes, concurrency and
+back-pressure, all through the real shim in real network namespaces."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tests.fixtures.agent import AgentProcess, netconf, netns_path
+from tests.fixtures.common import unique
+
+pytestmark = pytest.mark.root
+
+
+def _net(agent: AgentProcess) -> Any:
+    name = unique("pwa")
+    return agent.create_network(name, f"198.19.{int(name[-4:], 16) % 250}.0/24")
+
+
+def _link_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+
+
+def _add(agent: AgentProcess, net: Any, ns: str, cid: str) -> Any:
+    return agent.cni("ADD", netconf(net.name), container_id=cid, netns=netns_path(ns))
+
+
+class _BackendWriteLock:
+    """Holds the embedded backend's SQLite write lock: the agent's next port
+    create then waits (its busy timeout), a real slow request."""
+
+    def __init__(self, agent: AgentProcess) -> None:
+        self.conn = sqlite3.connect(agent.state_dir / "podwire.db", isolation_level=None)
+
+    def __enter__(self) -> _BackendWriteLock:
+        self.conn.execute("BEGIN EXCLUSIVE")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.execute("ROLLBACK")
+        self.conn.close()
+
+
+def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def test_socket_mode_stale_replaced_and_removed_on_sigterm(start_agent: Any) -> None:
+    agent: AgentProcess = start_agent()
+    mode = agent.socket.stat().st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+    assert agent.stop() == 0
+    assert not agent.socket.exists()
+
+    # A stale socket file (its agent died without cleaning up) is replaced.
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(agent.socket))
+    stale.close()
+    agent.start()
+    assert agent.get("/v1/status")["backend_ok"] is True
+    # A live one is not: a second agent on the same socket refuses to start,
+    # and so does one on the same state dir.
+    for state_dir in (agent.state_dir.with_name("other"), agent.state_dir):
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "podwire.agent",
+                *("--state-dir", str(state_dir), "--socket", str(agent.socket)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode != 0
+        assert "already" in second.stderr
+    assert agent.get("/v1/status")["ready"] is True
+
+
+def test_restart_keeps_records_and_del_still_works(
+    agent_proc: AgentProcess, make_netns: Any
+) -> None:
+    net = _net(agent_proc)
+    ns = make_netns()
+    cid = unique("pwa", 12)
+    added = _add(agent_proc, net, ns, cid)
+    assert added.code == 0, added.stdout
+    host_end = added.json["interfaces"][0]["name"]
+    before = agent_proc.attachments()
+
+    agent_proc.restart()
+    assert agent_proc.attachments() == before
+    assert [p.device_id for p in agent_proc.ports(net.id)] == [cid]  # not reconciled away
+    check = agent_proc.cni(
+        "CHECK", netconf(net.name, prevResult=added.json), container_id=cid, netns=netns_path(ns)
+    )
+    assert check.code == 0, check.stdout
+    assert (
+        agent_proc.cni("DEL", netconf(net.name), container_id=cid, netns=netns_path(ns)).code == 0
+    )
+    assert agent_proc.ports(net.id) == []
+    assert not _link_exists(host_end)
+
+
+def test_kill_9_mid_add_is_rolled_back_on_restart(
+    agent_proc: AgentProcess, make_netns: Any
+) -> None:
+    net = _net(agent_proc)
+    ns = make_netns()
+    cid = unique("pwa", 12)
+    with _BackendWriteLock(agent_proc):
+        adder = threading.Thread(target=_add, args=(agent_proc, net, ns, cid))
+        adder.start()
+        # The intent record is written before the port: wait for it, then crash.
+        _wait_for(lambda: any(a["container_id"] == cid for a in agent_proc.attachments()))
+        agent_proc.kill()
+    adder.join(30)
+    agent_proc.start()
+    assert agent_proc.attachments() == []
+    assert agent_proc.ports(net.id) == []
+    assert (
+        "eth0"
+        not in subprocess.run(
+            ["ip", "netns", "exec", ns, "ip", "link"], capture_output=True, text=True
+        ).stdout
+    )
+
+
+def test_crash_after_plug_is_rolled_back(agent_proc: AgentProcess, make_netns: Any) -> None:
+    """A record left "pending" after the plug (the crash window between plug
+    and "ready"): the restart unplugs, deletes the port and the record."""
+    net = _net(agent_proc)
+    ns = make_netns()
+    cid = unique("pwa", 12)
+    added = _add(agent_proc, net, ns, cid)
+    assert added.code == 0
+    host_end = added.json["interfaces"][0]["name"]
+    agent_proc.kill()
+    db = sqlite3.connect(agent_proc.state_dir / "agent.db")
+    with db:
+        db.execute("UPDATE attachments SET state = 'pending' WHERE container_id = ?", (cid,))
+    db.close()
+    agent_proc.start()
+    assert agent_proc.attachments() == []
+    assert agent_proc.ports(net.id) == []
+    assert not _link_exists(host_end)
+
+
+def test_orphan_ports_of_this_host_only_are_deleted_on_start(agent_proc: AgentProcess) -> None:
+    from podwire.model import PortBinding, PortCreate
+
+    net = _net(agent_proc)
+    host = agent_proc.config.host_id
+
+    def port(owner: str, host_id: str) -> Any:
+        return agent_proc.backend.create_port(
+            agent_proc.ctx,
+            PortCreate(
+                network_id=net.id,
+                device_id=unique("pwa", 12),
+                device_owner=owner,
+                binding=PortBinding(host_id=host_id),
+            ),
+        )
+
+    orphan = port("podwire:cni", host)
+    other_host = port("podwire:cni", "pwa-elsewhere")
+    not_ours = port("compute:nova", host)
+    agent_proc.restart()
+    left = {p.id for p in agent_proc.ports(net.id)}
+    assert orphan.id not in left
+    assert {other_host.id, not_ours.id} <= left
+
+
+def test_concurrent_adds_for_different_containers(
+    agent_proc: AgentProcess, make_netns: Any
+) -> None:
+    net = _net(agent_proc)
+    jobs = [(make_netns(), unique("pwa", 12)) for _ in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda j: _add(agent_proc, net, *j), jobs))
+    assert [a.code for a in answers] == [0] * 8, [a.stdout for a in answers]
+    ports = agent_proc.ports(net.id)
+    assert sorted(p.device_id for p in ports) == sorted(cid for _, cid in jobs)
+    addresses = [f.ip_address for p in ports for f in p.fixed_ips]
+    assert len(set(addresses)) == 8
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        dels = list(
+            pool.map(
+                lambda j: agent_proc.cni(
+                    "DEL", netconf(net.name), container_id=j[1], netns=netns_path(j[0])
+                ),
+                jobs,
+            )
+        )
+    assert [d.code for d in dels] == [0] * 8
+    assert agent_proc.ports(net.id) == []
+
+
+def test_busy_agent_answers_try_again_later(start_agent: Any, make_netns: Any) -> None:
+    agent: AgentProcess = start_agent("--max-in-flight", "1", "--max-queued", "0")
+    net = _net(agent)
+    ns1, ns2 = make_netns(), make_netns()
+    c1, c2 = unique("pwa", 12), unique("pwa", 12)
+    results: dict[str, Any] = {}
+    with _BackendWriteLock(agent):
+        slow = threading.Thread(target=lambda: results.update(first=_add(agent, net, ns1, c1)))
+        slow.start()
+        _wait_for(lambda: any(a["container_id"] == c1 for a in agent.attachments()))
+        busy = _add(agent, net, ns2, c2)
+    slow.join(60)
+    assert busy.error_code == 11, busy.stdout
+    assert "busy" in busy.json["msg"]
+    assert results["first"].code == 0, results["first"].stdout
+    assert [p.device_id for p in agent.ports(net.id)] == [c1]
+    assert agent.cni("DEL", netconf(net.name), container_id=c1, netns=netns_path(ns1)).code == 0
+
+
+def test_agent_status_and_attachments_api(agent_proc: AgentProcess) -> None:
+    status = agent_proc.get("/v1/status")
+    assert status["ready"] is True and status["backend"] == "embedded"
+    assert any(d["name"] and d["available"] for d in status["drivers"]) or status["drivers"] == []
+    assert agent_proc.get("/v1/attachments") == {"attachments": []}
+    assert os.stat(agent_proc.socket).st_uid == os.geteuid()

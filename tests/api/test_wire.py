@@ -1,0 +1,89 @@
+"""Pure mapping logic: Neutron names <-> model, query strings -> filters."""
+
+from __future__ import annotations
+
+import pytest
+
+from podwire.api import wire
+from podwire.api.filters import NothingMatches, filters_from_query
+from podwire.errors import InvalidInput
+
+
+def test_query_maps_neutron_names_and_ors_repeated_values() -> None:
+    filters = filters_from_query(
+        "port",
+        [
+            ("name", "a"),
+            ("name", "b"),
+            ("tenant_id", "p1"),
+            ("binding:host_id", "node-1"),
+            ("fixed_ips", "ip_address=198.18.0.5"),
+            ("fixed_ips", "subnet_id=S"),
+            ("admin_state_up", "true"),
+            ("fields", "id"),
+            ("limit", "5"),
+        ],
+    )
+    assert filters == {
+        "name": ["a", "b"],
+        "project_id": ["p1"],
+        "binding.host_id": ["node-1"],
+        "fixed_ips.ip_address": ["198.18.0.5"],
+        "fixed_ips.subnet_id": ["S"],
+        "admin_state_up": ["True"],
+    }
+
+
+def test_query_refuses_unknown_filters_and_bad_values() -> None:
+    with pytest.raises(InvalidInput, match="colour"):
+        filters_from_query("network", [("colour", "red")])
+    with pytest.raises(InvalidInput, match="fixed_ips"):
+        filters_from_query("port", [("fixed_ips", "198.18.0.5")])
+    with pytest.raises(InvalidInput, match="shared"):
+        filters_from_query("network", [("shared", "maybe")])
+
+
+def test_query_that_nothing_can_match() -> None:
+    with pytest.raises(NothingMatches):
+        filters_from_query("network", [("router:external", "True")])
+    with pytest.raises(NothingMatches):
+        filters_from_query("port", [("tags", "x")])
+    assert filters_from_query("network", [("router:external", "false")]) == {}
+
+
+def test_port_body_maps_binding_attributes() -> None:
+    req = wire.port_create(
+        {
+            "network_id": "N",
+            "tenant_id": "p1",
+            "binding:host_id": "h",
+            "binding:profile": {"pci_slot": "0000:01:00.1"},
+            "binding:vnic_type": "direct",
+        }
+    )
+    assert req.project_id == "p1"
+    assert req.vnic_type == "direct"
+    assert req.binding is not None
+    assert req.binding.host_id == "h"
+    assert req.binding.profile == {"pci_slot": "0000:01:00.1"}
+
+
+def test_errors_name_the_field_as_the_caller_spelled_it() -> None:
+    with pytest.raises(InvalidInput) as info:
+        wire.port_create({"network_id": "N", "binding:host_id": 5})
+    assert info.value.field == "binding:host_id"
+    assert info.value.message.startswith("binding:host_id")
+    with pytest.raises(InvalidInput) as info:
+        wire.network_create({"provider:network_type": "vlan", "provider:segmentation_id": 9999})
+    assert info.value.field == "provider:segmentation_id"
+    assert "provider:segmentation_id" in info.value.message
+    with pytest.raises(InvalidInput) as info:
+        wire.network_create({"tenant_id": "a", "project_id": "b"})
+    assert info.value.field == "project_id" or info.value.field == "tenant_id"
+
+
+def test_member_body_shape() -> None:
+    assert wire.member_body({"network": {"name": "x"}}, "network") == {"name": "x"}
+    for bad in ({"networks": {}}, {"network": []}, [], {"network": {}, "extra": 1}):
+        with pytest.raises(InvalidInput):
+            wire.member_body(bad, "network")

@@ -465,3 +465,34 @@ def test_registry_and_describe():
     assert described["veth_bridge"].available, described["veth_bridge"].reason
     assert described["veth_bridge"].kinds == ["veth_bridge"]
     assert set(described) >= {"vhostuser", "sriov_vf"}
+
+
+def test_async_delete_unplug_returns_at_once_and_replug_waits(datapath, new_netns):
+    """async_delete=True: unplug takes the pair down and returns; a plug that
+    needs the same names (DEL then ADD in one netns) waits for the delete."""
+    driver = VethBridgeDriver(nft_table=datapath.table, async_delete=True)
+    bridge = datapath.bridge()
+    (ns_a, path_a), (_, path_b) = new_netns(), new_netns()
+    vif_a = make_vif(datapath, bridge, 100)
+    vif_b = make_vif(datapath, bridge, 101)
+    driver.plug(vif_a, path_a, "eth0")
+    driver.plug(vif_b, path_b, "eth0")
+    assert ns_ping(ns_a, "198.18.7.101")
+
+    driver.unplug(vif_a, path_a, "eth0")
+    # Down at once: nothing passes while the kernel deletes it.
+    with rtnl() as host:
+        end = host.link(vif_a.host_ifname)
+        assert end is None or not end.up
+    driver.unplug(vif_a, path_a, "eth0")  # still idempotent
+
+    # Same host end, same netns, same ifname, right away.
+    driver.plug(vif_a, path_a, "eth0")
+    driver.check(vif_a, path_a, "eth0")
+    assert ns_ping(ns_a, "198.18.7.101")
+
+    driver.unplug(vif_a, path_a, "eth0")
+    driver.unplug(vif_b, path_b, "eth0")
+    driver.flush()
+    assert _leftovers(datapath, vif_a) == NOTHING
+    assert _leftovers(datapath, vif_b) == NOTHING

@@ -75,7 +75,7 @@ def test_network_lifecycle_with_tables_and_json(run: Run) -> None:
     assert "2001:db8:40::/64" in table
 
     shown = run("network", "show", name).stdout
-    assert f"id" in shown and created["id"] in shown and "1450" in shown
+    assert "id" in shown and created["id"] in shown and "1450" in shown
 
     subnets = as_json(run("--json", "subnet", "list", "--network", name))
     assert sorted(s["cidr"] for s in subnets) == ["198.18.40.0/24", "2001:db8:40::/64"]

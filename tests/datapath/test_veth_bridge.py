@@ -69,10 +69,10 @@ def host_link_exists(name: str) -> bool:
 # --------------------------------------------------------------------------
 
 
-def test_two_containers_ping_both_ways_v4_and_v6(datapath, new_netns):
+def test_two_containers_ping_both_ways_v4_and_v6(datapath, make_netns_pair):
     driver = datapath.driver
     bridge = datapath.bridge()
-    (ns_a, path_a), (ns_b, path_b) = new_netns(), new_netns()
+    (ns_a, path_a), (ns_b, path_b) = make_netns_pair(), make_netns_pair()
     vif_a = make_vif(datapath, bridge, 10)
     vif_b = make_vif(datapath, bridge, 11)
 
@@ -128,10 +128,10 @@ def test_two_containers_ping_both_ways_v4_and_v6(datapath, new_netns):
     assert ip_json(ns_a, "link", "show") and "eth0" not in ns_run(ns_a, "ip", "link").stdout
 
 
-def test_port_security_drops_spoofed_and_passes_allowed(datapath, new_netns):
+def test_port_security_drops_spoofed_and_passes_allowed(datapath, make_netns_pair):
     driver = datapath.driver
     bridge = datapath.bridge()
-    (ns_a, path_a), (ns_b, path_b) = new_netns(), new_netns()
+    (ns_a, path_a), (ns_b, path_b) = make_netns_pair(), make_netns_pair()
     pair = AddressPair(ip="198.18.7.128/25", mac="02:00:00:00:07:14")
     vif_a = make_vif(datapath, bridge, 20, extra_pairs=(pair,))
     vif_b = make_vif(datapath, bridge, 21)
@@ -174,14 +174,14 @@ def test_port_security_drops_spoofed_and_passes_allowed(datapath, new_netns):
     assert not PortSecurityTable(datapath.table).has_port(open_vif.host_ifname)
 
 
-def test_vlan_tagged_frames_are_dropped(datapath, new_netns):
+def test_vlan_tagged_frames_are_dropped(datapath, make_netns_pair):
     """A container must not hide an IP header behind an 802.1Q tag (the
     IP rules match untagged frames). No vlan kernel module here, so the
     frames are written raw: the same allowed IPv4/UDP packet, plain and
     tagged; only the plain one arrives."""
     driver = datapath.driver
     bridge = datapath.bridge()
-    (ns_a, path_a), (ns_b, path_b) = new_netns(), new_netns()
+    (ns_a, path_a), (ns_b, path_b) = make_netns_pair(), make_netns_pair()
     vif_a = make_vif(datapath, bridge, 30)
     vif_b = make_vif(datapath, bridge, 31)
     driver.plug(vif_a, path_a, "eth0")
@@ -269,10 +269,10 @@ def _leftovers(env: DatapathEnv, vif: VethBridge) -> dict[str, bool]:
 NOTHING = {"host_end": False, "rules": False}
 
 
-def test_unplug_is_idempotent(datapath, new_netns):
+def test_unplug_is_idempotent(datapath, make_netns_pair):
     driver = datapath.driver
     bridge = datapath.bridge()
-    (_, path_a), (ns_b, path_b) = new_netns(), new_netns()
+    (_, path_a), (ns_b, path_b) = make_netns_pair(), make_netns_pair()
     vif = make_vif(datapath, bridge, 40)
 
     # Nothing there at all: success.
@@ -294,10 +294,10 @@ def test_unplug_is_idempotent(datapath, new_netns):
     assert _leftovers(datapath, vif2) == NOTHING
 
 
-def test_plug_failure_leaves_nothing(datapath, new_netns):
+def test_plug_failure_leaves_nothing(datapath, make_netns_pair):
     driver = datapath.driver
     bridge = datapath.bridge()
-    ns, path = new_netns()
+    ns, path = make_netns_pair()
 
     # ifname already taken inside the netns: the kernel refuses the pair.
     ns_run(ns, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "other0", check=True)
@@ -344,10 +344,10 @@ def test_plug_failure_leaves_nothing(datapath, new_netns):
     driver.check(good, path, "eth3")
 
 
-def test_check_names_the_drifted_field(datapath, new_netns):
+def test_check_names_the_drifted_field(datapath, make_netns_pair):
     driver = datapath.driver
     bridge = datapath.bridge()
-    ns, path = new_netns()
+    ns, path = make_netns_pair()
     vif = make_vif(datapath, bridge, 60)
     driver.plug(vif, path, "eth0")
     driver.check(vif, path, "eth0")
@@ -409,10 +409,10 @@ def test_docker_mode_leaves_container_end_in_host(datapath):
 # bridges, concurrency, registry
 
 
-def test_concurrent_plugs_share_one_new_bridge(datapath, new_netns):
+def test_concurrent_plugs_share_one_new_bridge(datapath, make_netns_pair):
     driver = datapath.driver
     bridge = datapath.bridge()
-    targets = [new_netns() for _ in range(6)]
+    targets = [make_netns_pair() for _ in range(6)]
     vifs = [make_vif(datapath, bridge, 80 + i) for i in range(len(targets))]
     errors: list[BaseException] = []
 
@@ -435,10 +435,10 @@ def test_concurrent_plugs_share_one_new_bridge(datapath, new_netns):
     assert ns_ping(targets[0][0], "198.18.7.85")
 
 
-def test_remove_bridge(datapath, new_netns):
+def test_remove_bridge(datapath, make_netns_pair):
     driver = datapath.driver
     bridge = datapath.bridge()
-    _, path = new_netns()
+    _, path = make_netns_pair()
     vif = make_vif(datapath, bridge, 90)
     driver.plug(vif, path, "eth0")
     with pytest.raises(Conflict):
@@ -467,12 +467,12 @@ def test_registry_and_describe():
     assert set(described) >= {"vhostuser", "sriov_vf"}
 
 
-def test_async_delete_unplug_returns_at_once_and_replug_waits(datapath, new_netns):
+def test_async_delete_unplug_returns_at_once_and_replug_waits(datapath, make_netns_pair):
     """async_delete=True: unplug takes the pair down and returns; a plug that
     needs the same names (DEL then ADD in one netns) waits for the delete."""
     driver = VethBridgeDriver(nft_table=datapath.table, async_delete=True)
     bridge = datapath.bridge()
-    (ns_a, path_a), (_, path_b) = new_netns(), new_netns()
+    (ns_a, path_a), (_, path_b) = make_netns_pair(), make_netns_pair()
     vif_a = make_vif(datapath, bridge, 100)
     vif_b = make_vif(datapath, bridge, 101)
     driver.plug(vif_a, path_a, "eth0")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -133,7 +135,8 @@ def test_port_security_drops_spoofed_and_passes_allowed(datapath, make_netns_pai
     bridge = datapath.bridge()
     (ns_a, path_a), (ns_b, path_b) = make_netns_pair(), make_netns_pair()
     pair = AddressPair(ip="198.18.7.128/25", mac="02:00:00:00:07:14")
-    vif_a = make_vif(datapath, bridge, 20, extra_pairs=(pair,))
+    pair6 = AddressPair(ip="2001:db8:7::8000/113", mac="02:00:00:00:07:14")
+    vif_a = make_vif(datapath, bridge, 20, extra_pairs=(pair, pair6))
     vif_b = make_vif(datapath, bridge, 21)
     driver.plug(vif_a, path_a, "eth0")
     driver.plug(vif_b, path_b, "eth0")
@@ -153,6 +156,11 @@ def test_port_security_drops_spoofed_and_passes_allowed(datapath, make_netns_pai
     ns_run(ns_a, "ip", "addr", "add", "198.18.7.200/24", "dev", "eth0", check=True)
     ns_run(ns_a, "ip", "neigh", "flush", "all")
     assert ns_ping(ns_a, "198.18.7.21", source="198.18.7.200")
+    ns_run(
+        ns_a, "ip", "-6", "addr", "add", "2001:db8:7::8001/64", "dev", "eth0", "nodad", check=True
+    )
+    ns_run(ns_a, "ip", "neigh", "flush", "all")
+    assert ns_ping(ns_a, "2001:db8:7::15", source="2001:db8:7::8001")
 
     # The right IP from a changed MAC: dropped.
     ns_run(ns_a, "ip", "link", "set", "eth0", "address", "02:00:00:00:07:99", check=True)
@@ -496,3 +504,25 @@ def test_async_delete_unplug_returns_at_once_and_replug_waits(datapath, make_net
     driver.flush()
     assert _leftovers(datapath, vif_a) == NOTHING
     assert _leftovers(datapath, vif_b) == NOTHING
+
+
+def test_plug_into_a_process_netns_path(datapath, make_netns_pair):
+    """Runtimes pass /proc/PID/ns/net as often as a /var/run/netns path."""
+    name, path = make_netns_pair()
+    sleeper = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "60"])
+    try:
+        proc_path = f"/proc/{sleeper.pid}/ns/net"
+        deadline = time.monotonic() + 5
+        while os.stat(proc_path).st_ino != os.stat(path).st_ino:
+            assert time.monotonic() < deadline, "sleep never entered the netns"
+            time.sleep(0.01)
+        vif = make_vif(datapath, datapath.bridge(), 110)
+        got = datapath.driver.plug(vif, proc_path, "eth0")
+        assert got.sandbox == proc_path and got.ifname == "eth0"
+        datapath.driver.check(vif, proc_path, "eth0")
+        assert ns_ping(name, "198.18.7.1")
+        datapath.driver.unplug(vif, proc_path, "eth0")
+        assert _leftovers(datapath, vif) == NOTHING
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -144,33 +144,33 @@ def test_port_security_drops_spoofed_and_passes_allowed(datapath, make_netns_pai
 
     # A source IP outside the allowed set: dropped on the bridge.
     ns_run(ns_a, "ip", "addr", "add", "198.18.7.99/24", "dev", "eth0", check=True)
-    assert not ns_ping(ns_a, "198.18.7.21", source="198.18.7.99")
+    assert not ns_ping(ns_a, "198.18.7.21", source="198.18.7.99", tries=2)
     ns_run(ns_a, "ip", "-6", "addr", "add", "2001:db8:7::99/64", "dev", "eth0", "nodad", check=True)
-    assert not ns_ping(ns_a, "2001:db8:7::15", source="2001:db8:7::99")
+    assert not ns_ping(ns_a, "2001:db8:7::15", source="2001:db8:7::99", tries=2)
     # (a neighbour entry still being resolved for the spoofed source would
     # keep sending solicitations from it: start resolution afresh)
     ns_run(ns_a, "ip", "neigh", "flush", "all")
-    assert ns_ping(ns_a, "2001:db8:7::15", source="2001:db8:7::14")
+    assert ns_ping(ns_a, "2001:db8:7::15", source="2001:db8:7::14", tries=2)
 
     # A source inside an allowed_address_pairs CIDR: passes.
     ns_run(ns_a, "ip", "addr", "add", "198.18.7.200/24", "dev", "eth0", check=True)
     ns_run(ns_a, "ip", "neigh", "flush", "all")
-    assert ns_ping(ns_a, "198.18.7.21", source="198.18.7.200")
+    assert ns_ping(ns_a, "198.18.7.21", source="198.18.7.200", tries=2)
     ns_run(
         ns_a, "ip", "-6", "addr", "add", "2001:db8:7::8001/64", "dev", "eth0", "nodad", check=True
     )
     ns_run(ns_a, "ip", "neigh", "flush", "all")
-    assert ns_ping(ns_a, "2001:db8:7::15", source="2001:db8:7::8001")
+    assert ns_ping(ns_a, "2001:db8:7::15", source="2001:db8:7::8001", tries=2)
 
     # The right IP from a changed MAC: dropped.
     ns_run(ns_a, "ip", "link", "set", "eth0", "address", "02:00:00:00:07:99", check=True)
     ns_run(ns_a, "ip", "neigh", "flush", "all")
     ns_run(ns_b, "ip", "neigh", "flush", "all")
-    assert not ns_ping(ns_a, "198.18.7.21", source="198.18.7.20")
+    assert not ns_ping(ns_a, "198.18.7.21", source="198.18.7.20", tries=2)
     # ...and back to the port's MAC it passes again (the drop was the MAC).
     ns_run(ns_a, "ip", "link", "set", "eth0", "address", vif_a.mac, check=True)
     ns_run(ns_b, "ip", "neigh", "flush", "all")
-    assert ns_ping(ns_a, "198.18.7.21", source="198.18.7.20")
+    assert ns_ping(ns_a, "198.18.7.21", source="198.18.7.20", tries=2)
 
     # Control: the same spoof passes when port security is off, so the drops
     # above were the rules, not the set-up.
@@ -178,7 +178,7 @@ def test_port_security_drops_spoofed_and_passes_allowed(datapath, make_netns_pai
     open_vif = make_vif(datapath, bridge, 20, security=False)
     driver.plug(open_vif, path_a, "eth0")
     ns_run(ns_a, "ip", "addr", "add", "198.18.7.99/24", "dev", "eth0", check=True)
-    assert ns_ping(ns_a, "198.18.7.21", source="198.18.7.99")
+    assert ns_ping(ns_a, "198.18.7.21", source="198.18.7.99", tries=2)
     assert not PortSecurityTable(datapath.table).has_port(open_vif.host_ifname)
 
 

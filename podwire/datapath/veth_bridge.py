@@ -18,9 +18,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import ipaddress
+import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 
 from podwire.datapath import veth
@@ -30,12 +32,23 @@ from podwire.datapath.portsec import DEFAULT_TABLE, PortSecurityTable, nftables_
 from podwire.datapath.vif import AddressPair, PortSecurity, VethBridge, Vif
 from podwire.errors import Conflict, DatapathError, Drift, InvalidInput
 
+log = logging.getLogger(__name__)
+
 
 def bridge_mac(bridge: str) -> str:
     """A stable locally administered unicast MAC for a bridge name."""
     digest = bytearray(hashlib.sha256(bridge.encode()).digest()[:6])
     digest[0] = (digest[0] & 0xFC) | 0x02
     return ":".join(f"{b:02x}" for b in digest)
+
+
+def _undo_quietly(step: Callable[..., object], *args: object) -> None:
+    """Run one undo step of a failed plug; a failure here is logged so the
+    error that made plug fail is the one the caller sees."""
+    try:
+        step(*args)
+    except Exception:
+        log.exception("undoing a failed plug: %s%r failed", getattr(step, "__name__", step), args)
 
 
 def effective_security(vif: VethBridge) -> PortSecurity:
@@ -54,8 +67,12 @@ class VethBridgeDriver:
     name = "veth_bridge"
     kinds = ("veth_bridge",)
 
-    def __init__(self, nft_table: str = DEFAULT_TABLE) -> None:
+    def __init__(self, nft_table: str = DEFAULT_TABLE, async_delete: bool = False) -> None:
         self.portsec = PortSecurityTable(nft_table)
+        # Opt-in: unplug takes the pair down and returns; the kernel's slow
+        # delete runs on a worker (see veth.PairReaper). Off by default so a
+        # returned unplug means "gone".
+        self._reaper = veth.PairReaper() if async_delete else None
         self._locks_guard = threading.Lock()
         self._bridge_locks: dict[str, threading.Lock] = {}
         # bridge name -> (ifindex, addresses ensured): skip re-adding the
@@ -115,6 +132,8 @@ class VethBridgeDriver:
             with ExitStack() as undo:
                 try:
                     host = scope.enter_context(rtnl())
+                    if self._reaper is not None:
+                        self._reaper.wait(vif.host_ifname)
                     # Rules are keyed by the host end's name: never touch
                     # those of a live port that already holds it.
                     if host.link(vif.host_ifname) is not None:
@@ -129,19 +148,33 @@ class VethBridgeDriver:
                     security = effective_security(vif)
                     if security.enabled:
                         self.portsec.add_port(vif.host_ifname, security)
-                        undo.callback(self.portsec.remove_port, vif.host_ifname, security)
-                    veth.plug_pair(
-                        undo,
-                        host,
-                        ns,
-                        host_ifname=vif.host_ifname,
-                        ifname=ifname,
-                        mac=mac,
-                        mtu=mtu,
-                        addresses=addresses,
-                        routes=vif.routes,
-                        master=master,
-                    )
+                        undo.callback(
+                            _undo_quietly, self.portsec.remove_port, vif.host_ifname, security
+                        )
+
+                    def make_pair() -> None:
+                        veth.plug_pair(
+                            undo,
+                            host,
+                            ns,
+                            host_ifname=vif.host_ifname,
+                            ifname=ifname,
+                            mac=mac,
+                            mtu=mtu,
+                            addresses=addresses,
+                            routes=vif.routes,
+                            master=master,
+                        )
+
+                    try:
+                        make_pair()
+                    except Conflict:
+                        # The name may belong to a pair still being deleted
+                        # in the background (DEL then ADD in one netns).
+                        if self._reaper is None or not self._reaper.pending():
+                            raise
+                        self._reaper.wait_all()
+                        make_pair()
                 except OSError as exc:
                     raise veth.datapath_error(exc, f"plugging port {vif.port_id}") from exc
                 undo.pop_all()
@@ -201,10 +234,22 @@ class VethBridgeDriver:
     def unplug(self, vif: Vif, netns: str | None, ifname: str) -> None:
         vif = self._expect(vif)
         veth.check_ifname(vif.host_ifname, "host_ifname")
+        security = effective_security(vif)
+        if self._reaper is not None:
+            self._reaper.retire(
+                vif.host_ifname,
+                lambda: self.portsec.remove_port(vif.host_ifname, security),
+            )
+            return
         # The host end takes its peer with it wherever it is (container
         # netns, host in Docker mode, or already gone with its netns).
         veth.delete_host_end(vif.host_ifname)
-        self.portsec.remove_port(vif.host_ifname, effective_security(vif))
+        self.portsec.remove_port(vif.host_ifname, security)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait for background deletions (async_delete) to finish."""
+        if self._reaper is not None:
+            self._reaper.wait_all(timeout)
 
     # -- check ----------------------------------------------------------------
 

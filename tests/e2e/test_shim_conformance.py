@@ -74,7 +74,9 @@ class RecordingPeer:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.answer = b"HTTP/1.1 200 OK\r\nX-CNI-Exit: 0\r\nContent-Length: 2\r\n\r\n{}"
+        self.answer: bytes | None = (
+            b"HTTP/1.1 200 OK\r\nX-CNI-Exit: 0\r\nContent-Length: 2\r\n\r\n{}"
+        )
         self.exchanges: list[Exchange] = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(path))
@@ -115,6 +117,10 @@ class RecordingPeer:
                 body += chunk
             ex.body = body
             self.exchanges.append(ex)
+            if self.answer is None:  # a hung agent: hold the line until the shim gives up
+                while conn.recv(65536):
+                    pass
+                return
             conn.sendall(self.answer)
         except OSError:
             return
@@ -394,6 +400,22 @@ def test_both_shims_treat_an_answer_alike(
     assert (c.returncode, c.stdout) == (py.returncode, py.stdout)
     if py.returncode == 1 and py.stdout.startswith(b'{"cniVersion"'):
         assert json.loads(py.stdout)["code"] == 11
+
+
+def test_a_hung_agent_times_out_as_error_11_alike(
+    py_shim: Path, c_shim: Path, peer: RecordingPeer
+) -> None:
+    peer.answer = None
+    env = {
+        "CNI_COMMAND": "ADD",
+        "PODWIRE_AGENT_SOCKET": str(peer.path),
+        "PODWIRE_CNI_TIMEOUT": "0.5",
+    }
+    stdin = b'{"cniVersion": "1.0.0"}'
+    py = run_shim(py_shim, stdin, env)
+    c = run_shim(c_shim, stdin, env)
+    assert (c.returncode, c.stdout) == (py.returncode, py.stdout)
+    assert cni_error(c)["code"] == 11
 
 
 @pytest.mark.parametrize(

@@ -390,3 +390,31 @@ def test_server_with_two_workers_shares_one_database() -> None:
             break
         assert time.monotonic() < deadline, "server workers outlived the server"
         time.sleep(0.1)
+
+
+def test_port_fixed_ips_update_moves_the_address(alice) -> None:
+    net = alice.network.create_network(name=unique("mv-"))
+    try:
+        cidr = v4_cidr()
+        sub = alice.network.create_subnet(network_id=net.id, ip_version=4, cidr=cidr)
+        hosts = ipaddress.ip_network(cidr)
+        first, second = str(hosts[20]), str(hosts[21])
+        port = alice.network.create_port(
+            network_id=net.id, fixed_ips=[{"subnet_id": sub.id, "ip_address": first}]
+        )
+        moved = alice.network.update_port(
+            port, fixed_ips=[{"subnet_id": sub.id, "ip_address": second}]
+        )
+        assert moved.fixed_ips == [{"subnet_id": sub.id, "ip_address": second}]
+        # The old address is free again, the new one is taken.
+        other = alice.network.create_port(
+            network_id=net.id, fixed_ips=[{"subnet_id": sub.id, "ip_address": first}]
+        )
+        with pytest.raises(os_exc.ConflictException):
+            alice.network.create_port(
+                network_id=net.id, fixed_ips=[{"subnet_id": sub.id, "ip_address": second}]
+            )
+        for p in (port, other):
+            alice.network.delete_port(p.id)
+    finally:
+        alice.network.delete_network(net.id)

@@ -34,6 +34,7 @@ from podwire.model import (
     Context,
     NetworkCreate,
     NetworkUpdate,
+    Port,
     PortCreate,
     PortUpdate,
     SubnetCreate,
@@ -177,6 +178,35 @@ def _update(backend: Backend, kind: str, ctx: Context, obj_id: str, body: dict[s
     return backend.update_trunk(ctx, obj_id, wire.trunk_update(body))
 
 
+def _add_trunk_details(
+    backend: Backend, ctx: Context, ports: list[Port], wired: list[dict[str, Any]]
+) -> None:
+    """Neutron's trunk-details: a trunk's parent port carries ``trunk_details``
+    (its trunk id and sub-ports with their MACs), which nested-VLAN clients
+    (Kuryr) read to find the trunk of a VM's port. A new port is never a
+    parent, so creates skip this."""
+    ids = [p.id for p in ports]
+    # A long list of ids makes a long IN clause; a project has few trunks.
+    trunk_filter = {"port_id": ids} if len(ids) <= 100 else None
+    trunks = {t.port_id: t for t in backend.list_trunks(ctx, trunk_filter)}
+    if not trunks:
+        return
+    macs = {p.id: p.mac_address for p in ports}
+    missing = [
+        sp.port_id
+        for t in trunks.values()
+        if t.port_id in macs
+        for sp in t.sub_ports
+        if sp.port_id not in macs
+    ]
+    if missing:
+        macs.update((p.id, p.mac_address) for p in backend.list_ports(ctx, {"id": missing}))
+    for item in wired:
+        trunk = trunks.get(item["id"])
+        if trunk is not None:
+            item["trunk_details"] = wire.trunk_details(trunk, macs)
+
+
 def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resource) -> None:
     kind, coll = res.kind, res.collection
     create_fn = getattr(backend, f"create_{kind}")
@@ -195,7 +225,11 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
 
         def work() -> bytes:
             with _gc_paused:
-                return wire.dumps({coll: [to_wire(o) for o in list_fn(ctx, filters)]})
+                objs = list_fn(ctx, filters)
+                wired = [to_wire(o) for o in objs]
+                if kind == "port" and wired:
+                    _add_trunk_details(backend, ctx, objs, wired)
+                return wire.dumps({coll: wired})
 
         return Response(content=await run_in_threadpool(work), media_type=JSON)
 
@@ -213,7 +247,11 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
         ctx = auth.authenticate(request.headers.get("x-auth-token"))
 
         def work() -> bytes:
-            return wire.dumps({kind: to_wire(get_fn(ctx, id))})
+            obj = get_fn(ctx, id)
+            wired = to_wire(obj)
+            if kind == "port":
+                _add_trunk_details(backend, ctx, [obj], [wired])
+            return wire.dumps({kind: wired})
 
         return Response(content=await run_in_threadpool(work), media_type=JSON)
 
@@ -222,7 +260,11 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
         body = wire.member_body(await _json_body(request), kind)
 
         def work() -> bytes:
-            return wire.dumps({kind: to_wire(_update(backend, kind, ctx, id, body))})
+            obj = _update(backend, kind, ctx, id, body)
+            wired = to_wire(obj)
+            if kind == "port":
+                _add_trunk_details(backend, ctx, [obj], [wired])
+            return wire.dumps({kind: wired})
 
         return Response(content=await run_in_threadpool(work), media_type=JSON)
 

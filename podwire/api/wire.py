@@ -18,6 +18,7 @@ Neutron's neutral values (``router:external`` false, ``tags`` [], ...).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -187,6 +188,17 @@ def subport_to_wire(sp: SubPort) -> dict[str, Any]:
         "segmentation_type": sp.segmentation_type,
         "segmentation_id": sp.segmentation_id,
     }
+
+
+def trunk_details(t: Trunk, macs: Mapping[str, str]) -> dict[str, Any]:
+    """A parent port's ``trunk_details``; a sub-port's MAC when it is known."""
+    sub_ports = []
+    for sp in t.sub_ports:
+        item = subport_to_wire(sp)
+        if sp.port_id in macs:
+            item["mac_address"] = macs[sp.port_id]
+        sub_ports.append(item)
+    return {"trunk_id": t.id, "sub_ports": sub_ports}
 
 
 def trunk_to_wire(t: Trunk) -> dict[str, Any]:

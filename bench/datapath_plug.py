@@ -71,6 +71,7 @@ def run(driver: VethBridgeDriver, bridge: str, n: int, first: int) -> dict[str, 
             t = time.perf_counter()
             driver.unplug(v, f"/var/run/netns/{name}", "eth0")
             unplugs.append(time.perf_counter() - t)
+        driver.flush()
     finally:
         for name in names:
             subprocess.run(["ip", "netns", "del", name], check=False)
@@ -83,12 +84,15 @@ def main() -> None:
     parser.add_argument(
         "--live", type=int, default=500, help="ports kept plugged for the second run"
     )
+    parser.add_argument(
+        "--async-delete", action="store_true", help="driver option: delete pairs in the background"
+    )
     args = parser.parse_args()
     table = f"pwdbench{uuid.uuid4().hex[:6]}"
     bridge = f"pwdbbr{uuid.uuid4().hex[:6]}"
-    driver = VethBridgeDriver(nft_table=table)
+    driver = VethBridgeDriver(nft_table=table, async_delete=args.async_delete)
     live: list[VethBridge] = []
-    result: dict[str, object] = {"driver": "veth_bridge"}
+    result: dict[str, object] = {"driver": "veth_bridge", "async_delete": args.async_delete}
     try:
         warm = vif(bridge, 0)
         live.append(warm)
@@ -104,6 +108,7 @@ def main() -> None:
     finally:
         for v in live:
             driver.unplug(v, None, "x")
+        driver.flush()
         with rtnl() as host:
             host.delete_link(bridge)
         result["load_average"] = list(os.getloadavg())

@@ -205,6 +205,8 @@ class DockerSupport:
         root = (state_dir or agent.config.state_dir) / "docker"
         self._pools = _JsonDir(root / "pools")
         self._networks = _JsonDir(root / "networks")
+        # Endpoints whose interface Leave removed (a Join may follow).
+        self._left = _JsonDir(root / "left")
         # Pool and network records change together (link, unlink, refcount).
         self._lock = threading.RLock()
 
@@ -399,21 +401,26 @@ class DockerSupport:
             existing = self._get_network(docker_network_id)
             if existing is not None:
                 return  # libnetwork replays CreateNetwork after a restart
-            pools = [self._pool_for(data) for data in [*ipv4, *ipv6]]
-            if not pools:
+            datas = [*ipv4, *ipv6]
+            if not datas:
                 raise InvalidInput("the network has no IPAM pool: give it a --subnet")
+            # None: the pool comes from another IPAM driver (Docker's own);
+            # Docker then assigns the addresses and podwire only records them.
+            pools = [self._pool_for(data) for data in datas]
             with ExitStack() as undo:
                 adopt = options.get(OPT_NETWORK)
                 if adopt:
                     network = self.agent.resolve_network(adopt)
-                    subnets = self._adopted_subnets(network, pools, [*ipv4, *ipv6])
+                    subnets = self._adopted_subnets(network, datas)
                     created = False
                 else:
                     network, subnets = self._create_backend_network(
-                        docker_network_id, pools, [*ipv4, *ipv6], options, undo
+                        docker_network_id, pools, datas, options, undo
                     )
                     created = True
                 for pool, subnet in zip(pools, subnets, strict=True):
+                    if pool is None:
+                        continue
                     pool.docker_network_id = docker_network_id
                     pool.network_id = network.id
                     pool.subnet_id = subnet.id
@@ -426,17 +433,12 @@ class DockerSupport:
                 )
                 undo.pop_all()
 
-    def _pool_for(self, data: PoolData) -> PoolRecord:
+    def _pool_for(self, data: PoolData) -> PoolRecord | None:
         cidr = str(_network(data.pool, "Pool"))
         space = data.address_space or LOCAL_ADDRESS_SPACE
         found = [p for p in self._all_pools() if p.address_space == space and p.cidr == cidr]
         if not found:
-            raise NotFound(
-                f"pool {cidr} was not requested from podwire IPAM; create the network with "
-                "--ipam-driver set to podwire's driver name",
-                kind="pool",
-                object_id=cidr,
-            )
+            return None
         pool = found[0]
         if pool.docker_network_id is not None:
             raise Conflict(
@@ -449,7 +451,7 @@ class DockerSupport:
     def _create_backend_network(
         self,
         docker_network_id: str,
-        pools: list[PoolRecord],
+        pools: list[PoolRecord | None],
         datas: list[PoolData],
         options: Mapping[str, str],
         undo: ExitStack,
@@ -462,39 +464,39 @@ class DockerSupport:
         undo.callback(_quietly, "delete network", self._delete_backend_network, network.id)
         subnets = []
         for pool, data in zip(pools, datas, strict=True):
-            gateway = _gateway(data.gateway, ipaddress.ip_network(pool.cidr))
+            cidr = _network(data.pool, "Pool")
+            gateway = _gateway(data.gateway, cidr)
             subnets.append(
                 self._backend.create_subnet(
                     self._ctx,
                     SubnetCreate(
                         network_id=network.id,
-                        cidr=pool.cidr,
-                        name=f"docker-{docker_network_id[:12]}-v{6 if pool.v6 else 4}",
+                        cidr=str(cidr),
+                        name=f"docker-{docker_network_id[:12]}-v{cidr.version}",
                         gateway_ip=gateway,
-                        allocation_pools=_allocation_pools(pool, gateway),
+                        allocation_pools=_allocation_pools(pool, gateway) if pool else None,
                     ),
                 )
             )
         return network, subnets
 
-    def _adopted_subnets(
-        self, network: Network, pools: list[PoolRecord], datas: list[PoolData]
-    ) -> list[Subnet]:
+    def _adopted_subnets(self, network: Network, datas: list[PoolData]) -> list[Subnet]:
         subnets = self._backend.list_subnets(self._ctx, {"network_id": [network.id]})
         by_cidr = {s.cidr: s for s in subnets}
         out = []
-        for pool, data in zip(pools, datas, strict=True):
-            subnet = by_cidr.get(pool.cidr)
+        for data in datas:
+            cidr = _network(data.pool, "Pool")
+            subnet = by_cidr.get(str(cidr))
             if subnet is None:
                 have = ", ".join(sorted(by_cidr)) or "none"
                 raise InvalidInput(
-                    f"backend network {network.name or network.id} has no subnet {pool.cidr} "
+                    f"backend network {network.name or network.id} has no subnet {cidr} "
                     f"(its subnets: {have}); give --subnet accordingly",
                     kind="network",
                     object_id=network.id,
                     field="Pool",
                 )
-            docker_gw = _gateway(data.gateway, ipaddress.ip_network(pool.cidr))
+            docker_gw = _gateway(data.gateway, cidr)
             if docker_gw is not None and subnet.gateway_ip and docker_gw != subnet.gateway_ip:
                 raise InvalidInput(
                     f"subnet {subnet.cidr} of backend network {network.name or network.id} has "
@@ -759,9 +761,10 @@ class DockerSupport:
         if (
             record is not None
             and record.port_id
-            and record.labels.get(LABEL_PORT_ORIGIN) == ("created")
+            and record.labels.get(LABEL_PORT_ORIGIN) == "created"
         ):
             self._delete_port(record.port_id)
+        self._left.delete(endpoint_id)
 
     def join(self, docker_network_id: str, endpoint_id: str) -> JoinInfo:
         record = self._require_record(endpoint_id)
@@ -771,7 +774,9 @@ class DockerSupport:
                 kind="endpoint",
                 object_id=endpoint_id,
             )
-        self._ensure_plugged(record)
+        if self._left.get(endpoint_id) is not None:
+            self._replug(record)
+            self._left.delete(endpoint_id)
         gateway = gateway_v6 = None
         routes = []
         for route in record.vif.routes:
@@ -790,16 +795,17 @@ class DockerSupport:
         record = self._record(endpoint_id)
         if record is None or record.vif is None:
             return
+        # Marked first: a crash after it only costs the next Join a re-plug.
+        self._left.put(endpoint_id, {"endpoint_id": endpoint_id})
         self.agent.drivers(record.vif.kind).unplug(record.vif, None, record.ifname)
 
-    def _ensure_plugged(self, record: Attachment) -> None:
-        """Join after Leave (same endpoint) needs the interface again."""
+    def _replug(self, record: Attachment) -> None:
+        """Join after Leave (same endpoint) needs the interface again; what
+        is left of the old one goes first (unplug is idempotent)."""
         assert record.vif is not None
         driver = self.agent.drivers(record.vif.kind)
-        try:
-            driver.check(record.vif, None, record.ifname)
-        except PodwireError:
-            driver.plug(record.vif, None, record.ifname)
+        driver.unplug(record.vif, None, record.ifname)
+        driver.plug(record.vif, None, record.ifname)
 
     # --- lookups ------------------------------------------------------------------------------
 

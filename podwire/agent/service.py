@@ -56,9 +56,16 @@ def build_app(agent: Agent) -> ASGIApp:
         state = await loop.run_in_executor(None, agent.status)
         return JSONResponse(state.model_dump(mode="json"))
 
-    async def attachments(_request: Request) -> Response:
+    async def attachments(request: Request) -> Response:
+        """All records; ``?frontend=cni&container_id=...`` narrow the list."""
         loop = asyncio.get_running_loop()
-        records = await loop.run_in_executor(None, agent.store.list)
+        query = request.query_params
+        records = await loop.run_in_executor(
+            None,
+            lambda: agent.store.list(
+                frontend=query.get("frontend"), container_id=query.get("container_id")
+            ),
+        )
         return JSONResponse({"attachments": [r.model_dump(mode="json") for r in records]})
 
     local = Starlette(

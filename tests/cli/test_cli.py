@@ -75,7 +75,7 @@ def test_network_lifecycle_with_tables_and_json(run: Run) -> None:
     assert "2001:db8:40::/64" in table
 
     shown = run("network", "show", name).stdout
-    assert f"id" in shown and created["id"] in shown and "1450" in shown
+    assert "id" in shown and created["id"] in shown and "1450" in shown
 
     subnets = as_json(run("--json", "subnet", "list", "--network", name))
     assert sorted(s["cidr"] for s in subnets) == ["198.18.40.0/24", "2001:db8:40::/64"]
@@ -302,3 +302,35 @@ def test_admin_sees_other_projects_and_filters_by_project(podwire_server: Server
         assert {n["project_id"] for n in listed} == {alice_project}
     finally:
         alice("network", "delete", net["id"])
+
+
+def test_server_refuses_bad_settings_in_one_line(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    cases = [
+        ("{not json", ["--listen", "127.0.0.1:0"], "not valid JSON"),
+        ('{"t": {"roles": ["member"]}}', ["--listen", "127.0.0.1:0"], "project_id"),
+        ('{"t": {"project_id": "p", "roles": ["root"]}}', ["--listen", "127.0.0.1:0"], "roles"),
+        ('{"t": {"project_id": "p"}}', ["--listen", "nowhere"], "--listen"),
+    ]
+    for text, extra, expected in cases:
+        tokens.write_text(text)
+        proc = subprocess.run(
+            [
+                *podwire_command(),
+                "server",
+                "--state-dir",
+                str(tmp_path / "s"),
+                "--tokens",
+                str(tokens),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 1, (text, proc.stderr)
+        assert proc.stderr.startswith("podwire: error: "), proc.stderr
+        assert proc.stderr.count("\n") == 1, proc.stderr
+        assert expected in proc.stderr, proc.stderr
+        # The token itself is never echoed.
+        assert '"t"' not in proc.stderr

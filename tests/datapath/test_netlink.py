@@ -24,8 +24,8 @@ from tests.fixtures.netns import ns_run
 pytestmark = pytest.mark.root
 
 
-def test_socket_in_netns_sees_that_netns_and_caller_stays_home(make_netns):
-    _, path = make_netns()
+def test_socket_in_netns_sees_that_netns_and_caller_stays_home(make_netns_pair):
+    _, path = make_netns_pair()
     home = os.stat("/proc/thread-self/ns/net").st_ino
     with Netns(path) as ns, rtnl(ns) as inner:
         names = {link.name for link in inner.links()}
@@ -46,8 +46,8 @@ def test_missing_and_bogus_netns():
     assert "not a network namespace" in str(err2.value)
 
 
-def test_kernel_error_carries_extended_ack(make_netns):
-    _, path = make_netns()
+def test_kernel_error_carries_extended_ack(make_netns_pair):
+    _, path = make_netns_pair()
     with Netns(path) as ns, rtnl(ns) as inner:
         lo = inner.link("lo")
         assert lo is not None
@@ -59,8 +59,8 @@ def test_kernel_error_carries_extended_ack(make_netns):
         assert inner.delete_link("pwd-no-such") is False
 
 
-def test_veth_peer_created_in_netns_with_mac_and_mtu(make_netns):
-    name, path = make_netns()
+def test_veth_peer_created_in_netns_with_mac_and_mtu(make_netns_pair):
+    name, path = make_netns_pair()
     host_end = unique("pwdh", 8)
     with Netns(path) as ns, rtnl() as host:
         try:
@@ -81,8 +81,8 @@ def test_veth_peer_created_in_netns_with_mac_and_mtu(make_netns):
     assert "eth5" not in ns_run(name, "ip", "link").stdout
 
 
-def test_tx_checksum_and_sysctl_in_netns(make_netns):
-    name, path = make_netns()
+def test_tx_checksum_and_sysctl_in_netns(make_netns_pair):
+    name, path = make_netns_pair()
     ns_run(name, "ip", "link", "add", "va", "type", "veth", "peer", "name", "vb", check=True)
     with Netns(path) as ns:
         assert get_tx_checksum(ns, "va") is True
@@ -93,8 +93,8 @@ def test_tx_checksum_and_sysctl_in_netns(make_netns):
     assert ns_run(name, "cat", "/proc/sys/net/ipv6/conf/va/accept_dad").stdout.strip() == "0"
 
 
-def test_concurrent_sockets_in_many_netns(make_netns):
-    spaces = [make_netns() for _ in range(8)]
+def test_concurrent_sockets_in_many_netns(make_netns_pair):
+    spaces = [make_netns_pair() for _ in range(8)]
     seen: list[set[str]] = []
 
     def look(path: str) -> None:

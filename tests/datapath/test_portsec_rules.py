@@ -49,3 +49,26 @@ def test_no_pairs_means_secured_and_nothing_allowed():
 def test_nothing_unchecked_reaches_nft(ifname, pair):
     with pytest.raises(InvalidInput):
         port_elements(ifname, PortSecurity(allowed=(pair,)))
+
+
+def test_effective_security_always_includes_the_vifs_own_addresses():
+    from podwire.datapath.veth_bridge import effective_security
+    from podwire.datapath.vif import VethBridge
+
+    vif = VethBridge(
+        port_id="p",
+        network_id="n",
+        mac="02:00:00:00:00:0A",
+        addresses=("198.18.0.10/24", "2001:db8::a/64"),
+        port_security=PortSecurity(
+            allowed=(AddressPair(ip="198.18.1.0/24", mac="02:00:00:00:00:0b"),)
+        ),
+        bridge="b",
+        host_ifname="h",
+    )
+    allowed = effective_security(vif).allowed
+    assert AddressPair(ip="198.18.0.10", mac="02:00:00:00:00:0a") in allowed
+    assert AddressPair(ip="2001:db8::a", mac="02:00:00:00:00:0a") in allowed
+    assert AddressPair(ip="198.18.1.0/24", mac="02:00:00:00:00:0b") in allowed
+    off = vif.model_copy(update={"port_security": PortSecurity(enabled=False)})
+    assert not effective_security(off).enabled

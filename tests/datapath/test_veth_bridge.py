@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -69,10 +71,10 @@ def host_link_exists(name: str) -> bool:
 # --------------------------------------------------------------------------
 
 
-def test_two_containers_ping_both_ways_v4_and_v6(datapath, make_netns):
+def test_two_containers_ping_both_ways_v4_and_v6(datapath, make_netns_pair):
     driver = datapath.driver
     bridge = datapath.bridge()
-    (ns_a, path_a), (ns_b, path_b) = make_netns(), make_netns()
+    (ns_a, path_a), (ns_b, path_b) = make_netns_pair(), make_netns_pair()
     vif_a = make_vif(datapath, bridge, 10)
     vif_b = make_vif(datapath, bridge, 11)
 
@@ -128,12 +130,13 @@ def test_two_containers_ping_both_ways_v4_and_v6(datapath, make_netns):
     assert ip_json(ns_a, "link", "show") and "eth0" not in ns_run(ns_a, "ip", "link").stdout
 
 
-def test_port_security_drops_spoofed_and_passes_allowed(datapath, make_netns):
+def test_port_security_drops_spoofed_and_passes_allowed(datapath, make_netns_pair):
     driver = datapath.driver
     bridge = datapath.bridge()
-    (ns_a, path_a), (ns_b, path_b) = make_netns(), make_netns()
+    (ns_a, path_a), (ns_b, path_b) = make_netns_pair(), make_netns_pair()
     pair = AddressPair(ip="198.18.7.128/25", mac="02:00:00:00:07:14")
-    vif_a = make_vif(datapath, bridge, 20, extra_pairs=(pair,))
+    pair6 = AddressPair(ip="2001:db8:7::8000/113", mac="02:00:00:00:07:14")
+    vif_a = make_vif(datapath, bridge, 20, extra_pairs=(pair, pair6))
     vif_b = make_vif(datapath, bridge, 21)
     driver.plug(vif_a, path_a, "eth0")
     driver.plug(vif_b, path_b, "eth0")
@@ -141,28 +144,33 @@ def test_port_security_drops_spoofed_and_passes_allowed(datapath, make_netns):
 
     # A source IP outside the allowed set: dropped on the bridge.
     ns_run(ns_a, "ip", "addr", "add", "198.18.7.99/24", "dev", "eth0", check=True)
-    assert not ns_ping(ns_a, "198.18.7.21", source="198.18.7.99")
+    assert not ns_ping(ns_a, "198.18.7.21", source="198.18.7.99", tries=2)
     ns_run(ns_a, "ip", "-6", "addr", "add", "2001:db8:7::99/64", "dev", "eth0", "nodad", check=True)
-    assert not ns_ping(ns_a, "2001:db8:7::15", source="2001:db8:7::99")
+    assert not ns_ping(ns_a, "2001:db8:7::15", source="2001:db8:7::99", tries=2)
     # (a neighbour entry still being resolved for the spoofed source would
     # keep sending solicitations from it: start resolution afresh)
     ns_run(ns_a, "ip", "neigh", "flush", "all")
-    assert ns_ping(ns_a, "2001:db8:7::15", source="2001:db8:7::14")
+    assert ns_ping(ns_a, "2001:db8:7::15", source="2001:db8:7::14", tries=2)
 
     # A source inside an allowed_address_pairs CIDR: passes.
     ns_run(ns_a, "ip", "addr", "add", "198.18.7.200/24", "dev", "eth0", check=True)
     ns_run(ns_a, "ip", "neigh", "flush", "all")
-    assert ns_ping(ns_a, "198.18.7.21", source="198.18.7.200")
+    assert ns_ping(ns_a, "198.18.7.21", source="198.18.7.200", tries=2)
+    ns_run(
+        ns_a, "ip", "-6", "addr", "add", "2001:db8:7::8001/64", "dev", "eth0", "nodad", check=True
+    )
+    ns_run(ns_a, "ip", "neigh", "flush", "all")
+    assert ns_ping(ns_a, "2001:db8:7::15", source="2001:db8:7::8001", tries=2)
 
     # The right IP from a changed MAC: dropped.
     ns_run(ns_a, "ip", "link", "set", "eth0", "address", "02:00:00:00:07:99", check=True)
     ns_run(ns_a, "ip", "neigh", "flush", "all")
     ns_run(ns_b, "ip", "neigh", "flush", "all")
-    assert not ns_ping(ns_a, "198.18.7.21", source="198.18.7.20")
+    assert not ns_ping(ns_a, "198.18.7.21", source="198.18.7.20", tries=2)
     # ...and back to the port's MAC it passes again (the drop was the MAC).
     ns_run(ns_a, "ip", "link", "set", "eth0", "address", vif_a.mac, check=True)
     ns_run(ns_b, "ip", "neigh", "flush", "all")
-    assert ns_ping(ns_a, "198.18.7.21", source="198.18.7.20")
+    assert ns_ping(ns_a, "198.18.7.21", source="198.18.7.20", tries=2)
 
     # Control: the same spoof passes when port security is off, so the drops
     # above were the rules, not the set-up.
@@ -170,18 +178,18 @@ def test_port_security_drops_spoofed_and_passes_allowed(datapath, make_netns):
     open_vif = make_vif(datapath, bridge, 20, security=False)
     driver.plug(open_vif, path_a, "eth0")
     ns_run(ns_a, "ip", "addr", "add", "198.18.7.99/24", "dev", "eth0", check=True)
-    assert ns_ping(ns_a, "198.18.7.21", source="198.18.7.99")
+    assert ns_ping(ns_a, "198.18.7.21", source="198.18.7.99", tries=2)
     assert not PortSecurityTable(datapath.table).has_port(open_vif.host_ifname)
 
 
-def test_vlan_tagged_frames_are_dropped(datapath, make_netns):
+def test_vlan_tagged_frames_are_dropped(datapath, make_netns_pair):
     """A container must not hide an IP header behind an 802.1Q tag (the
     IP rules match untagged frames). No vlan kernel module here, so the
     frames are written raw: the same allowed IPv4/UDP packet, plain and
     tagged; only the plain one arrives."""
     driver = datapath.driver
     bridge = datapath.bridge()
-    (ns_a, path_a), (ns_b, path_b) = make_netns(), make_netns()
+    (ns_a, path_a), (ns_b, path_b) = make_netns_pair(), make_netns_pair()
     vif_a = make_vif(datapath, bridge, 30)
     vif_b = make_vif(datapath, bridge, 31)
     driver.plug(vif_a, path_a, "eth0")
@@ -269,10 +277,10 @@ def _leftovers(env: DatapathEnv, vif: VethBridge) -> dict[str, bool]:
 NOTHING = {"host_end": False, "rules": False}
 
 
-def test_unplug_is_idempotent(datapath, make_netns):
+def test_unplug_is_idempotent(datapath, make_netns_pair):
     driver = datapath.driver
     bridge = datapath.bridge()
-    (_, path_a), (ns_b, path_b) = make_netns(), make_netns()
+    (_, path_a), (ns_b, path_b) = make_netns_pair(), make_netns_pair()
     vif = make_vif(datapath, bridge, 40)
 
     # Nothing there at all: success.
@@ -294,10 +302,10 @@ def test_unplug_is_idempotent(datapath, make_netns):
     assert _leftovers(datapath, vif2) == NOTHING
 
 
-def test_plug_failure_leaves_nothing(datapath, make_netns):
+def test_plug_failure_leaves_nothing(datapath, make_netns_pair):
     driver = datapath.driver
     bridge = datapath.bridge()
-    ns, path = make_netns()
+    ns, path = make_netns_pair()
 
     # ifname already taken inside the netns: the kernel refuses the pair.
     ns_run(ns, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "other0", check=True)
@@ -344,10 +352,10 @@ def test_plug_failure_leaves_nothing(datapath, make_netns):
     driver.check(good, path, "eth3")
 
 
-def test_check_names_the_drifted_field(datapath, make_netns):
+def test_check_names_the_drifted_field(datapath, make_netns_pair):
     driver = datapath.driver
     bridge = datapath.bridge()
-    ns, path = make_netns()
+    ns, path = make_netns_pair()
     vif = make_vif(datapath, bridge, 60)
     driver.plug(vif, path, "eth0")
     driver.check(vif, path, "eth0")
@@ -409,10 +417,10 @@ def test_docker_mode_leaves_container_end_in_host(datapath):
 # bridges, concurrency, registry
 
 
-def test_concurrent_plugs_share_one_new_bridge(datapath, make_netns):
+def test_concurrent_plugs_share_one_new_bridge(datapath, make_netns_pair):
     driver = datapath.driver
     bridge = datapath.bridge()
-    targets = [make_netns() for _ in range(6)]
+    targets = [make_netns_pair() for _ in range(6)]
     vifs = [make_vif(datapath, bridge, 80 + i) for i in range(len(targets))]
     errors: list[BaseException] = []
 
@@ -435,10 +443,10 @@ def test_concurrent_plugs_share_one_new_bridge(datapath, make_netns):
     assert ns_ping(targets[0][0], "198.18.7.85")
 
 
-def test_remove_bridge(datapath, make_netns):
+def test_remove_bridge(datapath, make_netns_pair):
     driver = datapath.driver
     bridge = datapath.bridge()
-    _, path = make_netns()
+    _, path = make_netns_pair()
     vif = make_vif(datapath, bridge, 90)
     driver.plug(vif, path, "eth0")
     with pytest.raises(Conflict):
@@ -465,3 +473,56 @@ def test_registry_and_describe():
     assert described["veth_bridge"].available, described["veth_bridge"].reason
     assert described["veth_bridge"].kinds == ["veth_bridge"]
     assert set(described) >= {"vhostuser", "sriov_vf"}
+
+
+def test_async_delete_unplug_returns_at_once_and_replug_waits(datapath, make_netns_pair):
+    """async_delete=True: unplug takes the pair down and returns; a plug that
+    needs the same names (DEL then ADD in one netns) waits for the delete."""
+    driver = VethBridgeDriver(nft_table=datapath.table, async_delete=True)
+    bridge = datapath.bridge()
+    (ns_a, path_a), (_, path_b) = make_netns_pair(), make_netns_pair()
+    vif_a = make_vif(datapath, bridge, 100)
+    vif_b = make_vif(datapath, bridge, 101)
+    driver.plug(vif_a, path_a, "eth0")
+    driver.plug(vif_b, path_b, "eth0")
+    assert ns_ping(ns_a, "198.18.7.101")
+
+    driver.unplug(vif_a, path_a, "eth0")
+    # Down at once: nothing passes while the kernel deletes it.
+    with rtnl() as host:
+        end = host.link(vif_a.host_ifname)
+        assert end is None or not end.up
+    driver.unplug(vif_a, path_a, "eth0")  # still idempotent
+
+    # Same host end, same netns, same ifname, right away.
+    driver.plug(vif_a, path_a, "eth0")
+    driver.check(vif_a, path_a, "eth0")
+    assert ns_ping(ns_a, "198.18.7.101")
+
+    driver.unplug(vif_a, path_a, "eth0")
+    driver.unplug(vif_b, path_b, "eth0")
+    driver.flush()
+    assert _leftovers(datapath, vif_a) == NOTHING
+    assert _leftovers(datapath, vif_b) == NOTHING
+
+
+def test_plug_into_a_process_netns_path(datapath, make_netns_pair):
+    """Runtimes pass /proc/PID/ns/net as often as a /var/run/netns path."""
+    name, path = make_netns_pair()
+    sleeper = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "60"])
+    try:
+        proc_path = f"/proc/{sleeper.pid}/ns/net"
+        deadline = time.monotonic() + 5
+        while os.stat(proc_path).st_ino != os.stat(path).st_ino:
+            assert time.monotonic() < deadline, "sleep never entered the netns"
+            time.sleep(0.01)
+        vif = make_vif(datapath, datapath.bridge(), 110)
+        got = datapath.driver.plug(vif, proc_path, "eth0")
+        assert got.sandbox == proc_path and got.ifname == "eth0"
+        datapath.driver.check(vif, proc_path, "eth0")
+        assert ns_ping(name, "198.18.7.1")
+        datapath.driver.unplug(vif, proc_path, "eth0")
+        assert _leftovers(datapath, vif) == NOTHING
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from podwire.model import PortCreate
+from podwire.model import FixedIpRequest, PortCreate
 from tests.fixtures.common import unique
 from tests.fixtures.docker import DockerEnv, DockerError, random_subnets
 
@@ -125,12 +125,14 @@ def test_adopts_an_existing_backend_network_and_leaves_it(docker_env: DockerEnv)
     v4, _ = random_subnets()
     agent = docker_env.agent
     backend_name = unique("pwb")
-    existing = agent.proc.create_network(backend_name, v4)
+    existing = agent.proc.create_network(backend_name, v4, mtu=1400)
     net = unique("pwn")
     docker_env.create_network(net, v4, args=("-o", f"podwire.network={backend_name}"))
     assert docker_env.backend_network(net).id == existing.id
     c = docker_env.run(unique("c"), net)
     assert _port_of(docker_env, c, net).network_id == existing.id
+    # The backend network's MTU reaches the container's interface.
+    assert "mtu 1400" in docker_env.exec(c, "ip", "link", "show", "eth0").stdout
 
     docker_env.docker("rm", "-f", c)
     docker_env.docker("network", "rm", net)
@@ -219,3 +221,93 @@ def test_existing_port_refused_when_in_use_or_foreign(docker_env: DockerEnv) -> 
         [used.id, foreign.id, free.id]
     )
     assert docker_env.agent.attachments() == []
+
+
+def test_failed_endpoint_leaks_no_reservation(docker_env: DockerEnv) -> None:
+    """IPv4 is reserved first; the IPv6 address then turns out to be another
+    port's: the container fails and the IPv4 reservation is gone too."""
+    v4, v6 = random_subnets()
+    net = unique("pwn")
+    docker_env.create_network(net, v4, v6)
+    bn = docker_env.backend_network(net)
+    subnet6 = next(
+        s for s in docker_env.agent.backend.list_subnets(docker_env.agent.ctx) if s.cidr == v6
+    )
+    holder = docker_env.agent.backend.create_port(
+        docker_env.agent.ctx,
+        PortCreate(network_id=bn.id, fixed_ips=[FixedIpRequest(subnet_id=subnet6.id)]),
+    )
+    ip6 = holder.fixed_ips[0].ip_address
+    with pytest.raises(DockerError, match=f"belongs to port {holder.id}"):
+        docker_env.run(unique("c"), net, "--ip6", ip6)
+    assert [p.id for p in docker_env.agent.ports(bn.id)] == [holder.id]
+    assert docker_env.agent.attachments() == []
+
+
+def test_network_without_subnet_is_refused_with_the_reason(docker_env: DockerEnv) -> None:
+    with pytest.raises(DockerError, match="give the network a --subnet"):
+        docker_env.docker(
+            "network",
+            "create",
+            "-d",
+            docker_env.driver,
+            "--ipam-driver",
+            docker_env.driver,
+            unique("pwn"),
+        )
+
+
+def test_container_names_resolve_and_many_start_at_once(docker_env: DockerEnv) -> None:
+    """Docker's own name resolution works on podwire networks, and parallel
+    starts each get their own port."""
+    import concurrent.futures
+
+    v4, _ = random_subnets()
+    net = unique("pwn")
+    docker_env.create_network(net, v4)
+    names = [unique("c") for _ in range(6)]
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda n: docker_env.run(n, net), names))
+    ports = docker_env.agent.ports(docker_env.backend_network(net).id)
+    assert len(ports) == 6
+    assert len({p.fixed_ips[0].ip_address for p in ports}) == 6
+    _ping(docker_env, names[0], names[5])
+
+
+def test_ip_range_and_backend_name_options(docker_env: DockerEnv) -> None:
+    v4, _ = random_subnets()
+    net = unique("pwn")
+    backend_name = unique("pwb")
+    cidr = ipaddress.ip_network(v4)
+    ip_range = f"{cidr[128]}/25"
+    docker_env.create_network(
+        net, v4, args=("--ip-range", ip_range, "-o", f"podwire.name={backend_name}")
+    )
+    assert docker_env.backend_network(net).name == backend_name
+    c = docker_env.run(unique("c"), net)
+    assert ipaddress.ip_address(docker_env.endpoint(c, net)["IPAddress"]) in (
+        ipaddress.ip_network(ip_range)
+    )
+
+
+def test_with_dockers_own_ipam(docker_env: DockerEnv) -> None:
+    """-d podwire without --ipam-driver: Docker assigns the addresses, podwire
+    makes ports holding exactly them (and deletes them with the endpoint)."""
+    v4, _ = random_subnets()
+    net = unique("pwn")
+    docker_env.docker("network", "create", "-d", docker_env.driver, "--subnet", v4, net)
+    info = docker_env.inspect("network", "inspect", net)[0]
+    assert info["IPAM"]["Driver"] == "default"
+    backend_net = docker_env.backend_network(net)
+    c1, c2 = unique("c"), unique("c")
+    docker_env.run(c1, net)
+    docker_env.run(c2, net, "--ip", str(ipaddress.ip_network(v4)[50]))
+    for c in (c1, c2):
+        ep = docker_env.endpoint(c, net)
+        port = _port_of(docker_env, c, net)
+        assert [f.ip_address for f in port.fixed_ips] == [ep["IPAddress"]]
+        assert ep["MacAddress"] == port.mac_address
+    _ping(docker_env, c1, docker_env.endpoint(c2, net)["IPAddress"])
+    docker_env.docker("rm", "-f", c1, c2)
+    assert docker_env.agent.ports(backend_net.id) == []
+    docker_env.docker("network", "rm", net)

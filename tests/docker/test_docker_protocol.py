@@ -93,9 +93,13 @@ def test_impossible_requests_get_err_naming_the_cause(
     )
     assert "--subnet" in err("IpamDriver.RequestPool", {"AddressSpace": "", "Pool": "", "V6": True})
     assert "not a CIDR" in err("IpamDriver.RequestPool", {"Pool": "198.18.0.1/24"})
-    assert "was not requested from podwire IPAM" in err(
+    assert "network 'no-such-backend-net' not found" in err(
         "NetworkDriver.CreateNetwork",
-        {"NetworkID": "n-no-pool", "IPv4Data": [{"AddressSpace": "", "Pool": "198.18.250.0/24"}]},
+        {
+            "NetworkID": "n-adopt-missing",
+            "IPv4Data": [{"AddressSpace": "", "Pool": "198.18.250.0/24"}],
+            "Options": {"com.docker.network.generic": {"podwire.network": "no-such-backend-net"}},
+        },
     )
     # IPAM failures carry the key libnetwork's IPAM client reads, too.
     answer = call(plugin, "IpamDriver.ReleasePool", {"PoolID": ""}).json()
@@ -137,3 +141,81 @@ def test_ipam_pool_lifecycle_and_overlap(plugin: httpx.Client, docker_agent: Doc
     again = call(plugin, "IpamDriver.RequestPool", {"Pool": inner}).json()
     assert again["Pool"] == inner
     call(plugin, "IpamDriver.ReleasePool", {"PoolID": again["PoolID"]})
+
+
+def _exists(ifname: str) -> bool:
+    from pathlib import Path
+
+    return Path(f"/sys/class/net/{ifname}").exists()
+
+
+def test_full_flow_by_hand_leave_rejoin_and_forced_release(
+    plugin: httpx.Client, docker_agent: DockerAgent
+) -> None:
+    """What dockerd sends, step by step, plus two things it rarely does:
+    Join again after Leave, and ReleaseAddress of an endpoint it forgot."""
+    import uuid
+
+    v4, _ = random_subnets()
+    nid, eid = uuid.uuid4().hex * 2, uuid.uuid4().hex * 2
+    pool = call(plugin, "IpamDriver.RequestPool", {"AddressSpace": "", "Pool": v4}).json()
+    gw = call(
+        plugin,
+        "IpamDriver.RequestAddress",
+        {"PoolID": pool["PoolID"], "Options": {"RequestAddressType": "com.docker.network.gateway"}},
+    ).json()["Address"]
+    created = call(
+        plugin,
+        "NetworkDriver.CreateNetwork",
+        {"NetworkID": nid, "IPv4Data": [{"Pool": v4, "Gateway": gw}], "Options": {}},
+    ).json()
+    assert created == {}
+    address = call(plugin, "IpamDriver.RequestAddress", {"PoolID": pool["PoolID"]}).json()[
+        "Address"
+    ]
+    endpoint = call(
+        plugin,
+        "NetworkDriver.CreateEndpoint",
+        {"NetworkID": nid, "EndpointID": eid, "Interface": {"Address": address}, "Options": {}},
+    ).json()
+    mac = endpoint["Interface"]["MacAddress"]
+    join = call(
+        plugin, "NetworkDriver.Join", {"NetworkID": nid, "EndpointID": eid, "SandboxKey": "/x"}
+    ).json()
+    src = join["InterfaceName"]["SrcName"]
+    assert _exists(src) and join["Gateway"] == gw.split("/")[0]
+    from pathlib import Path
+
+    assert Path(f"/sys/class/net/{src}/address").read_text().strip() == mac
+
+    info = call(plugin, "NetworkDriver.EndpointOperInfo", {"NetworkID": nid, "EndpointID": eid})
+    port_id = info.json()["Value"]["podwire.port"]
+    assert call(plugin, "NetworkDriver.Leave", {"NetworkID": nid, "EndpointID": eid}).json() == {}
+    assert not _exists(src)
+    rejoin = call(plugin, "NetworkDriver.Join", {"NetworkID": nid, "EndpointID": eid}).json()
+    assert rejoin["InterfaceName"]["SrcName"] == src and _exists(src)
+
+    # dockerd forgot the endpoint and releases its address: podwire finishes
+    # the endpoint so that nothing holds the address any more.
+    release = {"PoolID": pool["PoolID"], "Address": address}
+    assert call(plugin, "IpamDriver.ReleaseAddress", release).json() == {}
+    assert not _exists(src)
+    assert docker_agent.attachments() == []
+    from podwire.errors import NotFound
+
+    with pytest.raises(NotFound):
+        docker_agent.backend.get_port(docker_agent.ctx, port_id)
+
+    assert (
+        call(plugin, "NetworkDriver.DeleteEndpoint", {"NetworkID": nid, "EndpointID": eid}).json()
+        == {}
+    )
+    assert call(plugin, "NetworkDriver.DeleteNetwork", {"NetworkID": nid}).json() == {}
+    assert (
+        call(plugin, "IpamDriver.ReleaseAddress", {"PoolID": pool["PoolID"], "Address": gw}).json()
+        == {}
+    )
+    assert call(plugin, "IpamDriver.ReleasePool", {"PoolID": pool["PoolID"]}).json() == {}
+    assert not [
+        n for n in docker_agent.backend.list_networks(docker_agent.ctx) if nid[:12] in n.name
+    ]

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 from podwire.backends.ovn import OvnBackend
 from podwire.model import Context
-from tests.fixtures.agent import AgentProcess, netconf, netns_path
+from tests.fixtures.agent import AgentProcess, netconf, netns_path, short_tempdir
 from tests.fixtures.common import unique
 from tests.fixtures.netns import ns_ping
 from tests.fixtures.ovn import OvnEnv
@@ -206,3 +207,60 @@ def test_agent_killed_mid_add_rolls_back_on_restart(
     assert set(_ovs_ports(ovn_env)) == before_ovs
     gone = ovn_agent.cni("DEL", conf, container_id="c-killed", netns=netns_path(ns))
     assert gone.code == 0, gone.stdout
+
+
+def test_podwire_agent_command_with_ovn_flags(
+    ovn_env: OvnEnv, nb: OvnBackend, ovn_netns: Any, tmp_path: Path
+) -> None:
+    """`podwire agent --backend ovn --ovn-nb REMOTE` (the user-facing command);
+    the config file only names this test's private OVS and bridge."""
+    base = short_tempdir()
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[ovn]\novs_db = "{ovn_env.ovs_remote}"\nintegration_bridge = "{ovn_env.bridge}"\n'
+    )
+    agent = AgentProcess(state_dir=base / "state", socket=base / "agent.sock")
+    agent.state_dir.mkdir(parents=True)
+    proc = subprocess.Popen(
+        [
+            str(PODWIRE),
+            "agent",
+            "--config",
+            str(config),
+            "--backend",
+            "ovn",
+            "--ovn-nb",
+            ovn_env.nb_remote,
+            "--state-dir",
+            str(agent.state_dir),
+            "--socket",
+            str(agent.socket),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    name = unique("pwoc")
+    try:
+        deadline = time.monotonic() + 30
+        while not agent.socket.exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the agent never opened its socket"
+            time.sleep(0.05)
+        status = agent.get("/v1/status")
+        assert "ovn" in str(status)
+        _cli(agent, "network", "create", name, "--subnet", "198.18.12.0/24")
+        _, path = ovn_netns()
+        added = agent.cni("ADD", netconf(name), container_id="c-cli", netns=path)
+        assert added.code == 0, added.stdout
+        assert _ip(added).startswith("198.18.12.")
+        assert agent.cni("DEL", netconf(name), container_id="c-cli", netns=path).code == 0
+        assert _no_ports(nb, "c-cli")
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        for net in nb.list_networks(ADMIN, {"name": [name]}):
+            for port in nb.list_ports(ADMIN, {"network_id": [net.id]}):
+                nb.delete_port(ADMIN, port.id)
+            nb.delete_network(ADMIN, net.id)
+        shutil.rmtree(base, ignore_errors=True)

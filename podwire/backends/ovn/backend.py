@@ -25,8 +25,10 @@ import random
 from datetime import UTC, datetime
 from typing import Any
 
+from ovsdbapp.backend.ovs_idl import idlutils
+
 from podwire.backends.base import Filters
-from podwire.backends.ovn import codec, ipam
+from podwire.backends.ovn import codec, ipam, rows
 from podwire.backends.ovn.connection import NbConnection
 from podwire.backends.ovn.filters import matches
 from podwire.config import DEFAULT_MAC_PREFIX, Config
@@ -90,11 +92,22 @@ def _owns(ctx: Context, project_id: str | None) -> bool:
 
 
 def _ids(row: Row) -> dict[str, str]:
-    return dict(row.external_ids)
+    """A private copy of the row's external_ids, to modify and write back."""
+    return dict(rows.col(row, "external_ids"))
+
+
+def _xids(row: Row) -> dict[str, str]:
+    """The row's external_ids, read-only (shared, memoized)."""
+    ids: dict[str, str] = rows.col(row, "external_ids")
+    return ids
 
 
 def _pid(row: Row) -> str:
-    return str(row.external_ids.get(codec.PREFIX + "id", ""))
+    return str(_xids(row).get(codec.PREFIX + "id", ""))
+
+
+def _name(row: Row) -> str:
+    return str(rows.col(row, "name"))
 
 
 def _optional(value: list[Any]) -> Any:
@@ -105,27 +118,26 @@ def _optional(value: list[Any]) -> Any:
 
 
 def _switches(t: Tables) -> list[Row]:
-    return [r for r in t[LS].rows.values() if codec.PREFIX + "id" in r.external_ids]
+    return [r for r in t[LS].rows.values() if codec.PREFIX + "id" in _xids(r)]
 
 
 def _switch(t: Tables, network_id: str) -> Row | None:
-    name = codec.switch_name(network_id)
-    for row in t[LS].rows.values():
-        if row.name == name and _pid(row) == network_id:
+    for row in idlutils.index_lookup_all(t[LS], name=codec.switch_name(network_id)):
+        if _pid(row) == network_id:
             return row
     return None
 
 
 def _subnet_rows(t: Tables, network_id: str | None = None) -> list[Row]:
-    rows = [r for r in t[DHCP].rows.values() if codec.PREFIX + "id" in r.external_ids]
+    found = [r for r in t[DHCP].rows.values() if codec.PREFIX + "id" in _xids(r)]
     if network_id is not None:
-        rows = [r for r in rows if r.external_ids.get(codec.PREFIX + "network_id") == network_id]
-    return sorted(rows, key=_row_created)
+        found = [r for r in found if _xids(r).get(codec.PREFIX + "network_id") == network_id]
+    return sorted(found, key=_row_created)
 
 
 def _row_created(row: Row) -> tuple[datetime, str]:
     """Creation order (microseconds, like the embedded backend), then id."""
-    raw = row.external_ids.get(codec.PREFIX + "created_at")
+    raw = _xids(row).get(codec.PREFIX + "created_at")
     when = datetime.fromisoformat(json.loads(raw)) if raw else _EPOCH
     return (when, _pid(row))
 
@@ -138,12 +150,12 @@ def _subnet_row(t: Tables, subnet_id: str) -> Row | None:
 
 
 def _port_rows(t: Tables) -> list[Row]:
-    return [r for r in t[LSP].rows.values() if codec.PREFIX + "id" in r.external_ids]
+    return [r for r in t[LSP].rows.values() if codec.PREFIX + "id" in _xids(r)]
 
 
 def _port_row(t: Tables, port_id: str) -> Row | None:
-    for row in t[LSP].rows.values():
-        if row.name == port_id and _pid(row) == port_id:
+    for row in idlutils.index_lookup_all(t[LSP], name=port_id):
+        if _pid(row) == port_id:
             return row
     return None
 
@@ -161,60 +173,78 @@ def _now() -> datetime:
 
 
 def _network(ls: Row, subnet_ids: list[str]) -> Network:
-    return codec.decode(Network, _ids(ls), subnets=subnet_ids)
+    return codec.decode(Network, _xids(ls), subnets=subnet_ids)
 
 
 def _subnet(row: Row) -> Subnet:
-    return codec.decode(Subnet, _ids(row), cidr=row.cidr)
+    subnet: Subnet = rows.derived(
+        row, "external_ids", "subnet", lambda ids: codec.decode(Subnet, ids, cidr=row.cidr)
+    )
+    return subnet
+
+
+def _addresses(lsp: Row) -> tuple[str | None, tuple[str, ...]]:
+    """(MAC, canonical IPs) from the addresses column."""
+
+    def parse(addresses: list[str]) -> tuple[str | None, tuple[str, ...]]:
+        mac, ips = codec.parse_lsp_addresses(list(addresses))
+        return mac, tuple(str(ipaddress.ip_address(ip)) for ip in ips)
+
+    parsed: tuple[str | None, tuple[str, ...]] = rows.derived(lsp, "addresses", "parsed", parse)
+    return parsed
 
 
 def _port(lsp: Row, subnets: list[Subnet]) -> Port:
-    mac, ips = codec.parse_lsp_addresses(list(lsp.addresses))
+    mac, ips = _addresses(lsp)
     fixed_ips = []
     for ip in ips:
         subnet = ipam.subnet_of(ip, subnets)
         if subnet is not None:
             fixed_ips.append(FixedIp(subnet_id=subnet.id, ip_address=ip))
-    ids = _ids(lsp)
+    ids = _xids(lsp)
     status = ids.get(codec.PREFIX + "status", "DOWN")
-    if lsp.up == [True]:
+    if rows.col(lsp, "up") == [True]:
         status = "ACTIVE"
-    tag = _optional(lsp.tag) or _optional(lsp.tag_request)
+    tag = _optional(rows.col(lsp, "tag")) or _optional(rows.col(lsp, "tag_request"))
     return codec.decode(
         Port,
         ids,
         mac_address=mac,
         fixed_ips=fixed_ips,
         status=status,
-        admin_state_up=_optional(lsp.enabled) is not False,
-        port_security_enabled=bool(lsp.port_security),
-        parent_port_id=_optional(lsp.parent_name),
+        admin_state_up=_optional(rows.col(lsp, "enabled")) is not False,
+        port_security_enabled=bool(rows.col(lsp, "port_security")),
+        parent_port_id=_optional(rows.col(lsp, "parent_name")),
         segmentation_id=tag,
     )
 
 
 def _trunk(parent: Row, ports: list[Row]) -> Trunk:
-    data = json.loads(parent.external_ids[codec.TRUNK_KEY])
+    data = json.loads(_xids(parent)[codec.TRUNK_KEY])
+    parent_name = _name(parent)
     subs = [
-        SubPort(port_id=p.name, segmentation_id=_optional(p.tag_request) or _optional(p.tag))
+        SubPort(
+            port_id=_name(p),
+            segmentation_id=_optional(rows.col(p, "tag_request")) or _optional(rows.col(p, "tag")),
+        )
         for p in ports
-        if _optional(p.parent_name) == parent.name
-        and p.external_ids.get(codec.TRUNK_ID_KEY) == data["id"]
+        if _optional(rows.col(p, "parent_name")) == parent_name
+        and _xids(p).get(codec.TRUNK_ID_KEY) == data["id"]
     ]
     subs.sort(key=lambda s: s.segmentation_id)
-    return Trunk.model_validate({**data, "port_id": parent.name, "sub_ports": subs})
+    return Trunk.model_validate({**data, "port_id": parent_name, "sub_ports": subs})
 
 
 def _trunk_parent(t: Tables, trunk_id: str) -> Row | None:
     for row in _port_rows(t):
-        raw = row.external_ids.get(codec.TRUNK_KEY)
+        raw = _xids(row).get(codec.TRUNK_KEY)
         if raw is not None and json.loads(raw)["id"] == trunk_id:
             return row
     return None
 
 
 def _trunk_id_of_parent(row: Row) -> str | None:
-    raw = row.external_ids.get(codec.TRUNK_KEY)
+    raw = _xids(row).get(codec.TRUNK_KEY)
     return json.loads(raw)["id"] if raw is not None else None
 
 
@@ -226,24 +256,26 @@ def _bump_generation(ls: Row) -> None:
     ls.external_ids = ids
 
 
-def _used_addresses(ls: Row, exclude_port: str | None = None) -> set[str]:
-    used: set[str] = set()
+def _usage(ls: Row, exclude_port: str | None = None) -> tuple[set[str], set[str]]:
+    """The IPs and MACs the network's ports hold (one pass over its ports)."""
+    ips: set[str] = set()
+    macs: set[str] = set()
     for lsp in ls.ports:
-        if lsp.name == exclude_port:
+        if _name(lsp) == exclude_port:
             continue
-        used.update(
-            str(ipaddress.ip_address(ip)) for ip in codec.parse_lsp_addresses(lsp.addresses)[1]
-        )
-    return used
+        mac, addresses = _addresses(lsp)
+        ips.update(addresses)
+        if mac is not None:
+            macs.add(mac.lower())
+    return ips, macs
+
+
+def _used_addresses(ls: Row, exclude_port: str | None = None) -> set[str]:
+    return _usage(ls, exclude_port)[0]
 
 
 def _used_macs(ls: Row, exclude_port: str | None = None) -> set[str]:
-    out = set()
-    for lsp in ls.ports:
-        mac = codec.parse_lsp_addresses(lsp.addresses)[0]
-        if mac is not None and lsp.name != exclude_port:
-            out.add(mac.lower())
-    return out
+    return _usage(ls, exclude_port)[1]
 
 
 def _check_pairs(pairs: list[AllowedAddressPair]) -> None:
@@ -317,10 +349,10 @@ class OvnBackend:
     def _subnet_row(self, t: Tables, ctx: Context, subnet_id: str, *, owner: bool = False) -> Row:
         row = _subnet_row(t, subnet_id)
         if row is not None:
-            if _owns(ctx, row.external_ids.get(codec.PREFIX + "project_id")):
+            if _owns(ctx, _xids(row).get(codec.PREFIX + "project_id")):
                 return row
-            ls = _switch(t, row.external_ids.get(codec.PREFIX + "network_id", ""))
-            if ls is not None and ls.external_ids.get(codec.PREFIX + "shared") == "true":
+            ls = _switch(t, _xids(row).get(codec.PREFIX + "network_id", ""))
+            if ls is not None and _xids(ls).get(codec.PREFIX + "shared") == "true":
                 if owner:
                     raise Forbidden(
                         f"subnet {subnet_id} belongs to a network shared by another project;"
@@ -335,14 +367,14 @@ class OvnBackend:
         self, t: Tables, ctx: Context, port_id: str, *, field: str | None = None, kind: str = "port"
     ) -> Row:
         row = _port_row(t, port_id)
-        if row is None or not _owns(ctx, row.external_ids.get(codec.PREFIX + "project_id")):
+        if row is None or not _owns(ctx, _xids(row).get(codec.PREFIX + "project_id")):
             raise NotFound(f"port {port_id} not found", kind=kind, object_id=port_id, field=field)
         return row
 
     def _trunk_parent(self, t: Tables, ctx: Context, trunk_id: str) -> Row:
         parent = _trunk_parent(t, trunk_id)
         if parent is not None:
-            data = json.loads(parent.external_ids[codec.TRUNK_KEY])
+            data = json.loads(_xids(parent)[codec.TRUNK_KEY])
             if _owns(ctx, data.get("project_id")):
                 return parent
         raise NotFound(f"trunk {trunk_id} not found", kind="trunk", object_id=trunk_id)
@@ -392,7 +424,7 @@ class OvnBackend:
         def work(_: Any, t: Tables) -> list[Network]:
             subnet_ids: dict[str, list[str]] = {}
             for row in _subnet_rows(t):
-                nid = row.external_ids.get(codec.PREFIX + "network_id", "")
+                nid = _xids(row).get(codec.PREFIX + "network_id", "")
                 subnet_ids.setdefault(nid, []).append(_pid(row))
             out = []
             for ls in _switches(t):
@@ -413,7 +445,7 @@ class OvnBackend:
                 foreign = [
                     p
                     for p in ls.ports
-                    if p.external_ids.get(codec.PREFIX + "project_id") != current.project_id
+                    if _xids(p).get(codec.PREFIX + "project_id") != current.project_id
                 ]
                 if foreign:
                     raise Conflict(
@@ -509,9 +541,7 @@ class OvnBackend:
     def list_subnets(self, ctx: Context, filters: Filters | None = None) -> list[Subnet]:
         def work(_: Any, t: Tables) -> list[Subnet]:
             shared = {
-                _pid(ls)
-                for ls in _switches(t)
-                if ls.external_ids.get(codec.PREFIX + "shared") == "true"
+                _pid(ls) for ls in _switches(t) if _xids(ls).get(codec.PREFIX + "shared") == "true"
             }
             out = []
             for row in _subnet_rows(t):
@@ -569,8 +599,7 @@ class OvnBackend:
 
     # --- ports ------------------------------------------------------------------
 
-    def _mac(self, ls: Row, network_id: str, requested: str | None, port_id: str | None) -> str:
-        used = _used_macs(ls, exclude_port=port_id)
+    def _mac(self, network_id: str, requested: str | None, used: set[str]) -> str:
         if requested is not None:
             if requested in used:
                 raise Conflict(
@@ -675,10 +704,10 @@ class OvnBackend:
             port.mac_address, ips, port.allowed_address_pairs, enabled=port.port_security_enabled
         )
         lsp.enabled = [port.admin_state_up]
-        ids = {k: v for k, v in lsp.external_ids.items() if not k.startswith(codec.PREFIX)}
+        ids = {k: v for k, v in _xids(lsp).items() if not k.startswith(codec.PREFIX)}
         for key in (codec.TRUNK_KEY, codec.TRUNK_ID_KEY):
-            if key in lsp.external_ids:
-                ids[key] = lsp.external_ids[key]
+            if key in _xids(lsp):
+                ids[key] = _xids(lsp)[key]
         ids.update(codec.encode(port, exclude=_PORT_NATIVE))
         # What ovn-controller and humans look for on a bound port.
         ids["podwire:host_id"] = port.binding.host_id
@@ -694,7 +723,8 @@ class OvnBackend:
             network = _network(ls, [])
             subnets = self._subnets_of(t, req.network_id)
             plan = self._plan(req.network_id, subnets, req.fixed_ips)
-            fixed_ips = self._allocate(plan, _used_addresses(ls), req.device_owner)
+            used_ips, used_macs = _usage(ls)
+            fixed_ips = self._allocate(plan, used_ips, req.device_owner)
             now = _now()
             security = (
                 req.port_security_enabled
@@ -707,7 +737,7 @@ class OvnBackend:
                 project_id=project,
                 network_id=req.network_id,
                 description=req.description,
-                mac_address=self._mac(ls, req.network_id, req.mac_address, None),
+                mac_address=self._mac(req.network_id, req.mac_address, used_macs),
                 fixed_ips=fixed_ips,
                 device_id=req.device_id,
                 device_owner=req.device_owner,
@@ -733,7 +763,7 @@ class OvnBackend:
     def get_port(self, ctx: Context, port_id: str) -> Port:
         def work(_: Any, t: Tables) -> Port:
             lsp = self._port_row(t, ctx, port_id)
-            network_id = lsp.external_ids.get(codec.PREFIX + "network_id", "")
+            network_id = _xids(lsp).get(codec.PREFIX + "network_id", "")
             return _port(lsp, self._subnets_of(t, network_id))
 
         return self._nb.read(work)
@@ -746,9 +776,9 @@ class OvnBackend:
                 subnets.setdefault(subnet.network_id, []).append(subnet)
             out = []
             for lsp in _port_rows(t):
-                if not _owns(ctx, lsp.external_ids.get(codec.PREFIX + "project_id")):
+                if not _owns(ctx, _xids(lsp).get(codec.PREFIX + "project_id")):
                     continue
-                network_id = lsp.external_ids.get(codec.PREFIX + "network_id", "")
+                network_id = _xids(lsp).get(codec.PREFIX + "network_id", "")
                 port = _port(lsp, subnets.get(network_id, []))
                 if matches(port, "port", filters):
                     out.append(port)
@@ -762,7 +792,7 @@ class OvnBackend:
 
         def work(txn: Any, t: Tables) -> Port:
             lsp = self._port_row(t, ctx, port_id)
-            current = _port(lsp, self._subnets_of(t, lsp.external_ids[codec.PREFIX + "network_id"]))
+            current = _port(lsp, self._subnets_of(t, _xids(lsp)[codec.PREFIX + "network_id"]))
             ls = _switch(t, current.network_id)
             assert ls is not None
             values: dict[str, Any] = req.model_dump(
@@ -772,7 +802,9 @@ class OvnBackend:
                 values.pop("status")  # OVN says the port is up; that is the truth
             if req.mac_address is not None and req.mac_address != current.mac_address:
                 _bump_generation(ls)
-                values["mac_address"] = self._mac(ls, ls_id(ls), req.mac_address, port_id)
+                values["mac_address"] = self._mac(
+                    ls_id(ls), req.mac_address, _used_macs(ls, exclude_port=port_id)
+                )
             if req.fixed_ips is not None:
                 _bump_generation(ls)
                 values["fixed_ips"] = self._reallocate(t, ls, current, req.fixed_ips, values)
@@ -833,9 +865,9 @@ class OvnBackend:
                     kind="port",
                     object_id=port_id,
                 )
-            for ls in t[LS].rows.values():
-                if lsp in ls.ports:
-                    ls.delvalue("ports", lsp)
+            ls = _switch(t, _xids(lsp).get(codec.PREFIX + "network_id", ""))
+            if ls is not None:
+                ls.delvalue("ports", lsp)
             lsp.delete()
 
         self._nb.write(work)
@@ -900,7 +932,7 @@ class OvnBackend:
             lsp = self._port_row(t, ctx, sp.port_id, field="sub_ports")
             lsp.verify("parent_name")
             lsp.verify("external_ids")
-            if sp.port_id == parent.name:
+            if sp.port_id == _name(parent):
                 raise Conflict(
                     f"sub_ports: port {sp.port_id} is the trunk's parent port",
                     kind="trunk",
@@ -936,7 +968,7 @@ class OvnBackend:
             # OVN's containers-in-VMs model: parent_name + tag. tag_request is
             # what northd honours; tag is written too so the row is complete
             # before northd runs (northd keeps tag == tag_request).
-            lsp.parent_name = [parent.name]
+            lsp.parent_name = [_name(parent)]
             lsp.tag_request = [sp.segmentation_id]
             lsp.tag = [sp.segmentation_id]
             lsp.setkey("external_ids", codec.TRUNK_ID_KEY, trunk_id)
@@ -952,7 +984,7 @@ class OvnBackend:
             ports = _port_rows(t)
             out = []
             for row in ports:
-                if codec.TRUNK_KEY not in row.external_ids:
+                if codec.TRUNK_KEY not in _xids(row):
                     continue
                 trunk = _trunk(row, ports)
                 if _owns(ctx, trunk.project_id) and matches(trunk, "trunk", filters):
@@ -978,7 +1010,7 @@ class OvnBackend:
             parent = self._trunk_parent(t, ctx, trunk_id)
             parent.verify("external_ids")
             for lsp in _port_rows(t):
-                if lsp.external_ids.get(codec.TRUNK_ID_KEY) == trunk_id:
+                if _xids(lsp).get(codec.TRUNK_ID_KEY) == trunk_id:
                     _clear_subport(lsp)
             parent.delkey("external_ids", codec.TRUNK_KEY)
 
@@ -1019,7 +1051,7 @@ class OvnBackend:
                     )
             gone = set(port_ids)
             for lsp in _port_rows(t):
-                if lsp.name in gone:
+                if _name(lsp) in gone:
                     lsp.verify("parent_name")
                     _clear_subport(lsp)
             updated = current.model_copy(

@@ -26,6 +26,7 @@ from ovsdbapp import exceptions as ovsdbapp_exc
 from ovsdbapp.backend.ovs_idl import command, connection, idlutils
 from ovsdbapp.schema.ovn_northbound import impl_idl
 
+from podwire.backends.ovn.rows import TrackingIdl
 from podwire.errors import PodwireError, Unavailable
 
 T = TypeVar("T")
@@ -69,7 +70,7 @@ class NbConnection:
                 helper = idlutils.get_schema_helper(self.remote, "OVN_Northbound")
                 for table in TABLES:
                     helper.register_table(table)
-                idl = connection.OvsdbIdl(self.remote, helper)
+                idl = TrackingIdl(self.remote, helper)
                 conn = connection.Connection(idl, timeout=self.timeout)
                 box["api"] = _new_api_class()(conn)
             except Exception as exc:

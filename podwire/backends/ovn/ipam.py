@@ -9,6 +9,7 @@ Arithmetic is on integers; text goes in and out.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import random
@@ -27,6 +28,14 @@ Span = tuple[int, int]  # first and last address, both included
 
 def _int(address: str) -> int:
     return int(ipaddress.ip_address(address))
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _parsed(address: str) -> tuple[int, int]:
+    """(version, integer) of an address; cached, as the same used addresses
+    are read again on every allocation on a network."""
+    addr = ipaddress.ip_address(address)
+    return addr.version, int(addr)
 
 
 def _text(value: int, version: int) -> str:
@@ -156,7 +165,7 @@ def allocate(subnet: Subnet, used: set[str]) -> str:
     SEQUENTIAL_LIMIT addresses, a random one on bigger pools; Exhausted when
     none is left."""
     version = ipaddress.ip_network(subnet.cidr).version
-    taken = {_int(u) for u in used if ipaddress.ip_address(u).version == version}
+    taken = {value for v, value in map(_parsed, used) if v == version}
     if subnet.gateway_ip is not None:
         taken.add(_int(subnet.gateway_ip))
     spans = [(_int(p.start), _int(p.end)) for p in subnet.allocation_pools]

@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,9 @@ class Setup:
     errors: list[str] = field(default_factory=list)
 
     def call(self, command: str, container_id: str, netns: str) -> float:
+        return self.call_with_output(command, container_id, netns)[0]
+
+    def call_with_output(self, command: str, container_id: str, netns: str) -> tuple[float, bytes]:
         env = {
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
             "CNI_COMMAND": command,
@@ -138,7 +142,7 @@ class Setup:
                 f"{proc.stdout.decode(errors='replace')[:300]} "
                 f"{proc.stderr.decode(errors='replace')[:300]}"
             )
-        return elapsed
+        return elapsed, proc.stdout
 
 
 def run_pairs(setup: Setup, namespaces: Namespaces, n: int, workers: int) -> dict[str, Any]:
@@ -193,9 +197,11 @@ def reference_setup(tmp: Path) -> Setup:
 
 
 class Agent:
-    """A private podwire agent on the embedded backend: own state dir, own socket."""
+    """A private podwire agent: own state dir, own socket (embedded backend
+    unless ``extra_args`` say otherwise)."""
 
     def __init__(self, tmp: Path, extra_args: list[str]) -> None:
+        tmp.mkdir(exist_ok=True)
         self.state_dir = tmp / "agent-state"
         self.socket = tmp / "agent.sock"
         self.log_path = tmp / "agent.log"
@@ -259,7 +265,9 @@ class Agent:
         self.log_file.close()
 
 
-def podwire_setups(agent: Agent, c_shim: Path | None, python: bool) -> tuple[str, list[Setup]]:
+def podwire_setups(
+    agent: Agent, c_shim: Path | None, python: bool, prefix: str = "podwire"
+) -> tuple[str, list[Setup]]:
     network = unique("pwbnet")
     agent.cli("network", "create", network, "--subnet", random_subnet(20))
     config = {
@@ -271,10 +279,10 @@ def podwire_setups(agent: Agent, c_shim: Path | None, python: bool) -> tuple[str
     }
     setups = []
     if c_shim is not None:
-        setups.append(Setup("podwire_c", c_shim, config))
+        setups.append(Setup(f"{prefix}_c", c_shim, config))
     if python:
         script = shutil.which("podwire-cni") or str(Path(sys.executable).parent / "podwire-cni")
-        setups.append(Setup("podwire_python", Path(script), config))
+        setups.append(Setup(f"{prefix}_python", Path(script), config))
     return network, setups
 
 
@@ -287,6 +295,103 @@ def build_c_shim(tmp: Path) -> Path | None:
         log(f"cannot build the C shim, skipping its column: {proc.stderr.strip()}")
         return None
     return dest
+
+
+# ---------------------------------------------------------------- first packet
+
+# Started in the new container's netns before its ADD (so that its own start
+# is not timed), it waits for "go" on stdin, sent when ADD has returned (a
+# container's process starts then), then sends a UDP probe to the peer every
+# half millisecond and prints the CLOCK_MONOTONIC time of the first echo.
+_PROBER = """
+import select, socket, sys, time
+peer = (sys.argv[1], 7007)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+print("ready", flush=True)
+sys.stdin.readline()
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    try:
+        s.sendto(b"probe", peer)
+    except OSError:
+        time.sleep(0.0005)
+        continue
+    if select.select([s], [], [], 0.0005)[0]:
+        try:
+            s.recv(16)
+        except OSError:
+            continue
+        print(repr(time.monotonic()), flush=True)
+        break
+"""
+_ECHO = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 7007))
+while True:
+    data, addr = s.recvfrom(64)
+    s.sendto(data, addr)
+"""
+
+
+def _first_ipv4(result: bytes) -> str:
+    for ip in json.loads(result).get("ips", []):
+        if ":" not in ip["address"]:
+            return str(ip["address"]).split("/")[0]
+    raise RuntimeError("the ADD result has no IPv4 address")
+
+
+def first_packet(setup: Setup, namespaces: Namespaces, samples: int) -> dict[str, Any]:
+    """Time from ADD returning to the first packet answered by a peer on the
+    same network: what a container started right after ADD waits for."""
+    python = shutil.which("python3") or sys.executable
+    peer_ns = namespaces.create()
+    peer_id = uuid.uuid4().hex
+    echo = None
+    deltas: list[float] = []
+    try:
+        _, out = setup.call_with_output("ADD", peer_id, peer_ns)
+        peer_ip = _first_ipv4(out)
+        echo = subprocess.Popen(["ip", "netns", "exec", peer_ns, python, "-S", "-I", "-c", _ECHO])
+        for _ in range(samples):
+            netns = namespaces.create()
+            container_id = uuid.uuid4().hex
+            prober = subprocess.Popen(
+                ["ip", "netns", "exec", netns, python, "-S", "-I", "-c", _PROBER, peer_ip],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert prober.stdout is not None and prober.stdin is not None
+                prober.stdout.readline()  # "ready"
+                setup.call("ADD", container_id, netns)
+                added = time.monotonic()
+                prober.stdin.write("go\n")
+                prober.stdin.flush()
+                line = prober.stdout.readline().strip()
+                if line:
+                    deltas.append(float(line) - added)
+                else:
+                    setup.errors.append(f"first packet: no answer from {peer_ip} within 30 s")
+            finally:
+                prober.kill()
+                prober.wait()
+                setup.call("DEL", container_id, netns)
+                namespaces.delete(netns)
+    finally:
+        if echo is not None:
+            echo.kill()
+            echo.wait()
+        setup.call("DEL", peer_id, peer_ns)
+        namespaces.delete(peer_ns)
+    return {
+        "samples": len(deltas),
+        "p50_ms": round(percentile(deltas, 50) * 1000, 2) if deltas else None,
+        "max_ms": round(max(deltas) * 1000, 2) if deltas else None,
+        "min_ms": round(min(deltas) * 1000, 2) if deltas else None,
+    }
 
 
 # ---------------------------------------------------------------- live attachments
@@ -395,6 +500,25 @@ def goals(result: dict[str, Any], column: str) -> dict[str, bool | None]:
     return out
 
 
+@contextlib.contextmanager
+def ovn_agent(tmp: Path) -> Iterator[Agent]:
+    """A private OVS + OVN (the test suite's own fixture code) and an agent on it."""
+    sys.path.insert(0, str(REPO))
+    from tests.fixtures.ovn import private_ovn
+
+    with private_ovn() as env:
+        config = tmp / "agent-ovn.toml"
+        config.write_text(
+            f'backend = "ovn"\n[ovn]\nnb_remotes = ["{env.nb_remote}"]\n'
+            f'ovs_db = "{env.ovs_remote}"\nintegration_bridge = "{env.bridge}"\n'
+        )
+        agent = Agent(tmp / "ovn", ["--config", str(config)])
+        try:
+            yield agent
+        finally:
+            agent.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="ADD/DEL pairs per mode")
@@ -404,10 +528,19 @@ def main() -> int:
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--no-podwire", action="store_true", help="only the reference column")
     parser.add_argument(
+        "--ovn", action="store_true", help="add a column for podwire on a private OVS + OVN"
+    )
+    parser.add_argument(
+        "--first-packet",
+        type=int,
+        default=20,
+        help="samples of the time from ADD returning to the first packet (0: skip)",
+    )
+    parser.add_argument(
         "--agent-arg",
         action="append",
         default=[],
-        help="extra argument for `podwire agent` (repeat), e.g. --agent-arg=--backend=ovn",
+        help="extra argument for the embedded `podwire agent` (repeat)",
     )
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -419,27 +552,52 @@ def main() -> int:
         "n": args.n,
         "concurrency": args.concurrency,
         "host": {"cpus": os.cpu_count(), "kernel": platform.release()},
+        "load_average_at_start": list(os.getloadavg()),
         "columns": {},
         "ratio_to_reference": {},
     }
     namespaces = Namespaces()
     tmp = Path(tempfile.mkdtemp(prefix="pw-bench-"))
-    agent: Agent | None = None
     setups: list[Setup] = []
-    network = None
-    try:
+    with contextlib.ExitStack() as stack:
+        # Undone in reverse: temp dir last, namespaces before agents stop.
+        stack.callback(shutil.rmtree, tmp, ignore_errors=True)
+        stack.callback(log, "cleaned up")
         c_shim = build_c_shim(tmp)
         if not args.no_reference:
-            setups.append(reference_setup(tmp))
+            reference = reference_setup(tmp)
+            setups.append(reference)
+            stack.callback(
+                subprocess.run,
+                ["ip", "link", "delete", reference.config["bridge"]],
+                check=False,
+                capture_output=True,
+            )
+        agent: Agent | None = None
         if not args.no_podwire:
-            log("starting a private podwire agent")
+            log("starting a private podwire agent (embedded backend)")
             started = time.perf_counter()
-            agent = Agent(tmp, args.agent_arg)
+            agent = Agent(tmp / "embedded", args.agent_arg)
+            stack.callback(agent.stop)
             result["agent_start_s"] = round(time.perf_counter() - started, 2)
             network, ours = podwire_setups(agent, c_shim, not args.no_python_shim)
+            stack.callback(_delete_network, agent, network)
             setups.extend(ours)
-        # Warm-up: one pair each, so first-call costs (bridge creation, imports)
-        # are not counted in either column.
+        if args.ovn and c_shim is not None:
+            log("starting a private OVS + OVN and an agent on it")
+            try:
+                ovn = stack.enter_context(ovn_agent(tmp))
+            except BaseException as exc:  # pytest's skip outside pytest, a failed start
+                log(f"no OVN column: {exc}")
+                result["ovn_error"] = str(exc)[:500]
+            else:
+                network, ours = podwire_setups(ovn, c_shim, False, prefix="podwire_ovn")
+                stack.callback(_delete_network, ovn, network)
+                setups.extend(ours)
+        stack.callback(namespaces.delete_all)
+
+        # Warm-up: a pair each, so first-call costs (bridge creation, imports)
+        # are not counted in any column.
         for setup in setups:
             run_pairs(setup, namespaces, 2, 1)
         for mode, workers in (("sequential", 1), ("concurrent", args.concurrency)):
@@ -447,9 +605,13 @@ def main() -> int:
                 log(f"{setup.name}: {args.n} ADD/DEL pairs, {mode} ({workers} at once)")
                 column = result["columns"].setdefault(setup.name, {})
                 column[mode] = run_pairs(setup, namespaces, args.n, workers)
-        for setup in setups:
-            if setup.errors:
-                result["columns"][setup.name]["first_errors"] = setup.errors[:5]
+        if args.first_packet:
+            for setup in setups:
+                if setup.name.endswith("_c") or setup.name == "reference":
+                    log(f"{setup.name}: time from ADD to the first packet, {args.first_packet}x")
+                    result["columns"][setup.name]["first_packet"] = first_packet(
+                        setup, namespaces, args.first_packet
+                    )
         if "reference" in result["columns"]:
             for name, column in result["columns"].items():
                 if name != "reference":
@@ -462,26 +624,28 @@ def main() -> int:
             result["live"] = live_attachments(
                 c_setup, agent, namespaces, args.live, args.concurrency
             )
-        result["goals"] = goals(result, "podwire_c")
-    finally:
-        log("cleaning up")
-        namespaces.delete_all()
-        if agent is not None:
-            if network is not None:
-                with contextlib.suppress(Exception):
-                    agent.cli("network", "delete", network)
-            agent.stop()
         for setup in setups:
-            if setup.name == "reference":
-                subprocess.run(
-                    ["ip", "link", "delete", setup.config["bridge"]],
-                    check=False,
-                    capture_output=True,
-                )
-        shutil.rmtree(tmp, ignore_errors=True)
+            if setup.errors:
+                result["columns"][setup.name]["first_errors"] = setup.errors[:5]
+        result["goals"] = goals(result, "podwire_c")
+        log("cleaning up")
     json.dump(result, sys.stdout, indent=2)
     print()
     return 0
+
+
+def _delete_network(agent: Agent, network: str) -> None:
+    """The network, and its bridge on the embedded data path (the agent makes
+    a bridge per network on first use and leaves it when the network goes)."""
+    network_id = None
+    with contextlib.suppress(Exception):
+        network_id = json.loads(agent.cli("--json", "network", "show", network))["id"]
+    with contextlib.suppress(Exception):
+        agent.cli("network", "delete", network)
+    if network_id is not None:
+        from podwire.agent.vifs import bridge_name
+
+        subprocess.run(["ip", "link", "delete", bridge_name(network_id)], capture_output=True)
 
 
 if __name__ == "__main__":

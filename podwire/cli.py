@@ -102,6 +102,23 @@ class Target:
 pass_target = click.make_pass_decorator(Target)
 
 
+def _json_flag(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(Target).as_json = True
+
+
+# ``--json`` is accepted before or after the command: `podwire --json port
+# list` and `podwire port list --json` (the agent's docs use the latter).
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    expose_value=False,
+    callback=_json_flag,
+    help="machine-readable JSON output",
+)
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
     """One clear line on stderr, exit 1, for every podwire error."""
@@ -313,6 +330,18 @@ def main(
     as_json: bool,
 ) -> None:
     """podwire: connect containers to SDN networks."""
+
+    # One place at a time. An option on the command line wins over one from
+    # the environment (PODWIRE_AGENT_SOCKET may be set for the CNI shim).
+    # One place at a time; an option typed on the command line wins over
+    # others from the environment (PODWIRE_AGENT_SOCKET may be set for the shim).
+    def typed(name: str) -> bool:
+        return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+    if any(typed(n) for n in ("url", "agent_socket", "state_dir")):
+        url = url if typed("url") else None
+        agent_socket = agent_socket if typed("agent_socket") else None
+        state_dir = state_dir if typed("state_dir") else None
     target = Target(url, token, agent_socket, state_dir, db_url, project, as_json)
     ctx.obj = target
     ctx.call_on_close(target.close)
@@ -339,6 +368,7 @@ def network() -> None:
 @click.option("--segmentation-id", type=int)
 @click.option("--physical-network")
 @click.option("--disable-port-security", is_flag=True)
+@json_option
 @pass_target
 def network_create(
     target: Target,
@@ -416,6 +446,7 @@ def _subnet_names(network_name: str, cidrs: Sequence[str]) -> list[str]:
 
 @network.command("list")
 @click.option("--name", "names", multiple=True)
+@json_option
 @pass_target
 def network_list(target: Target, names: tuple[str, ...]) -> None:
     """List networks."""
@@ -441,6 +472,7 @@ def network_list(target: Target, names: tuple[str, ...]) -> None:
 
 @network.command("show")
 @click.argument("network")
+@json_option
 @pass_target
 def network_show(target: Target, network: str) -> None:
     """Show a network by id or name."""
@@ -450,6 +482,7 @@ def network_show(target: Target, network: str) -> None:
 
 @network.command("delete")
 @click.argument("networks", nargs=-1, required=True)
+@json_option
 @pass_target
 def network_delete(target: Target, networks: tuple[str, ...]) -> None:
     """Delete networks (and their subnets) by id or name."""
@@ -474,6 +507,7 @@ def subnet() -> None:
 @click.option("--gateway", help="gateway IP, or 'none' (default: the first address)")
 @click.option("--allocation-pool", "pools", multiple=True, help="start=IP,end=IP (repeatable)")
 @click.option("--dns-nameserver", "dns", multiple=True)
+@json_option
 @pass_target
 def subnet_create(
     target: Target,
@@ -509,6 +543,7 @@ def subnet_create(
 
 @subnet.command("list")
 @click.option("--network", help="network id or name")
+@json_option
 @pass_target
 def subnet_list(target: Target, network: str | None) -> None:
     """List subnets."""
@@ -532,6 +567,7 @@ def subnet_list(target: Target, network: str | None) -> None:
 
 @subnet.command("show")
 @click.argument("subnet")
+@json_option
 @pass_target
 def subnet_show(target: Target, subnet: str) -> None:
     """Show a subnet by id or name."""
@@ -541,6 +577,7 @@ def subnet_show(target: Target, subnet: str) -> None:
 
 @subnet.command("delete")
 @click.argument("subnets", nargs=-1, required=True)
+@json_option
 @pass_target
 def subnet_delete(target: Target, subnets: tuple[str, ...]) -> None:
     """Delete subnets by id or name."""
@@ -612,6 +649,7 @@ def _address_pair(text: str) -> dict[str, str]:
 )
 @click.option("--host", "host_id", help="binding:host_id")
 @click.option("--disable-port-security", is_flag=True)
+@json_option
 @pass_target
 def port_create(
     target: Target,
@@ -659,6 +697,7 @@ def port_create(
 @click.option("--device-id", "device_ids", multiple=True)
 @click.option("--ip-address", "ips", multiple=True, help="ports holding this fixed IP")
 @click.option("--host", "hosts", multiple=True, help="binding:host_id")
+@json_option
 @pass_target
 def port_list(
     target: Target,
@@ -695,6 +734,7 @@ def port_list(
 
 @port.command("show")
 @click.argument("port")
+@json_option
 @pass_target
 def port_show(target: Target, port: str) -> None:
     """Show a port by id or name."""
@@ -704,6 +744,7 @@ def port_show(target: Target, port: str) -> None:
 
 @port.command("delete")
 @click.argument("ports", nargs=-1, required=True)
+@json_option
 @pass_target
 def port_delete(target: Target, ports: tuple[str, ...]) -> None:
     """Delete ports by id or name."""
@@ -740,6 +781,7 @@ def _subport(target: Target, text: str) -> dict[str, Any]:
 @click.option(
     "--subport", "subports", multiple=True, help="port=PORT,segmentation-id=VLAN (repeatable)"
 )
+@json_option
 @pass_target
 def trunk_create(target: Target, name: str, parent_port: str, subports: tuple[str, ...]) -> None:
     """Create trunk NAME on a parent port."""
@@ -757,6 +799,7 @@ def trunk_create(target: Target, name: str, parent_port: str, subports: tuple[st
 
 
 @trunk.command("list")
+@json_option
 @pass_target
 def trunk_list(target: Target) -> None:
     """List trunks."""
@@ -777,6 +820,7 @@ def trunk_list(target: Target) -> None:
 
 @trunk.command("show")
 @click.argument("trunk")
+@json_option
 @pass_target
 def trunk_show(target: Target, trunk: str) -> None:
     """Show a trunk by id or name."""
@@ -786,6 +830,7 @@ def trunk_show(target: Target, trunk: str) -> None:
 
 @trunk.command("delete")
 @click.argument("trunks", nargs=-1, required=True)
+@json_option
 @pass_target
 def trunk_delete(target: Target, trunks: tuple[str, ...]) -> None:
     """Delete trunks by id or name (the ports stay)."""
@@ -800,6 +845,7 @@ def trunk_delete(target: Target, trunks: tuple[str, ...]) -> None:
 @click.option("--port", "port_ref", help="sub-port id or name")
 @click.option("--segmentation-id", type=int, help="VLAN id 1-4094")
 @click.option("--subport", "subports", multiple=True, help="port=PORT,segmentation-id=VLAN")
+@json_option
 @pass_target
 def trunk_add_subport(
     target: Target,
@@ -833,6 +879,7 @@ def trunk_add_subport(
 @trunk.command("remove-subport")
 @click.argument("trunk")
 @click.option("--port", "ports", multiple=True, required=True, help="sub-port id or name")
+@json_option
 @pass_target
 def trunk_remove_subport(target: Target, trunk: str, ports: tuple[str, ...]) -> None:
     """Remove sub-ports from a trunk (the ports stay)."""
@@ -862,12 +909,26 @@ def trunk_remove_subport(target: Target, trunk: str, ports: tuple[str, ...]) -> 
 )
 @click.option("--db-url", help="SQLAlchemy URL (e.g. PostgreSQL) instead of SQLite in --state-dir")
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="server processes on the same database (one core each)",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="warning",
     show_default=True,
 )
-def server(state_dir: Path, listen: str, tokens: Path, db_url: str | None, log_level: str) -> None:
+def server(
+    state_dir: Path,
+    listen: str,
+    tokens: Path,
+    db_url: str | None,
+    workers: int,
+    log_level: str,
+) -> None:
     """Serve the embedded backend over the Neutron v2.0 API."""
     from podwire.api.server import run_server
     from podwire.config import load_config
@@ -876,7 +937,7 @@ def server(state_dir: Path, listen: str, tokens: Path, db_url: str | None, log_l
         config = load_config(
             None, state_dir=str(state_dir), backend="embedded", **{"embedded.db_url": db_url}
         )
-        run_server(config, listen, tokens, log_level=log_level)
+        run_server(config, listen, tokens, workers=workers, log_level=log_level)
 
 
 @main.command()

@@ -32,8 +32,9 @@
 #define VERSION_ANSWER                                                                        \
     "{\"cniVersion\": \"1.1.0\", \"supportedVersions\": [\"0.3.0\", \"0.3.1\", \"0.4.0\", " \
     "\"1.0.0\", \"1.1.0\"]}"
-/* A generous bound: ADD on OVN waits for ovn-controller to bind the port. */
-#define IO_TIMEOUT_SECONDS 300
+/* A generous bound: ADD on OVN waits for ovn-controller to bind the port.
+ * PODWIRE_CNI_TIMEOUT (seconds) overrides it, as for the Python shim. */
+#define IO_TIMEOUT_SECONDS 300.0
 #define MAX_DEPTH 512
 
 struct buf {
@@ -703,7 +704,13 @@ int main(void)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return unreachable(version, path, errno);
-    struct timeval tv = {.tv_sec = IO_TIMEOUT_SECONDS};
+    const char *timeout_text = getenv("PODWIRE_CNI_TIMEOUT");
+    char *timeout_end = NULL;
+    double timeout = timeout_text ? strtod(timeout_text, &timeout_end) : IO_TIMEOUT_SECONDS;
+    if (timeout_text && (timeout_end == timeout_text || *timeout_end || !(timeout > 0)))
+        timeout = IO_TIMEOUT_SECONDS;
+    struct timeval tv = {.tv_sec = (time_t)timeout,
+                         .tv_usec = (suseconds_t)((timeout - (double)(time_t)timeout) * 1e6)};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     socklen_t addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_len);

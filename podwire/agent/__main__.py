@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-in-flight", type=int)
     parser.add_argument("--max-queued", type=int)
     parser.add_argument("--db-url")
+    parser.add_argument("--remote-url", help="backend remote: http(s)://HOST:PORT or unix:///PATH")
     args = parser.parse_args(argv)
     try:
         config = load_config(
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                 "agent.max_in_flight": args.max_in_flight,
                 "agent.max_queued": args.max_queued,
                 "embedded.db_url": args.db_url,
+                "remote.url": args.remote_url,
             },
         )
         from podwire.agent.service import run_agent

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from typing import Any, TypeVar
 
-from podwire.agent.gate import Gate
+from podwire.agent.gate import Gate, Ticket
 from podwire.agent.store import AttachmentStore
 from podwire.agent.types import (
     AgentStatus,
@@ -45,13 +47,13 @@ from podwire.errors import (
 )
 from podwire.model import (
     Context,
-    FixedIpRequest,
     Network,
     Port,
     PortBinding,
     PortCreate,
     PortUpdate,
     Subnet,
+    parse,
 )
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,8 @@ class Agent:
         self._closed = threading.Event()
         # Marks pool threads running a request ``submit`` already admitted.
         self._local = threading.local()
+        self._drivers = _DriverDescriptions()
+        self._drivers.get()  # start describing now, in the background
 
     @classmethod
     def from_config(cls, config: Config) -> Agent:
@@ -129,15 +133,18 @@ class Agent:
     def detach(self, req: DetachRequest) -> None:
         self._guarded(req.container_id, self._detach, req)
 
-    def check(self, req: CheckRequest) -> None:
-        self._guarded(req.container_id, self._check, req)
+    def check(self, req: CheckRequest) -> Attachment:
+        """Raises Drift naming what differs; returns the record checked."""
+        return self._guarded(req.container_id, self._check, req)
 
     def gc(self, req: GcRequest) -> list[Attachment]:
-        ticket = self.gate.admit("gc")
+        # No container lock or slot here: _gc takes them per attachment.
+        ticket = self._ticket("gc")
         try:
             return self._gc(req)
         finally:
-            ticket.release()
+            if ticket is not None:
+                ticket.release()
 
     def status(self) -> AgentStatus:
         return self._status()
@@ -161,8 +168,14 @@ class Agent:
         finally:
             self._local.admitted = False
 
+    def _ticket(self, what: str) -> Ticket | None:
+        """Admission, unless ``submit`` already admitted this request."""
+        if getattr(self._local, "admitted", False):
+            return None
+        return self.gate.admit(what)
+
     def _guarded(self, container_id: str, fn: Callable[[Any], T], req: Any) -> T:
-        ticket = None if getattr(self._local, "admitted", False) else self.gate.admit(container_id)
+        ticket = self._ticket(container_id)
         try:
             with self.gate.container(container_id), self.gate.slot():
                 return fn(req)
@@ -204,8 +217,17 @@ class Agent:
 
             self.store.update(record.id, state="ready")
             undo.pop_all()
+        ready = record.model_copy(
+            update={
+                "network_id": network.id,
+                "port_id": port.id,
+                "owns_port": owns_port,
+                "vif": vif,
+                "state": "ready",
+            }
+        )
         return AttachResult(
-            attachment=self.store.get(record.id),
+            attachment=ready,
             interface=interface,
             port=port,
             subnets=[s for s in subnets if s.id in {f.subnet_id for f in port.fixed_ips}],
@@ -213,10 +235,11 @@ class Agent:
 
     def resolve_network(self, ref: str) -> Network:
         """A network by id, else by name; a name shared by several is an error."""
-        try:
-            return self.backend.get_network(self.ctx, ref)
-        except NotFound:
-            pass
+        if _looks_like_id(ref):
+            try:
+                return self.backend.get_network(self.ctx, ref)
+            except NotFound:
+                pass
         found = self.backend.list_networks(self.ctx, {"name": [ref]})
         if not found:
             raise NotFound(f"network {ref!r} not found", kind="network", object_id=ref)
@@ -237,20 +260,22 @@ class Agent:
         return PortBinding(host_id=self.config.host_id, vif_type=kind)
 
     def _create_port(self, req: AttachRequest, network: Network) -> Port:
-        fixed_ips = [FixedIpRequest(ip_address=ip) for ip in req.ips] if req.ips else None
-        return self.backend.create_port(
-            self.ctx,
-            PortCreate(
-                network_id=network.id,
-                project_id=network.project_id,
-                name=port_name(req.container_id, req.ifname),
-                mac_address=req.mac,
-                fixed_ips=fixed_ips,
-                device_id=req.container_id,
-                device_owner=device_owner(req.frontend),
-                binding=self._binding(network, "normal"),
-            ),
+        fixed_ips = [{"ip_address": ip} for ip in req.ips] if req.ips else None
+        request = parse(
+            PortCreate,
+            {
+                "network_id": network.id,
+                "project_id": network.project_id,
+                "name": port_name(req.container_id, req.ifname),
+                "mac_address": req.mac,
+                "fixed_ips": fixed_ips,
+                "device_id": req.container_id,
+                "device_owner": device_owner(req.frontend),
+                "binding": self._binding(network, "normal"),
+            },
+            kind="port",
         )
+        return self.backend.create_port(self.ctx, request)
 
     def _adopt_port(self, req: AttachRequest, network: Network) -> Port:
         assert req.port_id is not None
@@ -374,7 +399,7 @@ class Agent:
 
     # --- CHECK ------------------------------------------------------------------------
 
-    def _check(self, req: CheckRequest) -> None:
+    def _check(self, req: CheckRequest) -> Attachment:
         record = self.store.find(req.container_id, req.ifname)
         if record is not None and req.network and not self._same_network(record, req.network):
             record = None
@@ -398,8 +423,9 @@ class Agent:
                     field="port",
                 ) from None
             except Unavailable:
-                return  # the data path is fine; the backend's health is STATUS's business
+                return record  # the data path is fine; the backend's health is STATUS's business
             _check_port_matches(record.vif, port)
+        return record
 
     # --- GC ---------------------------------------------------------------------------
 
@@ -488,15 +514,36 @@ class Agent:
 
     # --- STATUS -----------------------------------------------------------------------
 
-    def _status(self) -> AgentStatus:
-        backend_ok, reason = True, ""
+    def backend_health(self) -> tuple[bool, str]:
+        """(ok, why not): one cheap backend call."""
         try:
             self.backend.list_networks(self.ctx, {"id": ["00000000-0000-0000-0000-000000000000"]})
         except PodwireError as exc:
-            backend_ok, reason = False, f"backend {self.backend.name}: {exc.message}"
-        except Exception as exc:  # a backend that fails in an unplanned way is not ok either
-            backend_ok, reason = False, f"backend {self.backend.name}: {exc}"
-        drivers = _driver_descriptions()
+            return False, f"backend {self.backend.name}: {exc.message}"
+        except Exception as exc:  # a backend failing in an unplanned way is not ok either
+            return False, f"backend {self.backend.name}: {exc}"
+        return True, ""
+
+    def can_attach(self, network_ref: str) -> tuple[bool, str]:
+        """Could an ADD on this network succeed now? (ok, why not). Backend
+        reachable, network exists and unambiguous, and its data path's driver
+        not known to be unavailable on this host (from the cached
+        descriptions: never waits for a slow probe)."""
+        ok, reason = self.backend_health()
+        if not ok:
+            return False, reason
+        try:
+            network = self.resolve_network(network_ref)
+        except PodwireError as exc:
+            return False, exc.message
+        kind = choose_vif_kind(self.backend.name, network)
+        for described in self._drivers.get():
+            if kind in described.get("kinds", ()) and not described.get("available", True):
+                return False, f"data path {kind} unavailable here: {described.get('reason', '')}"
+        return True, ""
+
+    def _status(self) -> AgentStatus:
+        backend_ok, reason = self.backend_health()
         return AgentStatus(
             ready=backend_ok,
             backend=self.backend.name,
@@ -504,8 +551,38 @@ class Agent:
             reason=reason,
             attachments=self.store.count(),
             in_flight=self.gate.admitted,
-            drivers=drivers,
+            drivers=self._drivers.get(),
         )
+
+
+class _DriverDescriptions:
+    """Driver descriptions, refreshed in the background: describing a driver
+    may probe slow things (an absent OVS database takes seconds to give up),
+    and a status call must not wait for that."""
+
+    TTL = 60.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: list[dict[str, Any]] = []
+        self._stamp = float("-inf")
+        self._refreshing = False
+
+    def get(self) -> list[dict[str, Any]]:
+        with self._lock:
+            stale = time.monotonic() - self._stamp > self.TTL
+            if stale and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, daemon=True).start()
+            return list(self._value)
+
+    def _refresh(self) -> None:
+        try:
+            value = _driver_descriptions()
+        except Exception as exc:
+            value = [{"name": "?", "available": False, "reason": str(exc)}]
+        with self._lock:
+            self._value, self._stamp, self._refreshing = value, time.monotonic(), False
 
 
 def _driver_descriptions() -> list[dict[str, Any]]:
@@ -539,6 +616,16 @@ def _check_port_matches(vif: Vif, port: Port) -> None:
             object_id=port.id,
             field="addresses",
         )
+
+
+def _looks_like_id(ref: str) -> bool:
+    """Ids are UUIDs in every backend; anything else can only be a name, and
+    is looked up by name only (one query instead of two)."""
+    try:
+        uuid.UUID(ref)
+    except ValueError:
+        return False
+    return True
 
 
 def _quietly(what: str, fn: Callable[..., Any], *args: Any) -> None:

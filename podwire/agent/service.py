@@ -56,9 +56,16 @@ def build_app(agent: Agent) -> ASGIApp:
         state = await loop.run_in_executor(None, agent.status)
         return JSONResponse(state.model_dump(mode="json"))
 
-    async def attachments(_request: Request) -> Response:
+    async def attachments(request: Request) -> Response:
+        """All records; ``?frontend=cni&container_id=...`` narrow the list."""
         loop = asyncio.get_running_loop()
-        records = await loop.run_in_executor(None, agent.store.list)
+        query = request.query_params
+        records = await loop.run_in_executor(
+            None,
+            lambda: agent.store.list(
+                frontend=query.get("frontend"), container_id=query.get("container_id")
+            ),
+        )
         return JSONResponse({"attachments": [r.model_dump(mode="json") for r in records]})
 
     local = Starlette(
@@ -166,6 +173,7 @@ def _serve(config: Config) -> None:
     agent = Agent.from_config(config)
     socket_path = config.agent.socket
     sock: socket.socket | None = None
+    plugin: Any = None  # the docker plugin server, when config.agent.serve_docker
     server = uvicorn.Server(
         uvicorn.Config(
             build_app(agent),
@@ -191,8 +199,16 @@ def _serve(config: Config) -> None:
         report = agent.reconcile()
         log.info("agent: reconcile %s", report)
         log.info("agent: serving %s (backend %s)", socket_path, agent.backend.name)
-        asyncio.run(server.serve(sockets=[sock]))
+        if config.agent.serve_docker:
+            from podwire.frontends.docker.serve import DockerPluginServer
+
+            plugin = DockerPluginServer(agent, config.agent.docker_plugin_socket)
+            asyncio.run(plugin.run_beside(server.serve(sockets=[sock])))
+        else:
+            asyncio.run(server.serve(sockets=[sock]))
     finally:
+        if plugin is not None:
+            plugin.close()
         if sock is not None:
             sock.close()
             with contextlib.suppress(FileNotFoundError):

@@ -46,7 +46,7 @@ JSON = "application/json"
 
 
 def json_response(data: Any, status: int = 200) -> Response:
-    return Response(content=orjson.dumps(data), status_code=status, media_type=JSON)
+    return Response(content=wire.dumps(data), status_code=status, media_type=JSON)
 
 
 def error_response(exc: PodwireError) -> Response:
@@ -159,7 +159,7 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
             return json_response({coll: []})
 
         def work() -> bytes:
-            return orjson.dumps({coll: [to_wire(o) for o in list_fn(ctx, filters)]})
+            return wire.dumps({coll: [to_wire(o) for o in list_fn(ctx, filters)]})
 
         return Response(content=await run_in_threadpool(work), media_type=JSON)
 
@@ -169,7 +169,7 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
         req = res.parse_create(body)
 
         def work() -> bytes:
-            return orjson.dumps({kind: to_wire(create_fn(ctx, req))})
+            return wire.dumps({kind: to_wire(create_fn(ctx, req))})
 
         return Response(content=await run_in_threadpool(work), status_code=201, media_type=JSON)
 
@@ -177,7 +177,7 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
         ctx = auth.authenticate(request.headers.get("x-auth-token"))
 
         def work() -> bytes:
-            return orjson.dumps({kind: to_wire(get_fn(ctx, id))})
+            return wire.dumps({kind: to_wire(get_fn(ctx, id))})
 
         return Response(content=await run_in_threadpool(work), media_type=JSON)
 
@@ -186,7 +186,7 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
         body = wire.member_body(await _json_body(request), kind)
 
         def work() -> bytes:
-            return orjson.dumps({kind: to_wire(_update(backend, kind, ctx, id, body))})
+            return wire.dumps({kind: to_wire(_update(backend, kind, ctx, id, body))})
 
         return Response(content=await run_in_threadpool(work), media_type=JSON)
 
@@ -257,7 +257,7 @@ def _add_subport_routes(app: FastAPI, backend: Backend, auth: Auth) -> None:
 
         def work() -> bytes:
             # Neutron answers these two with the bare trunk, no "trunk" key.
-            return orjson.dumps(wire.trunk_to_wire(backend.add_subports(ctx, id, sub_ports)))
+            return wire.dumps(wire.trunk_to_wire(backend.add_subports(ctx, id, sub_ports)))
 
         return Response(content=await run_in_threadpool(work), media_type=JSON)
 
@@ -266,7 +266,7 @@ def _add_subport_routes(app: FastAPI, backend: Backend, auth: Auth) -> None:
         port_ids = wire.subports_to_remove(await _json_body(request))
 
         def work() -> bytes:
-            return orjson.dumps(wire.trunk_to_wire(backend.remove_subports(ctx, id, port_ids)))
+            return wire.dumps(wire.trunk_to_wire(backend.remove_subports(ctx, id, port_ids)))
 
         return Response(content=await run_in_threadpool(work), media_type=JSON)
 
@@ -275,7 +275,7 @@ def _add_subport_routes(app: FastAPI, backend: Backend, auth: Auth) -> None:
 
         def work() -> bytes:
             trunk = backend.get_trunk(ctx, id)
-            return orjson.dumps({"sub_ports": [wire.subport_to_wire(s) for s in trunk.sub_ports]})
+            return wire.dumps({"sub_ports": [wire.subport_to_wire(s) for s in trunk.sub_ports]})
 
         return Response(content=await run_in_threadpool(work), media_type=JSON)
 

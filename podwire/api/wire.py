@@ -8,6 +8,8 @@ model's (``provider:network_type`` -> ``network_type``, ``binding:*`` ->
 ``podwire.model.parse``; a validation error names the field as the caller
 spelled it.
 
+Timestamps are left as datetimes for ``dumps`` to format.
+
 Attributes podwire does not keep but Neutron clients expect are emitted with
 Neutron's neutral values (``router:external`` false, ``tags`` [], ...).
 ``revision_number`` is 0: the model keeps no revision counter.
@@ -16,9 +18,9 @@ Neutron's neutral values (``router:external`` false, ``tags`` [], ...).
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from podwire.errors import InvalidInput
@@ -67,11 +69,14 @@ TRUNK_RENAMES = {"tenant_id": "project_id"}
 _FIXED_VALUES: dict[str, Any] = {"router:external": False}
 
 
-def _ts(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    text = value.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+_DUMPS_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_OMIT_MICROSECONDS
+
+
+def dumps(data: Any) -> bytes:
+    """JSON for the wire. Timestamps stay datetimes in the ``*_to_wire``
+    dicts: orjson writes them as Neutron does (``2026-01-01T12:00:00Z``)
+    faster than Python can format them."""
+    return orjson.dumps(data, option=_DUMPS_OPTIONS)
 
 
 # --- model -> wire ----------------------------------------------------------------
@@ -103,8 +108,8 @@ def network_to_wire(n: Network) -> dict[str, Any]:
         "qos_policy_id": None,
         "tags": [],
         "revision_number": 0,
-        "created_at": _ts(n.created_at),
-        "updated_at": _ts(n.updated_at),
+        "created_at": n.created_at,
+        "updated_at": n.updated_at,
     }
 
 
@@ -132,8 +137,8 @@ def subnet_to_wire(s: Subnet) -> dict[str, Any]:
         "service_types": [],
         "tags": [],
         "revision_number": 0,
-        "created_at": _ts(s.created_at),
-        "updated_at": _ts(s.updated_at),
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
     }
 
 
@@ -171,8 +176,8 @@ def port_to_wire(p: Port) -> dict[str, Any]:
         "qos_policy_id": None,
         "tags": [],
         "revision_number": 0,
-        "created_at": _ts(p.created_at),
-        "updated_at": _ts(p.updated_at),
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
     }
 
 
@@ -197,8 +202,8 @@ def trunk_to_wire(t: Trunk) -> dict[str, Any]:
         "sub_ports": [subport_to_wire(sp) for sp in t.sub_ports],
         "tags": [],
         "revision_number": 0,
-        "created_at": _ts(t.created_at),
-        "updated_at": _ts(t.updated_at),
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
     }
 
 
@@ -345,7 +350,8 @@ def trunk_update(body: dict[str, Any]) -> TrunkUpdate:
     return parse_wire(TrunkUpdate, data, TRUNK_RENAMES, "trunk")
 
 
-def subports_body(body: Any) -> list[Any]:
+def _subport_items(body: Any) -> list[dict[str, Any]]:
+    """``{"sub_ports": [{...}, ...]}`` -> the list of objects, or InvalidInput."""
     if not isinstance(body, dict) or not isinstance(body.get("sub_ports"), list):
         raise InvalidInput(
             "request body must be a JSON object with a list 'sub_ports'", field="sub_ports"
@@ -354,14 +360,27 @@ def subports_body(body: Any) -> list[Any]:
     if extra:
         raise InvalidInput(f"unknown field {extra[0]!r}", field=extra[0])
     items: list[Any] = body["sub_ports"]
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InvalidInput(
+                f"sub_ports.{i}: must be a JSON object", kind="trunk", field=f"sub_ports.{i}"
+            )
     return items
 
 
+def _subport(index: int, item: dict[str, Any]) -> SubPort:
+    try:
+        return parse_wire(SubPort, item, {}, "trunk")
+    except InvalidInput as exc:
+        field = f"sub_ports.{index}.{exc.field}" if exc.field else f"sub_ports.{index}"
+        message = exc.message
+        if exc.field and message.startswith(exc.field):
+            message = field + message[len(exc.field) :]
+        raise InvalidInput(message, kind="trunk", field=field) from None
+
+
 def subports_to_add(body: Any) -> list[SubPort]:
-    sub_ports = [
-        parse_wire(SubPort, item, {}, "trunk") if isinstance(item, dict) else _not_object(i)
-        for i, item in enumerate(subports_body(body))
-    ]
+    sub_ports = [_subport(i, item) for i, item in enumerate(_subport_items(body))]
     try:
         check_unique_subports(sub_ports)
     except ValueError as exc:
@@ -370,10 +389,9 @@ def subports_to_add(body: Any) -> list[SubPort]:
 
 
 def subports_to_remove(body: Any) -> list[str]:
+    """Neutron takes whole sub-port objects here; only port_id matters."""
     port_ids: list[str] = []
-    for i, item in enumerate(subports_body(body)):
-        if not isinstance(item, dict):
-            _not_object(i)
+    for i, item in enumerate(_subport_items(body)):
         port_id = item.get("port_id")
         if not isinstance(port_id, str) or not port_id:
             raise InvalidInput(
@@ -387,9 +405,3 @@ def subports_to_remove(body: Any) -> list[str]:
             raise InvalidInput(f"unknown field {field!r}", kind="trunk", field=field)
         port_ids.append(port_id)
     return port_ids
-
-
-def _not_object(index: int) -> Any:
-    raise InvalidInput(
-        f"sub_ports.{index}: must be a JSON object", kind="trunk", field=f"sub_ports.{index}"
-    )

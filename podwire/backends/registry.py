@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from podwire.backends.base import Backend
 from podwire.config import Config
-from podwire.errors import InvalidInput
+from podwire.errors import InvalidInput, Unavailable
 
 BackendFactory = Callable[[Config], Backend]
 
@@ -51,4 +51,11 @@ def open_backend(config: Config) -> Backend:
             kind="config",
             field="backend",
         ) from None
-    return factory(config)
+    try:
+        return factory(config)
+    except ImportError as exc:
+        raise Unavailable(
+            f"backend {config.backend!r} cannot be loaded: {exc}",
+            kind="config",
+            field="backend",
+        ) from exc

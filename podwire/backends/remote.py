@@ -185,9 +185,12 @@ class RemoteBackend:
         if token:
             headers["X-Auth-Token"] = token
         transport = httpx.HTTPTransport(uds=uds) if uds else None
-        self._http = httpx.Client(
-            base_url=base + "/v2.0", headers=headers, timeout=timeout, transport=transport
-        )
+        try:
+            self._http = httpx.Client(
+                base_url=base + "/v2.0", headers=headers, timeout=timeout, transport=transport
+            )
+        except httpx.InvalidURL as exc:
+            raise errors.InvalidInput(f"invalid server URL {url!r}: {exc}", field="url") from None
 
     @classmethod
     def from_config(cls, config: Config) -> RemoteBackend:
@@ -208,7 +211,7 @@ class RemoteBackend:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise errors.Unavailable(
                 f"cannot reach the podwire API at {self._where}: {exc}"
             ) from None

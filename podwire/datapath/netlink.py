@@ -31,6 +31,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from pyroute2.netlink.rtnl import (
     RTM_DELLINK,
     RTM_GETADDR,
     RTM_GETLINK,
+    RTM_GETMULTICAST,
     RTM_GETROUTE,
     RTM_NEWADDR,
     RTM_NEWLINK,
@@ -89,6 +91,7 @@ IFLA_LINKINFO = 18
 IFLA_INFO_KIND = 1
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
+IFA_MULTICAST = 7
 IFA_FLAGS = 8
 RTA_DST = 1
 RTA_OIF = 4
@@ -96,6 +99,7 @@ RTA_GATEWAY = 5
 RTA_TABLE = 15
 
 SIOCETHTOOL = 0x8946
+ETHTOOL_GLINK = 0x0A
 ETHTOOL_GTXCSUM = 0x16
 ETHTOOL_STXCSUM = 0x17
 
@@ -185,6 +189,15 @@ def run_in_netns(netns: Netns, fn: Callable[[], T]) -> T:
     if failure:
         raise failure[0]
     return result[0]
+
+
+def _socket_pair() -> tuple[socket.socket, socket.socket]:
+    rt = _rtnl_socket()
+    try:
+        return rt, socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    except BaseException:
+        rt.close()
+        raise
 
 
 def _rtnl_socket() -> socket.socket:
@@ -318,20 +331,37 @@ def _mac_bytes(mac: str) -> str:
 
 
 class Rtnl:
-    """One rtnetlink socket in one namespace, for one caller at a time."""
+    """One rtnetlink socket in one namespace, for one caller at a time,
+    with an inet socket beside it for the ioctls netlink lacks."""
 
-    def __init__(self, sock: socket.socket, where: str) -> None:
+    def __init__(self, sock: socket.socket, inet: socket.socket, where: str) -> None:
         self.sock = sock
+        self.inet = inet
         self.where = where  # for messages: "host" or the netns path
 
     @classmethod
     def open(cls, netns: Netns | None = None) -> Rtnl:
         if netns is None:
-            return cls(_rtnl_socket(), "host")
-        return cls(run_in_netns(netns, _rtnl_socket), netns.path)
+            return cls(*_socket_pair(), "host")
+        return cls(*run_in_netns(netns, _socket_pair), netns.path)
 
     def close(self) -> None:
         self.sock.close()
+        self.inet.close()
+
+    def sync_carrier(self, ifname: str) -> bool:
+        """Settle ``ifname``'s pending carrier change now and return it.
+
+        A veth gets carrier when both ends are up, but the kernel hands that
+        event to the linkwatch work queue; until it runs, a bridge port stays
+        disabled and IPv6 considers the link not ready, so the first packets
+        after plug can be lost (seen: 2 in 25 first pings on a busy host).
+        ETHTOOL_GLINK runs the device's pending linkwatch event synchronously
+        (ethtool_op_get_link -> __linkwatch_sync_dev)."""
+        value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_GLINK, 0), 8)
+        ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value)) + b"\0" * 16
+        fcntl.ioctl(self.inet.fileno(), SIOCETHTOOL, ifreq)
+        return bool(struct.unpack("II", value.raw)[1])
 
     def __enter__(self) -> Rtnl:
         return self
@@ -556,6 +586,45 @@ class Rtnl:
                     out.append(address)
         return out
 
+    def multicast_groups(self, index: int) -> set[str]:
+        """IPv6 multicast groups ``index`` has joined (RTM_GETMULTICAST)."""
+        msg = ifaddrmsg()
+        msg["family"] = socket.AF_INET6
+        msg["index"] = index
+        replies = self._request(
+            msg, RTM_GETMULTICAST, NLM_F_REQUEST | NLM_F_DUMP, "list multicast groups"
+        )
+        groups: set[str] = set()
+        for data, _mtype, a, b in replies:
+            owner = struct.unpack_from("I", data, a + 4)[0]
+            if owner != index:
+                continue
+            for t, x, y in _attrs(data, a + 8, b):
+                if t == IFA_MULTICAST:
+                    groups.add(socket.inet_ntop(socket.AF_INET6, bytes(data[x:y])))
+        return groups
+
+    def wait_ipv6_ready(self, index: int, addresses: list[str], timeout: float = 1.0) -> bool:
+        """Wait until the link has joined the solicited-node group of each
+        IPv6 address, i.e. it answers neighbour solicitations for them.
+
+        The kernel joins those groups from its addrconf work queue, even for
+        IFA_F_NODAD addresses, so right after "up" a neighbour's first
+        solicitation may find the group not joined yet and wait a whole
+        retransmit (1 s) for the next. Returns False on timeout."""
+        wanted = {solicited_node(cidr) for cidr in addresses if ":" in cidr}
+        if not wanted:
+            return True
+        deadline = time.monotonic() + timeout
+        delay = 0.0002
+        while True:
+            if wanted <= self.multicast_groups(index):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+
     # -- routes ---------------------------------------------------------------
 
     def add_route(self, index: int, destination: str, gateway: str | None) -> None:
@@ -593,6 +662,12 @@ class Rtnl:
                 if route.table == RT_TABLE_MAIN and (index is None or route.oif == index):
                     out.append(route)
         return out
+
+
+def solicited_node(cidr: str) -> str:
+    """ff02::1:ffXX:XXXX for an IPv6 address (RFC 4291 2.7.1)."""
+    low = int(ipaddress.IPv6Interface(cidr).ip) & 0xFFFFFF
+    return str(ipaddress.IPv6Address((0xFF02 << 112) | (0x1FF << 24) | low))
 
 
 def _ext_ack(data: bytes, pos: int, flags: int) -> str:

@@ -29,13 +29,18 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
+import queue
 import re
+import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 
 from podwire.datapath.netlink import NetlinkError, Netns, NetnsError, Rtnl, rtnl
 from podwire.datapath.vif import Route
-from podwire.errors import Conflict, DatapathError, Drift, InvalidInput, NotFound
+from podwire.errors import Conflict, DatapathError, Drift, Exhausted, InvalidInput, NotFound
 
+log = logging.getLogger(__name__)
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
@@ -143,6 +148,12 @@ def create_pair(
             raise Conflict(
                 f"interface {ifname} already exists in {where}", kind="interface", object_id=ifname
             ) from exc
+        if exc.errno == errno.EXFULL and master is not None:
+            raise Exhausted(
+                f"cannot add {host_ifname} to its bridge: the bridge has the kernel's"
+                " maximum of 1024 ports",
+                kind="bridge",
+            ) from exc
         if exc.errno == errno.EINVAL and netns is not None:
             raise InvalidInput(
                 f"cannot create {ifname} in {netns.path}: {exc.strerror}"
@@ -173,8 +184,10 @@ def configure_container_end(
             lo = inner.link("lo")
             if lo is not None and not lo.up:
                 inner.set_link(lo.index, up=True)
+            inner.sync_carrier(ifname)
             for route in routes:
                 inner.add_route(link.index, route.destination, route.gateway)
+            inner.wait_ipv6_ready(link.index, addresses)
             return link.index
     except NetlinkError as exc:
         raise datapath_error(exc, f"configuring {ifname} in {netns.path}") from exc
@@ -200,9 +213,12 @@ def plug_pair(
     create_pair(
         host, netns, host_ifname=host_ifname, ifname=ifname, mac=mac, mtu=mtu, master=master
     )
-    undo.callback(delete_host_end, host_ifname)
+    undo.callback(_delete_quietly, host_ifname)
     if netns is not None:
         configure_container_end(netns, ifname, addresses=addresses, routes=routes)
+        # The host end got carrier when the container end came up: settle it
+        # so a bridge port is forwarding when plug returns.
+        host.sync_carrier(host_ifname)
 
 
 def delete_host_end(host_ifname: str) -> bool:
@@ -212,6 +228,84 @@ def delete_host_end(host_ifname: str) -> bool:
             return host.delete_link(host_ifname)
     except NetlinkError as exc:
         raise datapath_error(exc, f"deleting {host_ifname}") from exc
+
+
+def _delete_quietly(host_ifname: str) -> None:
+    # Undo of a failed plug: log a failure here so that the caller sees the
+    # error that made plug fail, not this one.
+    try:
+        delete_host_end(host_ifname)
+    except Exception:
+        log.exception("undoing a failed plug: deleting %s failed", host_ifname)
+
+
+class PairReaper:
+    """Deletes veth pairs off the caller's path (opt-in "async delete").
+
+    Deleting a veth costs 15-25 ms of kernel time here (netdev unregistration
+    waits for RCU grace periods and for references to drain); nothing of it
+    needs the caller. ``retire`` takes the host end down at once (no frame
+    passes any more, the container end loses carrier) and queues the delete
+    and an ``after`` step (e.g. removing its rules) on one worker thread.
+    A plug that needs a name being retired waits for it (``wait``).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, threading.Event] = {}
+        self._queue: queue.SimpleQueue[tuple[str, Callable[[], None], threading.Event]] = (
+            queue.SimpleQueue()
+        )
+        self._worker: threading.Thread | None = None
+
+    def retire(self, host_ifname: str, after: Callable[[], None]) -> None:
+        try:
+            with rtnl() as host:
+                link = host.link(host_ifname)
+                if link is not None:
+                    host.set_link(link.index, up=False)
+        except NetlinkError as exc:
+            if exc.errno not in (errno.ENODEV, errno.ENOENT):
+                raise datapath_error(exc, f"taking {host_ifname} down") from exc
+        done = threading.Event()
+        with self._lock:
+            self._pending[host_ifname] = done
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(
+                    target=self._run, name="podwire-veth-reaper", daemon=True
+                )
+                self._worker.start()
+        self._queue.put((host_ifname, after, done))
+
+    def _run(self) -> None:
+        while True:
+            host_ifname, after, done = self._queue.get()
+            try:
+                delete_host_end(host_ifname)
+                after()
+            except Exception:
+                log.exception("deleting %s in the background failed", host_ifname)
+            finally:
+                with self._lock:
+                    if self._pending.get(host_ifname) is done:
+                        del self._pending[host_ifname]
+                done.set()
+
+    def wait(self, host_ifname: str, timeout: float = 10.0) -> None:
+        with self._lock:
+            done = self._pending.get(host_ifname)
+        if done is not None:
+            done.wait(timeout)
+
+    def pending(self) -> bool:
+        with self._lock:
+            return bool(self._pending)
+
+    def wait_all(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            events = list(self._pending.values())
+        for done in events:
+            done.wait(timeout)
 
 
 # --------------------------------------------------------------------------

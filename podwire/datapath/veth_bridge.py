@@ -17,17 +17,22 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import ipaddress
+import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 
 from podwire.datapath import veth
 from podwire.datapath.base import DriverDescription, PluggedInterface
 from podwire.datapath.netlink import NetlinkError, Rtnl, rtnl
 from podwire.datapath.portsec import DEFAULT_TABLE, PortSecurityTable, nftables_available
-from podwire.datapath.vif import VethBridge, Vif
+from podwire.datapath.vif import AddressPair, PortSecurity, VethBridge, Vif
 from podwire.errors import Conflict, DatapathError, Drift, InvalidInput
+
+log = logging.getLogger(__name__)
 
 
 def bridge_mac(bridge: str) -> str:
@@ -37,12 +42,37 @@ def bridge_mac(bridge: str) -> str:
     return ":".join(f"{b:02x}" for b in digest)
 
 
+def _undo_quietly(step: Callable[..., object], *args: object) -> None:
+    """Run one undo step of a failed plug; a failure here is logged so the
+    error that made plug fail is the one the caller sees."""
+    try:
+        step(*args)
+    except Exception:
+        log.exception("undoing a failed plug: %s%r failed", getattr(step, "__name__", step), args)
+
+
+def effective_security(vif: VethBridge) -> PortSecurity:
+    """What the port may send from: the agent's ``allowed`` plus, always, the
+    VIF's own MAC with each of its addresses (so a VIF built without them
+    still works, and unplug removes exactly what plug added)."""
+    own = tuple(
+        AddressPair(ip=str(ipaddress.ip_interface(cidr).ip), mac=vif.mac.lower())
+        for cidr in vif.addresses
+    )
+    allowed = tuple(dict.fromkeys((*vif.port_security.allowed, *own)))
+    return PortSecurity(enabled=vif.port_security.enabled, allowed=allowed)
+
+
 class VethBridgeDriver:
     name = "veth_bridge"
     kinds = ("veth_bridge",)
 
-    def __init__(self, nft_table: str = DEFAULT_TABLE) -> None:
+    def __init__(self, nft_table: str = DEFAULT_TABLE, async_delete: bool = False) -> None:
         self.portsec = PortSecurityTable(nft_table)
+        # Opt-in: unplug takes the pair down and returns; the kernel's slow
+        # delete runs on a worker (see veth.PairReaper). Off by default so a
+        # returned unplug means "gone".
+        self._reaper = veth.PairReaper() if async_delete else None
         self._locks_guard = threading.Lock()
         self._bridge_locks: dict[str, threading.Lock] = {}
         # bridge name -> (ifindex, addresses ensured): skip re-adding the
@@ -102,24 +132,49 @@ class VethBridgeDriver:
             with ExitStack() as undo:
                 try:
                     host = scope.enter_context(rtnl())
+                    if self._reaper is not None:
+                        self._reaper.wait(vif.host_ifname)
+                    # Rules are keyed by the host end's name: never touch
+                    # those of a live port that already holds it.
+                    if host.link(vif.host_ifname) is not None:
+                        raise Conflict(
+                            f"host interface {vif.host_ifname} already exists",
+                            kind="interface",
+                            object_id=vif.host_ifname,
+                        )
                     master = self._ensure_bridge(host, vif.bridge, mtu, tuple(gateways))
                     # Rules match the host end by name, so they are in place
                     # before the first frame can leave the container.
-                    if vif.port_security.enabled:
-                        self.portsec.add_port(vif.host_ifname, vif.port_security)
-                        undo.callback(self.portsec.remove_port, vif.host_ifname)
-                    veth.plug_pair(
-                        undo,
-                        host,
-                        ns,
-                        host_ifname=vif.host_ifname,
-                        ifname=ifname,
-                        mac=mac,
-                        mtu=mtu,
-                        addresses=addresses,
-                        routes=vif.routes,
-                        master=master,
-                    )
+                    security = effective_security(vif)
+                    if security.enabled:
+                        self.portsec.add_port(vif.host_ifname, security)
+                        undo.callback(
+                            _undo_quietly, self.portsec.remove_port, vif.host_ifname, security
+                        )
+
+                    def make_pair() -> None:
+                        veth.plug_pair(
+                            undo,
+                            host,
+                            ns,
+                            host_ifname=vif.host_ifname,
+                            ifname=ifname,
+                            mac=mac,
+                            mtu=mtu,
+                            addresses=addresses,
+                            routes=vif.routes,
+                            master=master,
+                        )
+
+                    try:
+                        make_pair()
+                    except Conflict:
+                        # The name may belong to a pair still being deleted
+                        # in the background (DEL then ADD in one netns).
+                        if self._reaper is None or not self._reaper.pending():
+                            raise
+                        self._reaper.wait_all()
+                        make_pair()
                 except OSError as exc:
                     raise veth.datapath_error(exc, f"plugging port {vif.port_id}") from exc
                 undo.pop_all()
@@ -179,10 +234,22 @@ class VethBridgeDriver:
     def unplug(self, vif: Vif, netns: str | None, ifname: str) -> None:
         vif = self._expect(vif)
         veth.check_ifname(vif.host_ifname, "host_ifname")
+        security = effective_security(vif)
+        if self._reaper is not None:
+            self._reaper.retire(
+                vif.host_ifname,
+                lambda: self.portsec.remove_port(vif.host_ifname, security),
+            )
+            return
         # The host end takes its peer with it wherever it is (container
         # netns, host in Docker mode, or already gone with its netns).
         veth.delete_host_end(vif.host_ifname)
-        self.portsec.remove_port(vif.host_ifname)
+        self.portsec.remove_port(vif.host_ifname, security)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait for background deletions (async_delete) to finish."""
+        if self._reaper is not None:
+            self._reaper.wait_all(timeout)
 
     # -- check ----------------------------------------------------------------
 
@@ -203,7 +270,8 @@ class VethBridgeDriver:
                     field="bridge",
                     object_id=vif.host_ifname,
                 )
-        if vif.port_security.enabled and not self.portsec.has_port(vif.host_ifname):
+        security = effective_security(vif)
+        if security.enabled and not self.portsec.has_port(vif.host_ifname, security):
             raise Drift(
                 f"port security rules for {vif.host_ifname} are missing",
                 field="port_security",

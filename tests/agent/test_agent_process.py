@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import signal
 import socket
 import sqlite3
 import stat
@@ -90,6 +91,9 @@ def test_socket_mode_stale_replaced_and_removed_on_sigterm(start_agent: Any) -> 
         assert second.returncode != 0
         assert "already" in second.stderr
     assert agent.get("/v1/status")["ready"] is True
+    # SIGINT stops it as cleanly as SIGTERM.
+    assert agent.stop(signal.SIGINT) == 0
+    assert not agent.socket.exists()
 
 
 def test_restart_keeps_records_and_del_still_works(
@@ -141,9 +145,13 @@ def test_kill_9_mid_add_is_rolled_back_on_restart(
     )
 
 
-def test_crash_after_plug_is_rolled_back(agent_proc: AgentProcess, make_netns: Any) -> None:
+@pytest.mark.parametrize("state", ["pending", "detaching"])
+def test_crash_after_plug_is_rolled_back(
+    agent_proc: AgentProcess, make_netns: Any, state: str
+) -> None:
     """A record left "pending" after the plug (the crash window between plug
-    and "ready"): the restart unplugs, deletes the port and the record."""
+    and "ready") or "detaching" (a DEL cut short): the restart unplugs,
+    deletes the port and the record."""
     net = _net(agent_proc)
     ns = make_netns()
     cid = unique("pwa", 12)
@@ -153,7 +161,7 @@ def test_crash_after_plug_is_rolled_back(agent_proc: AgentProcess, make_netns: A
     agent_proc.kill()
     db = sqlite3.connect(agent_proc.state_dir / "agent.db")
     with db:
-        db.execute("UPDATE attachments SET state = 'pending' WHERE container_id = ?", (cid,))
+        db.execute("UPDATE attachments SET state = ? WHERE container_id = ?", (state, cid))
     db.close()
     agent_proc.start()
     assert agent_proc.attachments() == []
@@ -229,7 +237,10 @@ def test_busy_agent_answers_try_again_later(start_agent: Any, make_netns: Any) -
     assert "busy" in busy.json["msg"]
     assert results["first"].code == 0, results["first"].stdout
     assert [p.device_id for p in agent.ports(net.id)] == [c1]
-    assert agent.cni("DEL", netconf(net.name), container_id=c1, netns=netns_path(ns1)).code == 0
+    # Idle again, a GC (admitted once, not twice) runs within the same limit.
+    gc = agent.cni("GC", netconf(net.name, **{"cni.dev/valid-attachments": []}), container_id=None)
+    assert gc.code == 0, gc.stdout
+    assert agent.ports(net.id) == []
 
 
 def test_agent_status_and_attachments_api(agent_proc: AgentProcess) -> None:
@@ -238,3 +249,11 @@ def test_agent_status_and_attachments_api(agent_proc: AgentProcess) -> None:
     assert any(d["name"] and d["available"] for d in status["drivers"]) or status["drivers"] == []
     assert agent_proc.get("/v1/attachments") == {"attachments": []}
     assert os.stat(agent_proc.socket).st_uid == os.geteuid()
+
+
+def test_neutron_api_on_the_agent_socket(agent_proc: AgentProcess) -> None:
+    """The /v2.0 API is served on the agent's socket with admin rights."""
+    net = _net(agent_proc)
+    listed = agent_proc.get("/v2.0/networks")["networks"]
+    assert net.id in {n["id"] for n in listed}
+    assert agent_proc.get(f"/v2.0/networks/{net.id}")["network"]["name"] == net.name

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import os
+import time
 
 import httpx
 import pytest
@@ -362,3 +364,29 @@ def test_openstacksdk_with_a_bad_token_gets_401(podwire_server: ServerInfo) -> N
         assert info.value.status_code == 401
     finally:
         del podwire_server.tokens["mallory"]
+
+
+def test_server_with_two_workers_shares_one_database() -> None:
+    from tests.fixtures.server import start_podwire_server
+
+    with start_podwire_server(workers=2) as server:
+        conns = [server.sdk("alice") for _ in range(4)]
+        net = conns[0].network.create_network(name="w2")
+        conns[1].network.create_subnet(network_id=net.id, ip_version=4, cidr="198.18.80.0/28")
+        # New connections land on either worker; all see the same ports and
+        # no address is handed out twice.
+        ports = [conns[i % 4].network.create_port(network_id=net.id) for i in range(12)]
+        ips = [p.fixed_ips[0]["ip_address"] for p in ports]
+        assert len(set(ips)) == 12
+        for conn in conns:
+            assert len(list(conn.network.ports(network_id=net.id))) == 12
+        group = server.process.pid  # the server leads its own process group
+    # SIGTERM to the server stopped its workers too: the group is empty.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "server workers outlived the server"
+        time.sleep(0.1)

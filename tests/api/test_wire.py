@@ -87,3 +87,25 @@ def test_member_body_shape() -> None:
     for bad in ({"networks": {}}, {"network": []}, [], {"network": {}, "extra": 1}):
         with pytest.raises(InvalidInput):
             wire.member_body(bad, "network")
+
+
+def test_subport_errors_name_their_position() -> None:
+    with pytest.raises(InvalidInput) as info:
+        wire.subports_to_add({"sub_ports": [{"port_id": "a", "segmentation_id": 5000}]})
+    assert info.value.field == "sub_ports.0.segmentation_id"
+    assert info.value.message.startswith("sub_ports.0.segmentation_id")
+    with pytest.raises(InvalidInput) as info:
+        wire.subports_to_add({"sub_ports": ["a"]})
+    assert info.value.field == "sub_ports.0"
+    with pytest.raises(InvalidInput, match="twice"):
+        wire.subports_to_add(
+            {
+                "sub_ports": [
+                    {"port_id": "a", "segmentation_id": 5},
+                    {"port_id": "b", "segmentation_id": 5},
+                ]
+            }
+        )
+    assert wire.subports_to_remove({"sub_ports": [{"port_id": "a"}]}) == ["a"]
+    with pytest.raises(InvalidInput, match="colour"):
+        wire.subports_to_remove({"sub_ports": [{"port_id": "a", "colour": 1}]})

@@ -277,9 +277,10 @@ def test_dual_stack_port_gets_one_address_per_subnet(backend: Backend) -> None:
     ctx = project()
     net, (v4, v6) = network(backend, ctx, "198.18.13.0/24", "2001:db8:d::/64")
     p = port(backend, ctx, net.id)
-    assert [ip.subnet_id for ip in p.fixed_ips] == [v4.id, v6.id]
-    assert ipaddress.ip_address(p.fixed_ips[0].ip_address) in ipaddress.ip_network(v4.cidr)
-    six = ipaddress.ip_address(p.fixed_ips[1].ip_address)
+    by_subnet = {ip.subnet_id: ip.ip_address for ip in p.fixed_ips}
+    assert len(p.fixed_ips) == 2 and set(by_subnet) == {v4.id, v6.id}
+    assert ipaddress.ip_address(by_subnet[v4.id]) in ipaddress.ip_network(v4.cidr)
+    six = ipaddress.ip_address(by_subnet[v6.id])
     assert six in ipaddress.ip_network(v6.cidr)
     assert str(six) not in ("2001:db8:d::", "2001:db8:d::1")
     only_v6 = port(backend, ctx, net.id, fixed_ips=[FixedIpRequest(subnet_id=v6.id)])
@@ -413,6 +414,9 @@ def test_port_update(backend: Backend) -> None:
     assert updated.port_security_enabled is False
     assert updated.fixed_ips == p.fixed_ips and updated.mac_address == p.mac_address
     assert backend.get_port(ctx, p.id) == updated
+    # the binding is replaced as a whole (the API merges Neutron's binding:* one by one)
+    moved = backend.update_port(ctx, p.id, PortUpdate(binding=PortBinding(host_id="host-b")))
+    assert moved.binding == PortBinding(host_id="host-b")
 
 
 def test_port_update_fixed_ips(backend: Backend) -> None:
@@ -772,3 +776,87 @@ def test_malformed_input_is_invalid_input(model: type, data: object, field: str 
         assert err.value.field is not None and err.value.field.startswith(field)
     else:
         assert err.value.message
+
+
+# --- more refusals that must change nothing -----------------------------------------------
+
+
+def test_more_refusals_change_nothing(backend: Backend) -> None:
+    owner, guest = project(), project()
+    net, (v4, v6) = network(backend, owner, "198.18.31.0/24", "2001:db8:1f::/64", shared=True)
+    a = port(backend, owner, net.id)
+    b = port(backend, owner, net.id)
+    port(backend, guest, net.id)
+    before = snapshot(backend)
+    # another port's MAC
+    with pytest.raises(Conflict) as mac:
+        backend.update_port(owner, b.id, PortUpdate(mac_address=a.mac_address))
+    assert mac.value.field == "mac_address"
+    # another port's address, while also asking for a fresh one
+    with pytest.raises(Conflict):
+        backend.update_port(
+            owner,
+            b.id,
+            PortUpdate(
+                fixed_ips=[
+                    FixedIpRequest(subnet_id=v6.id),
+                    FixedIpRequest(ip_address=addresses(a)[0]),
+                ]
+            ),
+        )
+    # un-sharing a network other projects have ports on
+    with pytest.raises(Conflict) as unshare:
+        backend.update_network(owner, net.id, NetworkUpdate(shared=False))
+    assert unshare.value.field == "shared"
+    # a v6 DNS server on a v4 subnet
+    with pytest.raises(InvalidInput) as dns:
+        backend.update_subnet(owner, v4.id, SubnetUpdate(dns_nameservers=["2001:db8::53"]))
+    assert dns.value.field == "dns_nameservers"
+    # a v6 route on a v4 subnet
+    with pytest.raises(InvalidInput) as route:
+        backend.create_subnet(
+            owner,
+            parse(
+                SubnetCreate,
+                {
+                    "network_id": net.id,
+                    "cidr": "198.18.32.0/24",
+                    "host_routes": [{"destination": "2001:db8::/32", "nexthop": "198.18.32.1"}],
+                },
+            ),
+        )
+    assert route.value.field == "host_routes"
+    # filters with values of the wrong type
+    with pytest.raises(InvalidInput) as mtu:
+        backend.list_networks(owner, {"mtu": ["big"]})
+    assert mtu.value.field == "mtu"
+    with pytest.raises(InvalidInput):
+        backend.list_ports(owner, {"admin_state_up": ["maybe"]})
+    assert snapshot(backend) == before
+
+
+def test_trunk_and_bool_filters(backend: Backend) -> None:
+    ctx = project()
+    net, _ = network(backend, ctx, "198.18.33.0/24")
+    up = port(backend, ctx, net.id)
+    down = port(backend, ctx, net.id, admin_state_up=False)
+    t1 = backend.create_trunk(ctx, TrunkCreate(port_id=up.id, name="one"))
+    t2 = backend.create_trunk(ctx, TrunkCreate(port_id=down.id, name="two"))
+    assert backend.list_trunks(ctx, {"name": ["two"]}) == [t2]
+    assert sorted(t.id for t in backend.list_trunks(ctx, {"name": ["one", "two"]})) == sorted(
+        [t1.id, t2.id]
+    )
+    assert [p.id for p in backend.list_ports(ctx, {"admin_state_up": ["False"]})] == [down.id]
+    assert [p.id for p in backend.list_ports(ctx, {"admin_state_up": ["true"]})] == [up.id]
+
+
+def test_small_v6_subnet_is_exhausted_too(backend: Backend) -> None:
+    ctx = project()
+    net, (sub,) = network(backend, ctx, "2001:db8:99::/125")  # ::2-::7, six addresses
+    got = [a for _ in range(6) for a in addresses(port(backend, ctx, net.id))]
+    assert sorted(got, key=ipaddress.ip_address) == [f"2001:db8:99::{i}" for i in range(2, 8)]
+    before = snapshot(backend)
+    with pytest.raises(Exhausted) as err:
+        port(backend, ctx, net.id)
+    assert err.value.object_id == sub.id
+    assert snapshot(backend) == before

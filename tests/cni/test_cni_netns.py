@@ -144,6 +144,17 @@ def test_check_ok_then_drift_named(agent_proc: AgentProcess, net: Any, make_netn
     drift = agent_proc.cni("CHECK", conf, container_id=cid, netns=netns_path(ns))
     assert drift.code != 0
     assert v4.split("/")[0] in drift.json["msg"] or "address" in drift.json["msg"].lower()
+    # a prevResult claiming another MAC for our interface fails too, naming it
+    _ip(ns, "addr", "add", v4, "dev", "eth0")
+    gw4 = next(ip["gateway"] for ip in added.json["ips"] if "." in ip["address"])
+    _ip(ns, "route", "add", "default", "via", gw4)
+    repaired = agent_proc.cni("CHECK", conf, container_id=cid, netns=netns_path(ns))
+    assert repaired.code == 0, repaired.stdout
+    forged = json.loads(json.dumps(added.json))
+    forged["interfaces"][1]["mac"] = "0a:70:77:00:00:99"
+    forged_conf = netconf(net.name, prevResult=forged)
+    lied = agent_proc.cni("CHECK", forged_conf, container_id=cid, netns=netns_path(ns))
+    assert lied.code != 0 and "MAC" in lied.json["msg"], lied.stdout
     # CHECK of a container never added: code 3
     unknown = agent_proc.cni("CHECK", conf, container_id=unique("pwa", 12), netns=netns_path(ns))
     assert unknown.error_code == 3
@@ -152,8 +163,9 @@ def test_check_ok_then_drift_named(agent_proc: AgentProcess, net: Any, make_netn
 def test_status(agent_proc: AgentProcess, net: Any) -> None:
     ok = agent_proc.cni("STATUS", netconf(net.name), container_id=None, ifname=None)
     assert ok.code == 0 and ok.stdout == b""
-    missing = agent_proc.cni("STATUS", netconf(unique("pwa")), container_id=None, ifname=None)
-    assert missing.error_code == 50
+    name = unique("pwa")
+    missing = agent_proc.cni("STATUS", netconf(name), container_id=None, ifname=None)
+    assert missing.error_code == 50 and name in missing.json["details"]
 
 
 def test_gc_keeps_only_valid_attachments(
@@ -190,6 +202,14 @@ def test_error_codes(agent_proc: AgentProcess, net: Any, make_netns: Any) -> Non
     unknown = unique("pwa")
     bad_net = agent_proc.cni("ADD", netconf(unknown), container_id=cid, netns=ns)
     assert bad_net.error_code == 7 and unknown in bad_net.json["msg"]
+    twin = agent_proc.create_network(net.name)  # a second network of the same name
+    ambiguous = agent_proc.cni("ADD", netconf(net.name), container_id=cid, netns=ns)
+    assert ambiguous.error_code == 7 and "ambiguous" in ambiguous.json["msg"]
+    agent_proc.delete_network(twin.id)
+    bad_mac = agent_proc.cni(
+        "ADD", netconf(net.name), container_id=cid, netns=ns, args="MAC=01:00:5e:00:00:01"
+    )
+    assert bad_mac.error_code == 7 and "multicast" in bad_mac.json["msg"], bad_mac.stdout
     gone = agent_proc.cni(
         "ADD",
         netconf(net.name),
@@ -227,6 +247,41 @@ def test_add_failure_leaves_nothing(agent_proc: AgentProcess, net: Any) -> None:
     answer = agent_proc.cni(
         "ADD", netconf(net.name), container_id=cid, netns="/var/run/netns/pwa-does-not-exist"
     )
-    assert answer.code != 0 and answer.error_code not in (None, 0)
+    assert answer.error_code == 4 and "CNI_NETNS" in answer.json["msg"], answer.stdout
     assert agent_proc.ports(net.id) == []
     assert agent_proc.attachments() == []
+
+
+def test_backend_unavailable_status_50_add_11(start_agent: Any, make_netns: Any) -> None:
+    """An agent whose backend (a remote podwire API) cannot be reached: STATUS
+    says 50 (cannot serve ADD), ADD says 11 (try again later)."""
+    agent: AgentProcess = start_agent(
+        "--backend", "remote", "--remote-url", "unix:///tmp/pwa-no-such-server.sock"
+    )
+    status = agent.cni("STATUS", netconf("pwa-any"), container_id=None, ifname=None)
+    assert status.error_code == 50, status.stdout
+    assert "backend" in status.json["details"]
+    ns = make_netns()
+    added = agent.cni(
+        "ADD", netconf("pwa-any"), container_id=unique("pwa", 12), netns=netns_path(ns)
+    )
+    assert added.error_code == 11, added.stdout
+    assert agent.attachments() == []
+    # DEL cannot reach the backend either: it says so rather than lying
+    deleted = agent.cni("DEL", netconf("pwa-any"), container_id=unique("pwa", 12))
+    assert deleted.error_code == 11
+
+
+def test_cni_versions_list_negotiates(agent_proc: AgentProcess, net: Any, make_netns: Any) -> None:
+    """A config with only cniVersions is answered in the highest common one."""
+    ns = make_netns()
+    cid = unique("pwa", 12)
+    conf = netconf(net.name)
+    del conf["cniVersion"]
+    conf["cniVersions"] = ["0.4.0", "1.0.0", "9.0.0"]
+    added = agent_proc.cni("ADD", conf, container_id=cid, netns=netns_path(ns))
+    assert added.code == 0, added.stdout
+    assert added.json["cniVersion"] == "1.0.0"
+    assert all("version" not in ip for ip in added.json["ips"])
+    assert agent_proc.cni("DEL", conf, container_id=cid, netns=netns_path(ns)).code == 0
+    assert agent_proc.ports(net.id) == []

@@ -17,9 +17,11 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.fixtures.agent import AgentProcess, netconf, netns_path
 from tests.fixtures.common import unique
 
 SUPPORTED = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
@@ -72,7 +74,9 @@ class RecordingPeer:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.answer = b"HTTP/1.1 200 OK\r\nX-CNI-Exit: 0\r\nContent-Length: 2\r\n\r\n{}"
+        self.answer: bytes | None = (
+            b"HTTP/1.1 200 OK\r\nX-CNI-Exit: 0\r\nContent-Length: 2\r\n\r\n{}"
+        )
         self.exchanges: list[Exchange] = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(path))
@@ -113,6 +117,10 @@ class RecordingPeer:
                 body += chunk
             ex.body = body
             self.exchanges.append(ex)
+            if self.answer is None:  # a hung agent: hold the line until the shim gives up
+                while conn.recv(65536):
+                    pass
+                return
             conn.sendall(self.answer)
         except OSError:
             return
@@ -394,6 +402,22 @@ def test_both_shims_treat_an_answer_alike(
         assert json.loads(py.stdout)["code"] == 11
 
 
+def test_a_hung_agent_times_out_as_error_11_alike(
+    py_shim: Path, c_shim: Path, peer: RecordingPeer
+) -> None:
+    peer.answer = None
+    env = {
+        "CNI_COMMAND": "ADD",
+        "PODWIRE_AGENT_SOCKET": str(peer.path),
+        "PODWIRE_CNI_TIMEOUT": "0.5",
+    }
+    stdin = b'{"cniVersion": "1.0.0"}'
+    py = run_shim(py_shim, stdin, env)
+    c = run_shim(c_shim, stdin, env)
+    assert (c.returncode, c.stdout) == (py.returncode, py.stdout)
+    assert cni_error(c)["code"] == 11
+
+
 @pytest.mark.parametrize(
     ("stdin", "env"),
     [
@@ -431,3 +455,112 @@ def test_both_shims_answer_alike_by_themselves(
     py = run_shim(py_shim, stdin, env)
     c = run_shim(c_shim, stdin, env)
     assert (c.returncode, c.stdout) == (py.returncode, py.stdout)
+
+
+# ---------------------------------------------------------------- against a real agent
+
+
+def _shim_env(
+    agent: AgentProcess, command: str, container_id: str | None, netns: str | None
+) -> dict[str, str]:
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/opt/cni/bin",
+        "PODWIRE_AGENT_SOCKET": str(agent.socket),
+    }
+    if container_id is not None:
+        env["CNI_CONTAINERID"] = container_id
+    if netns is not None:
+        env["CNI_NETNS"] = netns_path(netns)
+    return env
+
+
+def _normalized(result: dict[str, Any]) -> dict[str, Any]:
+    """An ADD result with what differs per container (MACs, addresses, names,
+    sandbox) replaced by its shape, so two shims' answers can be compared."""
+    text = json.dumps(result, sort_keys=True)
+    for interface in result.get("interfaces", []):
+        for key in ("name", "mac", "sandbox"):
+            value = interface.get(key)
+            if value and value != "eth0":  # the host-side name differs, eth0 does not
+                text = text.replace(json.dumps(value), json.dumps(f"<{key}>"))
+    for ip in result.get("ips", []):
+        text = text.replace(json.dumps(ip["address"]), '"<address>"')
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def test_add_del_round_trip_through_each_shim(
+    py_shim: Path, c_shim: Path, agent_proc: AgentProcess, make_netns: Any
+) -> None:
+    name = unique("pwconf")
+    network = agent_proc.create_network(name, "198.19.77.0/24", "2001:db8:77::/64")
+    config = json.dumps(netconf(name, "1.0.0")).encode()
+    results = {}
+    for label, shim in (("python", py_shim), ("c", c_shim)):
+        netns = make_netns("pwcf")
+        container_id = unique("ctr", 16)
+        add = run_shim(shim, config, _shim_env(agent_proc, "ADD", container_id, netns))
+        assert add.returncode == 0, (label, add.stdout, add.stderr)
+        result = json.loads(add.stdout)
+        (port,) = [p for p in agent_proc.ports(network.id) if p.device_id == container_id]
+        inside = subprocess.run(
+            ["ip", "-n", netns, "-o", "addr", "show", "dev", "eth0"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for fixed in port.fixed_ips:
+            assert f" {fixed.ip_address}/" in inside, (label, inside)
+            assert any(ip["address"].startswith(f"{fixed.ip_address}/") for ip in result["ips"])
+        (eth0,) = [i for i in result["interfaces"] if i["name"] == "eth0"]
+        assert eth0["mac"] == port.mac_address
+        assert eth0["sandbox"] == netns_path(netns)
+        results[label] = result
+
+        check = run_shim(shim, config, _shim_env(agent_proc, "CHECK", container_id, netns))
+        assert (check.returncode, check.stdout) == (0, b""), check
+
+        for _ in range(2):  # DEL is idempotent
+            delete = run_shim(shim, config, _shim_env(agent_proc, "DEL", container_id, netns))
+            assert (delete.returncode, delete.stdout) == (0, b""), delete
+        assert [p for p in agent_proc.ports(network.id) if p.device_id == container_id] == []
+
+    assert _normalized(results["python"]) == _normalized(results["c"])
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["unknown-network", "del-without-add", "status", "gc", "bad-version", "not-json", "no-command"],
+)
+def test_agent_answers_reach_the_runtime_byte_for_byte(
+    py_shim: Path, c_shim: Path, agent_proc: AgentProcess, make_netns: Any, case: str
+) -> None:
+    name = unique("pwconf")
+    agent_proc.create_network(name, "198.19.78.0/24")
+    netns = make_netns("pwcf")
+    conf: dict[str, Any] = netconf(name, "1.1.0")
+    command = "ADD"
+    if case == "unknown-network":
+        conf["network"] = "no-such-" + name
+    elif case == "del-without-add":
+        command = "DEL"
+    elif case == "status":
+        command = "STATUS"
+    elif case == "gc":
+        command = "GC"
+        conf["cni.dev/valid-attachments"] = []
+    elif case == "bad-version":
+        conf["cniVersion"] = "0.2.0"
+    stdin = b"{not json" if case == "not-json" else json.dumps(conf).encode()
+    env = _shim_env(agent_proc, command, unique("ctr", 16), netns)
+    if case == "no-command":
+        del env["CNI_COMMAND"]
+    py = run_shim(py_shim, stdin, env)
+    c = run_shim(c_shim, stdin, env)
+    assert (c.returncode, c.stdout) == (py.returncode, py.stdout)
+    if case in ("del-without-add", "status", "gc"):
+        assert py.returncode == 0, py
+    else:
+        assert py.returncode == 1 and json.loads(py.stdout)["code"] in (1, 4, 6, 7), py
+    assert agent_proc.ports() == [] or case == "status"

@@ -106,9 +106,9 @@ def test_registry_has_veth_ovs() -> None:
 
 
 def test_two_namespaces_ping_and_carry_tcp(
-    ovn_net: OvnNet, ovn_netns: Callable[[], tuple[str, str]]
+    ovn_net: OvnNet, make_netns_pair: Callable[[], tuple[str, str]]
 ) -> None:
-    (ns1, path1), (ns2, path2) = ovn_netns(), ovn_netns()
+    (ns1, path1), (ns2, path2) = make_netns_pair(), make_netns_pair()
     p1, p2 = ovn_net.port(), ovn_net.port()
     ovn_net.plug(ovn_net.vif(p1), path1)
     ovn_net.plug(ovn_net.vif(p2), path2)
@@ -178,9 +178,9 @@ def test_two_namespaces_ping_and_carry_tcp(
 
 
 def test_spoofed_source_is_dropped_by_port_security(
-    ovn_net: OvnNet, ovn_netns: Callable[[], tuple[str, str]]
+    ovn_net: OvnNet, make_netns_pair: Callable[[], tuple[str, str]]
 ) -> None:
-    (ns1, path1), (_ns2, path2) = ovn_netns(), ovn_netns()
+    (ns1, path1), (_ns2, path2) = make_netns_pair(), make_netns_pair()
     p1, p2 = ovn_net.port(), ovn_net.port()
     ovn_net.plug(ovn_net.vif(p1), path1)
     ovn_net.plug(ovn_net.vif(p2), path2)
@@ -223,9 +223,9 @@ def test_trunk_subport_row_has_parent_name_and_tag(ovn_net: OvnNet) -> None:
 
 
 def test_del_leaves_no_logical_port_and_no_ovs_port(
-    ovn_net: OvnNet, ovn_netns: Callable[[], tuple[str, str]]
+    ovn_net: OvnNet, make_netns_pair: Callable[[], tuple[str, str]]
 ) -> None:
-    _, path = ovn_netns()
+    _, path = make_netns_pair()
     port = ovn_net.port()
     vif = ovn_net.vif(port)
     ovn_net.driver.plug(vif, path, "eth0")
@@ -247,9 +247,9 @@ def test_del_leaves_no_logical_port_and_no_ovs_port(
 
 
 def test_unbound_port_times_out_and_leaves_nothing(
-    ovn_net: OvnNet, ovn_netns: Callable[[], tuple[str, str]]
+    ovn_net: OvnNet, make_netns_pair: Callable[[], tuple[str, str]]
 ) -> None:
-    ns, path = ovn_netns()
+    ns, path = make_netns_pair()
     port = ovn_net.port()
     # A logical port nobody created: ovn-controller never binds the interface.
     vif = ovn_net.vif(port, iface_id="no-such-logical-port", bind_timeout=1.0)
@@ -261,9 +261,9 @@ def test_unbound_port_times_out_and_leaves_nothing(
 
 
 def test_check_compares_live_state(
-    ovn_net: OvnNet, ovn_netns: Callable[[], tuple[str, str]]
+    ovn_net: OvnNet, make_netns_pair: Callable[[], tuple[str, str]]
 ) -> None:
-    _, path = ovn_netns()
+    _, path = make_netns_pair()
     port = ovn_net.port()
     vif = ovn_net.vif(port)
     ovn_net.plug(vif, path)

@@ -18,7 +18,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, Select, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from podwire.backends.base import Filters
@@ -96,20 +108,66 @@ _PORT_COLUMNS = select(
 )
 
 
+# The statements of the hot path (port create), built once: building a
+# statement costs more than running it on SQLite.
+_NETWORK_BY_ID = select(networks).where(networks.c.id == bindparam("b_id"))
+_NETWORK_BY_ID_LOCKED = _NETWORK_BY_ID.with_for_update()
+_SUBNETS_OF_NETWORK = (
+    select(subnets).where(subnets.c.network_id == bindparam("b_network")).order_by(subnets.c.id)
+)
+_SUBNETS_OF_NETWORK_LOCKED = _SUBNETS_OF_NETWORK.with_for_update()
+_MAC_USED = select(ports.c.id).where(
+    ports.c.network_id == bindparam("b_network"), ports.c.mac_address == bindparam("b_mac")
+)
+_TAKEN = select(allocations.c.ip_address).where(
+    allocations.c.subnet_id == bindparam("b_subnet"),
+    allocations.c.ip_address.in_(bindparam("b_addresses", expanding=True)),
+)
+_HOLDER = select(allocations.c.port_id).where(
+    allocations.c.subnet_id == bindparam("b_subnet"),
+    allocations.c.ip_address == bindparam("b_address"),
+)
+_INSERT_PORT = insert(ports)
+_INSERT_ALLOCATION = insert(allocations)
+_SET_IPAM_LAST = (
+    update(subnets)
+    .where(subnets.c.id == bindparam("b_subnet"))
+    .values(ipam_last=bindparam("b_last"))
+)
+
+
 class EmbeddedBackend:
     name = "embedded"
 
     def __init__(self, db_url: str, *, mac_prefix: str = DEFAULT_MAC_PREFIX) -> None:
         self.db_url = db_url
         self._mac_prefix = mac_prefix
-        self._engine = make_engine(db_url)
+        try:
+            self._engine = make_engine(db_url)
+        except OSError as exc:
+            raise Unavailable(f"cannot prepare the database {db_url}: {exc}") from None
         self._writer = self._engine.execution_options(**{WRITE: True})
         self._postgres = self._engine.dialect.name == "postgresql"
         # An in-memory SQLite database is one connection: one user at a time.
         self._serial: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if is_memory_sqlite(self._engine) else contextlib.nullcontext()
         )
-        self._write(self._create_schema)
+        # SQLite has one writer at a time anyway; threads of this process
+        # queue on a lock instead of polling the file lock with the busy
+        # handler's growing sleeps. Other processes still meet that handler:
+        # an flock queue across processes was tried and measured worse (fair
+        # hand-offs between processes cost more throughput than the busy
+        # handler's occasional long sleep costs in tail latency).
+        self._writers: contextlib.AbstractContextManager[Any] = (
+            threading.Lock()
+            if self._engine.dialect.name == "sqlite" and not is_memory_sqlite(self._engine)
+            else contextlib.nullcontext()
+        )
+        try:
+            self._write(self._create_schema)
+        except BaseException:
+            self._engine.dispose()
+            raise
 
     @classmethod
     def from_config(cls, config: Config) -> EmbeddedBackend:
@@ -123,8 +181,9 @@ class EmbeddedBackend:
     @contextlib.contextmanager
     def _transaction(self, write: bool) -> Iterator[Connection]:
         engine = self._writer if write else self._engine
+        writers = self._writers if write else contextlib.nullcontext()
         try:
-            with self._serial, engine.begin() as conn:
+            with self._serial, writers, engine.begin() as conn:
                 yield conn
         except IntegrityError as exc:
             # Our checks run before every write; a constraint firing means a
@@ -202,9 +261,8 @@ class EmbeddedBackend:
         lock: bool = False,
     ) -> Row[Any]:
         """The network if the caller may see it (and change it, with ``owner``)."""
-        row = conn.execute(
-            self._lock(select(networks).where(networks.c.id == network_id), lock)
-        ).first()
+        query = _NETWORK_BY_ID_LOCKED if lock and self._postgres else _NETWORK_BY_ID
+        row = conn.execute(query, {"b_id": network_id}).first()
         if row is None or not (self._owns(ctx, row) or row.shared):
             raise NotFound(
                 f"network {network_id} not found", kind="network", object_id=network_id, field=field
@@ -293,6 +351,7 @@ class EmbeddedBackend:
         project = self._project(ctx, req.project_id, "network")
 
         def work(conn: Connection) -> Network:
+            self._check_segment(conn, req)
             network_id, now = new_id(), _now()
             conn.execute(
                 insert(networks).values(
@@ -316,6 +375,49 @@ class EmbeddedBackend:
             return self._networks(conn, [networks.c.id == network_id])[0]
 
         return self._write(work)
+
+    def _check_segment(self, conn: Connection, req: NetworkCreate) -> None:
+        """Neutron's rule: one network per segment (a VLAN on a physical
+        network, a VNI of a tunnel type, a flat physical network); two
+        networks on one segment would be one L2 domain under two names."""
+        kind = req.network_type
+        if kind == "vlan" and req.segmentation_id is not None:
+            same = [
+                networks.c.network_type == "vlan",
+                networks.c.segmentation_id == req.segmentation_id,
+                networks.c.physical_network.is_(None)
+                if req.physical_network is None
+                else networks.c.physical_network == req.physical_network,
+            ]
+            what = f"VLAN {req.segmentation_id} on physical network {req.physical_network}"
+            field = "segmentation_id"
+        elif kind in ("vxlan", "geneve") and req.segmentation_id is not None:
+            same = [
+                networks.c.network_type == kind,
+                networks.c.segmentation_id == req.segmentation_id,
+            ]
+            what = f"{kind} id {req.segmentation_id}"
+            field = "segmentation_id"
+        elif kind == "flat" and req.physical_network is not None:
+            same = [
+                networks.c.network_type == "flat",
+                networks.c.physical_network == req.physical_network,
+            ]
+            what = f"flat physical network {req.physical_network}"
+            field = "physical_network"
+        else:
+            return
+        if self._postgres:
+            # no row to lock for a segment not yet taken: serialise its takers
+            conn.execute(text("SELECT pg_advisory_xact_lock(7170708)"))
+        holder = conn.execute(select(networks.c.id).where(*same)).scalar()
+        if holder is not None:
+            raise Conflict(
+                f"{what} is already used by network {holder}",
+                kind="network",
+                object_id=holder,
+                field=field,
+            )
 
     def get_network(self, ctx: Context, network_id: str) -> Network:
         def work(conn: Connection) -> Network:
@@ -516,12 +618,8 @@ class EmbeddedBackend:
         """The network's subnets, oldest first; on PostgreSQL locked (in id
         order, so two writers never wait on each other crosswise) so that
         allocations on one subnet happen one at a time."""
-        rows = conn.execute(
-            self._lock(
-                select(subnets).where(subnets.c.network_id == network_id).order_by(subnets.c.id),
-                True,
-            )
-        ).all()
+        query = _SUBNETS_OF_NETWORK_LOCKED if self._postgres else _SUBNETS_OF_NETWORK
+        rows = conn.execute(query, {"b_network": network_id}).all()
         return sorted(rows, key=lambda r: (r.created_at, r.id))
 
     @staticmethod
@@ -591,7 +689,7 @@ class EmbeddedBackend:
             )
             result[position] = convert.fixed_ip(row.id, address)
         if rows_out:
-            conn.execute(insert(allocations), rows_out)
+            conn.execute(_INSERT_ALLOCATION, rows_out)
 
         last_seen: dict[str, int | None] = {}
         for position, (row, address) in enumerate(plan):
@@ -599,18 +697,21 @@ class EmbeddedBackend:
                 continue
             chosen = self._pick(conn, row, last_seen)
             conn.execute(
-                insert(allocations).values(
-                    subnet_id=row.id, ip_address=chosen, port_id=port_id, position=position
-                )
+                _INSERT_ALLOCATION,
+                {
+                    "subnet_id": row.id,
+                    "ip_address": chosen,
+                    "port_id": port_id,
+                    "position": position,
+                },
             )
             result[position] = convert.fixed_ip(row.id, chosen)
         versions = {row.id: row.ip_version for row, _ in plan}
         for subnet_id, last in last_seen.items():
             if last is not None:
                 conn.execute(
-                    update(subnets)
-                    .where(subnets.c.id == subnet_id)
-                    .values(ipam_last=ipam.to_text(last, versions[subnet_id]))
+                    _SET_IPAM_LAST,
+                    {"b_subnet": subnet_id, "b_last": ipam.to_text(last, versions[subnet_id])},
                 )
         return [ip for ip in result if ip is not None]
 
@@ -649,11 +750,7 @@ class EmbeddedBackend:
             raise InvalidInput(
                 f"fixed_ips: {address} is requested twice", kind="port", field="fixed_ips"
             )
-        holder = conn.execute(
-            select(allocations.c.port_id).where(
-                allocations.c.subnet_id == row.id, allocations.c.ip_address == address
-            )
-        ).scalar()
+        holder = conn.execute(_HOLDER, {"b_subnet": row.id, "b_address": address}).scalar()
         if holder is not None:
             raise Conflict(
                 f"fixed_ips: ip_address {address} is already allocated on subnet {row.id}",
@@ -670,11 +767,7 @@ class EmbeddedBackend:
 
         def taken(candidates: list[int]) -> set[int]:
             texts = [ipam.to_text(c, version) for c in candidates]
-            found = conn.execute(
-                select(allocations.c.ip_address).where(
-                    allocations.c.subnet_id == row.id, allocations.c.ip_address.in_(texts)
-                )
-            ).scalars()
+            found = conn.execute(_TAKEN, {"b_subnet": row.id, "b_addresses": texts}).scalars()
             return {ipam.to_int(t) for t in found}
 
         value = ipam.pick_free(ranges, last_seen[row.id], taken)
@@ -708,7 +801,10 @@ class EmbeddedBackend:
             .order_by(allocations.c.port_id, allocations.c.position)
         ):
             fixed[port_id].append(convert.fixed_ip(subnet_id, ip_address))
-        return [convert.port(row, fixed.get(row.id, [])) for row in rows]
+        names = convert.PORT_FIELDS
+        return [
+            convert.port(dict(zip(names, row, strict=True)), fixed.get(row[0], [])) for row in rows
+        ]
 
     def _port_scope(self, ctx: Context) -> list[Any]:
         return [] if ctx.is_admin else [ports.c.project_id == ctx.project_id]
@@ -731,12 +827,7 @@ class EmbeddedBackend:
     def _mac(self, conn: Connection, network_id: str, requested: str | None) -> str:
         def used(mac: str) -> bool:
             return (
-                conn.execute(
-                    select(ports.c.id).where(
-                        ports.c.network_id == network_id, ports.c.mac_address == mac
-                    )
-                ).first()
-                is not None
+                conn.execute(_MAC_USED, {"b_network": network_id, "b_mac": mac}).first() is not None
             )
 
         if requested is not None:
@@ -755,6 +846,34 @@ class EmbeddedBackend:
             f"no free MAC address with prefix {self._mac_prefix} on network {network_id}",
             kind="network",
             object_id=network_id,
+            field="mac_address",
+        )
+
+    def _insert_port(self, conn: Connection, values: dict[str, Any], mac: str | None) -> None:
+        """Insert the port with the requested MAC or a free random one. On
+        SQLite writers take turns, so the check in _mac is final; on
+        PostgreSQL two writers may draw the same random MAC at once, and the
+        unique constraint decides: the loser draws again (in a savepoint)."""
+        for _ in range(_MAC_TRIES):
+            values["mac_address"] = self._mac(conn, values["network_id"], mac)
+            if not self._postgres:
+                conn.execute(_INSERT_PORT, values)
+                return
+            try:
+                with conn.begin_nested():
+                    conn.execute(_INSERT_PORT, values)
+                return
+            except IntegrityError:
+                if mac is not None:
+                    raise Conflict(
+                        f"mac_address {mac} is already used on network {values['network_id']}",
+                        kind="port",
+                        field="mac_address",
+                    ) from None
+        raise Exhausted(
+            f"no free MAC address with prefix {self._mac_prefix} on network {values['network_id']}",
+            kind="network",
+            object_id=values["network_id"],
             field="mac_address",
         )
 
@@ -779,7 +898,7 @@ class EmbeddedBackend:
                 "project_id": project,
                 "name": req.name,
                 "description": req.description,
-                "mac_address": self._mac(conn, net.id, req.mac_address),
+                "mac_address": "",
                 "device_id": req.device_id,
                 "device_owner": req.device_owner,
                 "status": "DOWN",
@@ -795,12 +914,9 @@ class EmbeddedBackend:
                 "created_at": now,
                 "updated_at": now,
             }
-            conn.execute(insert(ports).values(**values))
+            self._insert_port(conn, values, req.mac_address)
             fixed_ips = self._allocate(conn, port_id, plan, req.device_owner)
-            return convert.port(
-                _PortRow(values, parent_port_id=None, sub_vlan=None),  # type: ignore[arg-type]
-                fixed_ips,
-            )
+            return convert.port(dict(values, parent_port_id=None, sub_vlan=None), fixed_ips)
 
         return self._write(work)
 
@@ -1111,16 +1227,3 @@ class EmbeddedBackend:
             return self._trunks(conn, [trunks.c.id == trunk_id])[0]
 
         return self._write(work)
-
-
-class _PortRow(dict[str, Any]):
-    """A just-inserted port's values, readable like a Row by convert.port."""
-
-    def __init__(self, values: dict[str, Any], **extra: Any) -> None:
-        super().__init__(values, **extra)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None

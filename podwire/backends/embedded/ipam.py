@@ -28,10 +28,11 @@ IpAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 Range = tuple[int, int]  # first and last address, both included
 
 SEQUENTIAL_LIMIT = 1 << 16
-_FIRST_BATCH = 32
+_FIRST_BATCH = 8
 _MAX_BATCH = 4096
-_RANDOM_BATCH = 32
-_RANDOM_TRIES = 8
+# Random draws in a big pool almost never collide: a few candidates first,
+# then bigger batches if the pool turns out crowded.
+_RANDOM_BATCHES = (4, 32, 64, 64, 64, 64, 64)
 
 _rng = random.SystemRandom()
 
@@ -192,13 +193,13 @@ def pick_free(
 def _pick_random(
     ranges: Sequence[Range], total: int, taken: Callable[[list[int]], set[int]], rng: random.Random
 ) -> int | None:
-    for _ in range(_RANDOM_TRIES):
-        batch = list({_nth(ranges, rng.randrange(total)) for _ in range(_RANDOM_BATCH)})
+    for count in _RANDOM_BATCHES:
+        batch = list({_nth(ranges, rng.randrange(total)) for _ in range(count)})
         busy = taken(batch)
         for candidate in batch:
             if candidate not in busy:
                 return candidate
-    # 256 random draws all taken: the pools are (nearly) full in practice.
+    # 356 random draws all taken: the pools are (nearly) full in practice.
     return None
 
 

@@ -28,27 +28,40 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.types import TypeEngine
 
 SCHEMA_VERSION = 1
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out. SQLite keeps no zone, so the zone is
-    dropped on the way in and put back on the way out."""
+    """Aware UTC datetimes in and out. PostgreSQL stores timestamptz. SQLite
+    has no datetime type: we store fixed-width ISO text with microseconds,
+    which sorts in time order and parses back with one C call
+    (``fromisoformat``), cheaper than SQLAlchemy's generic parser when
+    10,000 ports are listed."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(32))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
         value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        if dialect.name == "sqlite":
+            return value.isoformat(timespec="microseconds")
+        return value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:  # rows written by the first version, without a zone
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 

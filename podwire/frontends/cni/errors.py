@@ -50,6 +50,9 @@ def from_podwire(exc: Exception, verb: str) -> CniError:
             Code.OTHER, f"{verb} failed: internal error", f"{type(exc).__name__}: {exc}"
         )
     detail = exc.object_id or ""
+    if exc.kind == "netns" and isinstance(exc, (NotFound, InvalidInput)):
+        # The path came from CNI_NETNS: an invalid environment variable.
+        return CniError(Code.INVALID_ENV, f"CNI_NETNS: {exc.message}", detail)
     if isinstance(exc, Unavailable):  # Busy included
         return CniError(Code.TRY_AGAIN_LATER, exc.message, detail)
     if isinstance(exc, NotFound):

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from podwire.agent.core import Agent
-from podwire.agent.types import AttachRequest, CheckRequest, DetachRequest, GcRequest
-from podwire.errors import NotFound, PodwireError
+from podwire.agent.types import Attachment, AttachRequest, CheckRequest, DetachRequest, GcRequest
 from podwire.frontends.cni import result as results
 from podwire.frontends.cni import versions
 from podwire.frontends.cni.errors import CniError, Code, from_podwire
@@ -174,7 +173,7 @@ async def dispatch(agent: Agent, inv: Invocation) -> dict[str, Any] | None:
         )
         return None
     if inv.command == "CHECK":
-        await agent.submit(
+        record = await agent.submit(
             agent.check,
             CheckRequest(
                 container_id=inv.container_id,
@@ -183,6 +182,7 @@ async def dispatch(agent: Agent, inv: Invocation) -> dict[str, Any] | None:
                 netns=inv.netns,
             ),
         )
+        check_prev_result(inv, record)
         return None
     if inv.command == "GC":
         await agent.submit(agent.gc, _gc_request(inv))
@@ -208,6 +208,46 @@ async def _add(agent: Agent, inv: Invocation) -> dict[str, Any]:
     attached = await agent.submit(agent.attach, req)
     prev = inv.config.get("prevResult")
     return results.render(attached, inv.version, prev if prev is not None else None)
+
+
+def check_prev_result(inv: Invocation, record: Attachment) -> None:
+    """The spec has CHECK consult prevResult for the expected interface and
+    addresses: what it says of our interface must match what we recorded
+    (a later plugin in the chain may add things; it may not change ours)."""
+    prev = inv.config.get("prevResult")
+    if not isinstance(prev, dict) or record.vif is None:
+        return
+    interfaces = prev.get("interfaces") or []
+    index = next(
+        (
+            i
+            for i, iface in enumerate(interfaces)
+            if isinstance(iface, dict) and iface.get("name") == inv.ifname and iface.get("sandbox")
+        ),
+        None,
+    )
+    if index is None:
+        return  # prevResult does not describe our interface: nothing to compare
+    mac = interfaces[index].get("mac")
+    if mac and mac.lower() != record.vif.mac:
+        raise CniError(
+            Code.OTHER,
+            f"prevResult says {inv.ifname} has MAC {mac}, podwire plugged {record.vif.mac}",
+            "mac",
+        )
+    expected = {a.split("/")[0] for a in record.vif.addresses}
+    listed = {
+        str(ip.get("address", "")).split("/")[0]
+        for ip in prev.get("ips") or []
+        if isinstance(ip, dict) and ip.get("interface") == index
+    }
+    missing = sorted(listed - expected)
+    if missing:
+        raise CniError(
+            Code.OTHER,
+            f"prevResult lists {', '.join(missing)} on {inv.ifname}, not an address of its port",
+            "addresses",
+        )
 
 
 def runtime_hints(inv: Invocation) -> tuple[str | None, list[str]]:
@@ -287,17 +327,9 @@ def _gc_request(inv: Invocation) -> GcRequest:
 
 def _status_for(agent: Agent) -> Any:
     def status(network: str) -> None:
-        state = agent.status()
-        if not state.backend_ok:
-            raise CniError(Code.NOT_AVAILABLE, "podwire cannot serve ADD now", state.reason)
-        try:
-            agent.resolve_network(network)
-        except NotFound as exc:
-            raise CniError(Code.NOT_AVAILABLE, exc.message, network) from None
-        except PodwireError as exc:
-            raise CniError(
-                Code.NOT_AVAILABLE, "podwire cannot serve ADD now", exc.message
-            ) from None
+        ok, reason = agent.can_attach(network)
+        if not ok:
+            raise CniError(Code.NOT_AVAILABLE, "podwire cannot serve ADD now", reason)
 
     return status
 

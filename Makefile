@@ -12,7 +12,7 @@ DEB_PACKAGES := podman runc containernetworking-plugins docker.io \
 	openvswitch-switch ovn-central ovn-host iperf3 busybox-static \
 	postgresql nftables ethtool iproute2 uidmap gcc libc6-dev
 
-.PHONY: all deps system-deps venv shim test test-fast lint demo bench clean
+.PHONY: all deps system-deps venv shim test test-fast lint demo demo-ovn bench clean
 
 all: venv
 
@@ -46,6 +46,10 @@ lint: venv
 
 demo: deps
 	scripts/demo.sh
+
+# The same demo with the agent on OVN (a private OVS + OVN it starts and stops).
+demo-ovn: deps
+	$(PY) scripts/demo-ovn.py
 
 bench: deps
 	$(PY) bench/api_ports.py

@@ -84,10 +84,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-heading "1. Start the podwire agent (embedded backend, private state dir and socket)"
+# `make demo-ovn` sets these: the backend's name and the agent's extra flags.
+BACKEND=${PODWIRE_DEMO_BACKEND:-embedded}
+read -r -a AGENT_ARGS <<<"${PODWIRE_DEMO_AGENT_ARGS:-}"
+heading "1. Start the podwire agent ($BACKEND backend, private state dir and socket)"
 mkdir -p "$WORK/state"
-say "$DIM\$ podwire agent --state-dir $WORK/state --socket $SOCK &$OFF"
-"$PODWIRE" agent --state-dir "$WORK/state" --socket "$SOCK" >"$WORK.agent.log" 2>&1 &
+say "$DIM\$ podwire agent --state-dir $WORK/state --socket $SOCK ${AGENT_ARGS[*]} &$OFF"
+"$PODWIRE" agent --state-dir "$WORK/state" --socket "$SOCK" "${AGENT_ARGS[@]}" >"$WORK.agent.log" 2>&1 &
 AGENT_PID=$!
 for _ in $(seq 1 200); do
     [ -S "$SOCK" ] && pw network list >/dev/null 2>&1 && break

@@ -281,9 +281,19 @@ def podwire_setups(
     if c_shim is not None:
         setups.append(Setup(f"{prefix}_c", c_shim, config))
     if python:
-        script = shutil.which("podwire-cni") or str(Path(sys.executable).parent / "podwire-cni")
-        setups.append(Setup(f"{prefix}_python", Path(script), config))
+        setups.append(Setup(f"{prefix}_python", python_shim(agent.socket.parent), config))
     return network, setups
+
+
+def python_shim(tmp: Path) -> Path:
+    """The Python shim as `make -C shim install` installs it without a C
+    compiler: shim.py (stdlib only) run by the system python3 with -SI."""
+    python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+    script = tmp / "podwire-py"
+    source = (REPO / "podwire" / "frontends" / "cni" / "shim.py").read_text()
+    script.write_text(f"#!{python} -SI\n{source}")
+    script.chmod(0o755)
+    return script
 
 
 def build_c_shim(tmp: Path) -> Path | None:

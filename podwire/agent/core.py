@@ -57,6 +57,8 @@ from podwire.model import (
 )
 
 log = logging.getLogger(__name__)
+#: per-stage timings of ADD and DEL, at debug level (``extra={"stages": ...}``)
+stage_log = logging.getLogger("podwire.agent.stages")
 
 T = TypeVar("T")
 DriverLookup = Callable[[str], Driver]
@@ -186,6 +188,7 @@ class Agent:
     # --- ADD --------------------------------------------------------------------------
 
     def _attach(self, req: AttachRequest) -> AttachResult:
+        stages = Stages("ADD")
         record = self.store.create(
             container_id=req.container_id,
             ifname=req.ifname,
@@ -196,27 +199,35 @@ class Agent:
         )
         with ExitStack() as undo:
             undo.callback(_quietly, "delete record", self.store.delete, record.id)
+            stages.mark("record_pending")
 
             network = self.resolve_network(req.network)
             subnets = self._subnets(network)
+            stages.mark("network_lookup")
             if req.port_id:
                 port, owns_port = self._adopt_port(req, network), False
                 undo.callback(_quietly, "release port", self._release_port, port.id)
             else:
                 port, owns_port = self._create_port(req, network), True
                 undo.callback(_quietly, "delete port", self._delete_port, port.id)
+            stages.mark("port_create")
 
             vif = build_vif(PortContext(self.backend.name, network, port, subnets, self.config))
             driver = self.drivers(vif.kind)
+            stages.mark("vif_build")
             # Recorded before plugging: a crash mid-plug is rolled back from it.
             self.store.update(
                 record.id, network_id=network.id, port_id=port.id, owns_port=owns_port, vif=vif
             )
+            stages.mark("record_port")
             undo.callback(_quietly, "unplug", driver.unplug, vif, req.netns, req.ifname)
             interface = driver.plug(vif, req.netns, req.ifname)
+            stages.mark("plug")
 
             self.store.update(record.id, state="ready")
+            stages.mark("record_ready")
             undo.pop_all()
+        stages.done()
         ready = record.model_copy(
             update={
                 "network_id": network.id,
@@ -319,15 +330,19 @@ class Agent:
     # --- DEL --------------------------------------------------------------------------
 
     def _detach(self, req: DetachRequest) -> None:
+        stages = Stages("DEL")
         record = self.store.find(req.container_id, req.ifname)
+        stages.mark("record_find")
         if record is not None and req.network and not self._same_network(record, req.network):
             # Same container and interface name, another network: not ours to
             # delete (CNI keys attachments by network too).
             record = None
         if record is not None:
-            self._teardown(record, req.netns)
-            return
-        self._teardown_unrecorded(req)
+            self._teardown(record, req.netns, stages)
+        else:
+            self._teardown_unrecorded(req)
+            stages.mark("unrecorded")
+        stages.done()
 
     def _same_network(self, record: Attachment, ref: str) -> bool:
         if ref in (record.network_id, record.labels.get("podwire.network")):
@@ -337,15 +352,20 @@ class Agent:
         except NotFound:
             return False
 
-    def _teardown(self, record: Attachment, netns: str | None = None) -> None:
+    def _teardown(
+        self, record: Attachment, netns: str | None = None, stages: Stages | None = None
+    ) -> None:
         """Undo one attachment from its record; every step tolerates "already
         gone". The record is deleted last, so a failed teardown is retried by
         the next DEL (or the start-up reconcile)."""
+        stages = stages or Stages("teardown")
         if record.state != "detaching":
             self.store.update(record.id, state="detaching")
+        stages.mark("record_detaching")
         netns = netns or record.netns
         if record.vif is not None:
             self.drivers(record.vif.kind).unplug(record.vif, netns, record.ifname)
+        stages.mark("unplug")
         if record.port_id is not None:
             if record.owns_port:
                 self._delete_port(record.port_id)
@@ -355,7 +375,9 @@ class Agent:
             # Crashed between creating the port and recording it.
             for port in self._ports_of(record.container_id, record.ifname, record.frontend):
                 self._delete_port(port.id)
+        stages.mark("port_delete")
         self.store.delete(record.id)
+        stages.mark("record_delete")
 
     def _teardown_unrecorded(self, req: DetachRequest) -> None:
         """DEL with no record: release whatever port this host made for that
@@ -553,6 +575,35 @@ class Agent:
             in_flight=self.gate.admitted,
             drivers=self._drivers.get(),
         )
+
+
+class Stages:
+    """Wall time per step of one request, logged at debug level on
+    ``podwire.agent.stages`` (cheap when that level is off: one
+    perf_counter_ns per mark)."""
+
+    __slots__ = ("_last", "marks", "what")
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._last = time.perf_counter_ns()
+        self.marks: list[tuple[str, int]] = []
+
+    def mark(self, stage: str) -> None:
+        now = time.perf_counter_ns()
+        self.marks.append((stage, now - self._last))
+        self._last = now
+
+    def done(self) -> None:
+        if stage_log.isEnabledFor(logging.DEBUG):
+            stages = {name: ns / 1e6 for name, ns in self.marks}
+            stage_log.debug(
+                "%s %s total %.2f ms",
+                self.what,
+                " ".join(f"{k}={v:.2f}" for k, v in stages.items()),
+                sum(stages.values()),
+                extra={"stages": (self.what, stages)},
+            )
 
 
 class _DriverDescriptions:

@@ -295,6 +295,9 @@ class VethBridgeDriver:
         """Delete a network's bridge (when the network is deleted). Refuses
         while ports remain unless ``force``; absent is success (False)."""
         veth.check_ifname(bridge, "bridge")
+        # Pairs still being deleted in the background are ports of it for
+        # a few more ms: wait for them rather than refuse.
+        self.flush()
         with self._bridge_lock(bridge), rtnl() as host:
             link = host.link(bridge)
             if link is None:

@@ -200,21 +200,25 @@ class Agent:
 
     def _attach(self, req: AttachRequest) -> AttachResult:
         stages = Stages("ADD")
-        record = self.store.create(
-            container_id=req.container_id,
-            ifname=req.ifname,
-            netns=req.netns,
-            network=req.network,
-            frontend=req.frontend,
-            labels={**req.labels, "podwire.network": req.network},
-        )
+        # Under the container's lock: nothing else of this container runs,
+        # so this check holds until the record is written.
+        existing = self.store.find(req.container_id, req.ifname)
+        if existing is not None:
+            raise Conflict(
+                f"container {req.container_id} already has an interface {req.ifname} "
+                f"(attachment {existing.id}, state {existing.state}); DEL it first",
+                kind="attachment",
+                object_id=req.container_id,
+                field="ifname",
+            )
+        stages.mark("record_find")
         with ExitStack() as undo:
-            undo.callback(_quietly, "delete record", self.store.delete, record.id)
-            stages.mark("record_pending")
-
             network = self.resolve_network(req.network)
             subnets = self._subnets(network)
             stages.mark("network_lookup")
+            # A crash from here until the record is written leaves a port
+            # that names this container and host and no record: the start-up
+            # reconcile (orphan sweep) and a DEL without record both delete it.
             if req.port_id:
                 port, owns_port = self._adopt_port(req, network), False
                 undo.callback(_quietly, "release port", self._release_port, port.id)
@@ -226,11 +230,21 @@ class Agent:
             vif = build_vif(PortContext(self.backend.name, network, port, subnets, self.config))
             driver = self.drivers(vif.kind)
             stages.mark("vif_build")
-            # Recorded before plugging: a crash mid-plug is rolled back from it.
-            self.store.update(
-                record.id, network_id=network.id, port_id=port.id, owns_port=owns_port, vif=vif
+            # One write before plugging, with everything a rollback needs: a
+            # crash mid-plug is undone from it.
+            record = self.store.create(
+                container_id=req.container_id,
+                ifname=req.ifname,
+                netns=req.netns,
+                network=network.id,
+                frontend=req.frontend,
+                labels={**req.labels, "podwire.network": req.network},
+                port_id=port.id,
+                owns_port=owns_port,
+                vif=vif,
             )
-            stages.mark("record_port")
+            undo.callback(_quietly, "delete record", self.store.delete, record.id)
+            stages.mark("record_pending")
             undo.callback(_quietly, "unplug", driver.unplug, vif, req.netns, req.ifname)
             interface = driver.plug(vif, req.netns, req.ifname)
             stages.mark("plug")

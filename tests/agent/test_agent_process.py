@@ -52,6 +52,22 @@ class _BackendWriteLock:
         self.conn.close()
 
 
+class _StoreWriteLock:
+    """Holds the agent's own record store's write lock: the ADD's record
+    write (after the port is created, before the plug) then waits."""
+
+    def __init__(self, agent: AgentProcess) -> None:
+        self.conn = sqlite3.connect(agent.state_dir / "agent.db", isolation_level=None)
+
+    def __enter__(self) -> _StoreWriteLock:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.execute("ROLLBACK")
+        self.conn.close()
+
+
 def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -127,11 +143,12 @@ def test_kill_9_mid_add_is_rolled_back_on_restart(
     net = _net(agent_proc)
     ns = make_netns()
     cid = unique("pwa", 12)
-    with _BackendWriteLock(agent_proc):
+    with _StoreWriteLock(agent_proc):
         adder = threading.Thread(target=_add, args=(agent_proc, net, ns, cid))
         adder.start()
-        # The intent record is written before the port: wait for it, then crash.
-        _wait_for(lambda: any(a["container_id"] == cid for a in agent_proc.attachments()))
+        # The port is created before the record (one record write before the
+        # plug): crash in that window, with a port no record knows.
+        _wait_for(lambda: any(p.device_id == cid for p in agent_proc.ports(net.id)))
         agent_proc.kill()
     adder.join(30)
     agent_proc.start()
@@ -230,7 +247,8 @@ def test_busy_agent_answers_try_again_later(start_agent: Any, make_netns: Any) -
     with _BackendWriteLock(agent):
         slow = threading.Thread(target=lambda: results.update(first=_add(agent, net, ns1, c1)))
         slow.start()
-        _wait_for(lambda: any(a["container_id"] == c1 for a in agent.attachments()))
+        # The first ADD is admitted and waits for the backend.
+        _wait_for(lambda: agent.get("/v1/status")["in_flight"] >= 1)
         busy = _add(agent, net, ns2, c2)
     slow.join(60)
     assert busy.error_code == 11, busy.stdout

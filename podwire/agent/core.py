@@ -101,6 +101,7 @@ class Agent:
         self._closed = threading.Event()
         # Marks pool threads running a request ``submit`` already admitted.
         self._local = threading.local()
+        self._networks = _NetworkCache(self)
         self._drivers = _DriverDescriptions()
         self._drivers.get()  # start describing now, in the background
 
@@ -213,18 +214,24 @@ class Agent:
             )
         stages.mark("record_find")
         with ExitStack() as undo:
-            network = self.resolve_network(req.network)
-            subnets = self._subnets(network)
+            network, subnets = self._networks.get(req.network)
             stages.mark("network_lookup")
             # A crash from here until the record is written leaves a port
             # that names this container and host and no record: the start-up
             # reconcile (orphan sweep) and a DEL without record both delete it.
-            if req.port_id:
-                port, owns_port = self._adopt_port(req, network), False
-                undo.callback(_quietly, "release port", self._release_port, port.id)
-            else:
-                port, owns_port = self._create_port(req, network), True
-                undo.callback(_quietly, "delete port", self._delete_port, port.id)
+            try:
+                port, owns_port = self._take_port(req, network, undo)
+            except NotFound as exc:
+                if exc.kind != "network":
+                    raise
+                # The cached network is gone (deleted, or its name now names
+                # another one): never use it; look it up afresh.
+                self._networks.forget(req.network)
+                network, subnets = self._networks.get(req.network)
+                port, owns_port = self._take_port(req, network, undo)
+            if not {f.subnet_id for f in port.fixed_ips} <= {s.id for s in subnets}:
+                # A subnet newer than the cache: the port is on it.
+                subnets = self._networks.refresh_subnets(req.network, network)
             stages.mark("port_create")
 
             vif = build_vif(PortContext(self.backend.name, network, port, subnets, self.config))
@@ -268,6 +275,19 @@ class Agent:
             port=port,
             subnets=[s for s in subnets if s.id in {f.subnet_id for f in port.fixed_ips}],
         )
+
+    def _take_port(
+        self, req: AttachRequest, network: Network, undo: ExitStack
+    ) -> tuple[Port, bool]:
+        """The port for this ADD (created, or the caller's adopted) with its
+        undo step; and whether the agent owns it."""
+        if req.port_id:
+            port = self._adopt_port(req, network)
+            undo.callback(_quietly, "release port", self._release_port, port.id)
+            return port, False
+        port = self._create_port(req, network)
+        undo.callback(_quietly, "delete port", self._delete_port, port.id)
+        return port, True
 
     def resolve_network(self, ref: str) -> Network:
         """A network by id, else by name; a name shared by several is an error."""
@@ -549,6 +569,8 @@ class Agent:
             except PodwireError as exc:
                 log.warning("reconcile: cannot roll back attachment %s: %s", record.id, exc)
                 failed.append(record.id)
+        # Rolled back means gone: wait for background veth deletions.
+        self._flush_drivers()
         orphans: list[str] = []
         for frontend in ("cni", "docker", "cli"):
             try:
@@ -643,6 +665,52 @@ class Stages:
                 sum(stages.values()),
                 extra={"stages": (self.what, stages)},
             )
+
+
+class _NetworkCache:
+    """Network and subnets per network reference (name or id), for ADD only.
+
+    Safe by construction rather than by TTL alone: a new network is a miss
+    (looked up at once); a cached network that was deleted makes the port
+    create fail with NotFound, and the ADD then forgets it and looks again;
+    a port with an address on a subnet the cache lacks refreshes the
+    subnets. The TTL bounds what none of these notice: a changed subnet
+    (gateway, host routes, DNS) or a second network taking a cached name
+    (ambiguous) is seen within TTL seconds. Everything else (DEL, CHECK, GC,
+    STATUS) looks up afresh."""
+
+    TTL = 5.0
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, Network, list[Subnet]]] = {}
+
+    def get(self, ref: str) -> tuple[Network, list[Subnet]]:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(ref)
+        if entry is not None and now - entry[0] < self.TTL:
+            return entry[1], entry[2]
+        network = self._agent.resolve_network(ref)
+        subnets = self._agent._subnets(network)
+        self._put(ref, now, network, subnets)
+        return network, subnets
+
+    def refresh_subnets(self, ref: str, network: Network) -> list[Subnet]:
+        subnets = self._agent._subnets(network)
+        self._put(ref, time.monotonic(), network, subnets)
+        return subnets
+
+    def forget(self, ref: str) -> None:
+        with self._lock:
+            self._entries.pop(ref, None)
+
+    def _put(self, ref: str, stamp: float, network: Network, subnets: list[Subnet]) -> None:
+        with self._lock:
+            if len(self._entries) > 1024:  # many networks: keep it bounded
+                self._entries.clear()
+            self._entries[ref] = (stamp, network, subnets)
 
 
 class _DriverDescriptions:

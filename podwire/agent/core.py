@@ -631,11 +631,19 @@ def agent_driver(kind: str) -> Driver:
     veth delete (15-25 ms) and the removal of the pair's rules finish on the
     driver's worker. A plug needing the same names waits for them; a network's
     bridge is removed only after them. See docs/perf.md."""
-    from podwire.datapath.registry import get_driver
+    driver = _agent_drivers.get(kind)
+    if driver is None:
+        from podwire.datapath.registry import get_driver
 
-    if kind == "veth_bridge":
-        return get_driver(kind, async_delete=True)
-    return get_driver(kind)
+        # Kept here after the first lookup: the registry builds drivers under
+        # one lock, and the status refresh building veth_ovs at start
+        # (importing ovsdbapp, ~0.25 s) held the first ADDs behind it.
+        driver = get_driver(kind, async_delete=True) if kind == "veth_bridge" else get_driver(kind)
+        _agent_drivers[kind] = driver
+    return driver
+
+
+_agent_drivers: dict[str, Driver] = {}
 
 
 class Stages:

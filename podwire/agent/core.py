@@ -255,6 +255,8 @@ class Agent:
             undo.callback(_quietly, "unplug", driver.unplug, vif, req.netns, req.ifname)
             interface = driver.plug(vif, req.netns, req.ifname)
             stages.mark("plug")
+            port = self._mark_active(port)
+            stages.mark("port_active")
 
             self.store.update(record.id, state="ready")
             stages.mark("record_ready")
@@ -275,6 +277,19 @@ class Agent:
             port=port,
             subnets=[s for s in subnets if s.id in {f.subnet_id for f in port.fixed_ips}],
         )
+
+    def _mark_active(self, port: Port) -> Port:
+        """Neutron's flow: a port is DOWN when created and ACTIVE once its
+        host plugged it (one backend write, ~1 ms). OVN derives the status
+        from ovn-controller's binding itself. A failure here is logged, not
+        fatal: the interface works either way."""
+        if port.status == "ACTIVE" or self.backend.name == "ovn":
+            return port
+        try:
+            return self.backend.update_port(self.ctx, port.id, PortUpdate(status="ACTIVE"))
+        except PodwireError as exc:
+            log.warning("port %s plugged but not marked ACTIVE: %s", port.id, exc.message)
+            return port
 
     def _take_port(
         self, req: AttachRequest, network: Network, undo: ExitStack

@@ -125,7 +125,10 @@ def test_restart_keeps_records_and_del_still_works(
 
     agent_proc.restart()
     assert agent_proc.attachments() == before
-    assert [p.device_id for p in agent_proc.ports(net.id)] == [cid]  # not reconciled away
+    # Plugged: ACTIVE, bound to this host with its data path's VIF type.
+    assert [(p.device_id, p.status, p.binding.vif_type) for p in agent_proc.ports(net.id)] == [
+        (cid, "ACTIVE", "veth_bridge")
+    ]  # and not reconciled away
     check = agent_proc.cni(
         "CHECK", netconf(net.name, prevResult=added.json), container_id=cid, netns=netns_path(ns)
     )

@@ -12,11 +12,12 @@ start-up reconcile knows exactly what to roll back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from typing import Any, TypeVar
@@ -102,6 +103,7 @@ class Agent:
         # Marks pool threads running a request ``submit`` already admitted.
         self._local = threading.local()
         self._networks = _NetworkCache(self)
+        self._bridges = _Bridges(self, config.agent.bridge_idle_seconds)
         self._drivers = _DriverDescriptions()
         self._drivers.get()  # start describing now, in the background
 
@@ -122,6 +124,7 @@ class Agent:
             return
         self._closed.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._bridges.close()
         self._flush_drivers()
         try:
             self.backend.close()
@@ -151,6 +154,17 @@ class Agent:
 
     def status(self) -> AgentStatus:
         return self._status()
+
+    def remove_network_bridge(self, network: Network) -> bool:
+        """A deleted network's host bridge (veth_bridge data path) goes: it
+        holds the gateway addresses. Refused, and logged, while attachments
+        of this host use it. The one place bridges are removed (CNI DEL via
+        the idle timer, /v2.0 network delete, Docker's network delete)."""
+        from podwire.agent.vifs import bridge_name
+
+        if choose_vif_kind(self.backend.name, network) != "veth_bridge":
+            return False
+        return self._bridges.remove(bridge_name(network.id), network.id)
 
     def _flush_drivers(self) -> None:
         """Let background deletions (veth_bridge's async delete) finish, so a
@@ -213,7 +227,9 @@ class Agent:
                 field="ifname",
             )
         stages.mark("record_find")
-        with ExitStack() as undo:
+        # ``held`` outlives ``undo``: a failed ADD is undone before the
+        # network's bridge is released to a removal.
+        with ExitStack() as held, ExitStack() as undo:
             network, subnets = self._networks.get(req.network)
             stages.mark("network_lookup")
             # A crash from here until the record is written leaves a port
@@ -237,6 +253,8 @@ class Agent:
             vif = build_vif(PortContext(self.backend.name, network, port, subnets, self.config))
             driver = self.drivers(vif.kind)
             stages.mark("vif_build")
+            # The network's bridge is not removed while this ADD plugs into it.
+            held.enter_context(self._bridges.using(vif))
             # One write before plugging, with everything a rollback needs: a
             # crash mid-plug is undone from it.
             record = self.store.create(
@@ -280,7 +298,7 @@ class Agent:
 
     def _mark_active(self, port: Port) -> Port:
         """Neutron's flow: a port is DOWN when created and ACTIVE once its
-        host plugged it (one backend write, ~1 ms). OVN derives the status
+        host plugged it (one backend write per ADD). OVN derives the status
         from ovn-controller's binding itself. A failure here is logged, not
         fatal: the interface works either way."""
         if port.status == "ACTIVE" or self.backend.name == "ovn":
@@ -438,6 +456,8 @@ class Agent:
         stages.mark("port_delete")
         self.store.delete(record.id)
         stages.mark("record_delete")
+        if record.vif is not None:
+            self._bridges.maybe_idle(record.vif, record.network_id)
 
     def _teardown_unrecorded(self, req: DetachRequest) -> None:
         """DEL with no record: release whatever port this host made for that
@@ -688,6 +708,118 @@ class Stages:
                 sum(stages.values()),
                 extra={"stages": (self.what, stages)},
             )
+
+
+class _Bridges:
+    """Removes a network's Linux bridge (veth_bridge) when this host no longer
+    uses it: ``idle_seconds`` after the DEL of its last attachment, or at
+    once when the network is deleted.
+
+    Race-safe against ADD without serializing ADDs: an ADD holds the bridge
+    (``using``) from before its record is written until it has plugged or
+    undone everything; a removal waits until nobody holds it, keeps new ADDs
+    out meanwhile, and removes only if no record of this host is on the
+    network and the kernel bridge has no port (the driver refuses otherwise).
+    """
+
+    def __init__(self, agent: Agent, idle_seconds: float) -> None:
+        self._agent = agent
+        self._idle_seconds = idle_seconds
+        self._cond = threading.Condition()
+        self._users: dict[str, int] = {}
+        self._removing: set[str] = set()
+        # bridge -> (idle since, network id), for the timer thread
+        self._idle: dict[str, tuple[float, str]] = {}
+        self._timer: threading.Thread | None = None
+        self._closed = False
+
+    @contextlib.contextmanager
+    def using(self, vif: Vif) -> Iterator[None]:
+        bridge = getattr(vif, "bridge", None) if vif.kind == "veth_bridge" else None
+        if bridge is None:
+            yield
+            return
+        with self._cond:
+            while bridge in self._removing:
+                self._cond.wait()
+            self._users[bridge] = self._users.get(bridge, 0) + 1
+            self._idle.pop(bridge, None)
+        try:
+            yield
+        finally:
+            with self._cond:
+                left = self._users[bridge] - 1
+                if left:
+                    self._users[bridge] = left
+                else:
+                    del self._users[bridge]
+                self._cond.notify_all()
+
+    def maybe_idle(self, vif: Vif, network_id: str | None) -> None:
+        """After a DEL: if nothing of this host is on the network any more,
+        remove its bridge once it stayed idle long enough."""
+        bridge = getattr(vif, "bridge", None) if vif.kind == "veth_bridge" else None
+        if bridge is None or not network_id or self._agent.store.uses_network(network_id):
+            return
+        if self._idle_seconds <= 0:
+            self.remove(bridge, network_id)
+            return
+        with self._cond:
+            self._idle[bridge] = (time.monotonic(), network_id)
+            if self._timer is None and not self._closed:
+                self._timer = threading.Thread(
+                    target=self._run, name="podwire-bridge-idle", daemon=True
+                )
+                self._timer.start()
+            self._cond.notify_all()
+
+    def remove(self, bridge: str, network_id: str) -> bool:
+        with self._cond:
+            while self._users.get(bridge) or bridge in self._removing:
+                self._cond.wait()
+            self._removing.add(bridge)
+            self._idle.pop(bridge, None)
+        try:
+            if self._agent.store.uses_network(network_id):
+                return False
+            driver = self._agent.drivers("veth_bridge")
+            remove_bridge = getattr(driver, "remove_bridge", None)
+            if remove_bridge is None:
+                return False
+            return bool(remove_bridge(bridge, force=False))
+        except PodwireError as exc:
+            log.warning("bridge %s of network %s stays: %s", bridge, network_id, exc.message)
+            return False
+        finally:
+            with self._cond:
+                self._removing.discard(bridge)
+                self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                now = time.monotonic()
+                due = [
+                    (bridge, network_id)
+                    for bridge, (since, network_id) in self._idle.items()
+                    if now - since >= self._idle_seconds
+                ]
+                if not due:
+                    waits = [since + self._idle_seconds - now for since, _ in self._idle.values()]
+                    self._cond.wait(timeout=min(waits) if waits else None)
+                    continue
+            for bridge, network_id in due:
+                with self._cond:
+                    entry = self._idle.get(bridge)
+                if entry is not None and entry[1] == network_id:
+                    self.remove(bridge, network_id)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 class _NetworkCache:

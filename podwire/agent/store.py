@@ -251,6 +251,15 @@ class AttachmentStore:
         with conn.begin():
             return int(conn.execute(select(func.count()).select_from(attachments)).scalar_one())
 
+    def uses_network(self, network_id: str) -> bool:
+        """Whether any record (in any state) is on this network."""
+        conn = self._conn()
+        with conn.begin():
+            row = conn.execute(
+                select(attachments.c.id).where(attachments.c.network_id == network_id).limit(1)
+            ).first()
+        return row is not None
+
     def port_ids(self) -> set[str]:
         conn = self._conn()
         with conn.begin():

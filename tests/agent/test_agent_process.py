@@ -321,3 +321,48 @@ def test_add_never_uses_a_deleted_network_of_the_same_name(
         )
     finally:
         agent_proc.delete_network(new.id)
+
+
+def test_bridge_removed_when_idle_and_when_its_network_is_deleted(
+    start_agent: Any, make_netns: Any, tmp_path: Any
+) -> None:
+    import httpx
+
+    from podwire.agent.vifs import bridge_name
+
+    config = tmp_path / "agent.toml"
+    config.write_text("[agent]\nbridge_idle_seconds = 0.2\n")
+    agent: AgentProcess = start_agent("--config", str(config))
+    net = _net(agent)
+    bridge = bridge_name(net.id)
+    ns1, ns2 = make_netns(), make_netns()
+    c1, c2 = unique("pwa", 12), unique("pwa", 12)
+    assert _add(agent, net, ns1, c1).code == 0
+    assert _add(agent, net, ns2, c2).code == 0
+    assert _link_exists(bridge)
+    # Not while another attachment of this host is on the network.
+    assert agent.cni("DEL", netconf(net.name), container_id=c1, netns=netns_path(ns1)).code == 0
+    time.sleep(0.6)
+    assert _link_exists(bridge)
+    # Its last DEL: gone once idle; the next ADD makes it again, and works.
+    assert agent.cni("DEL", netconf(net.name), container_id=c2, netns=netns_path(ns2)).code == 0
+    _wait_for(lambda: not _link_exists(bridge), timeout=10)
+    added = _add(agent, net, ns1, c1)
+    assert added.code == 0, added.stdout
+    assert _link_exists(bridge)
+    assert agent.cni("DEL", netconf(net.name), container_id=c1, netns=netns_path(ns1)).code == 0
+
+    # A network deleted through the agent's /v2.0 API loses its bridge at
+    # once (this agent's idle timer is the default 30 s, so it is not that).
+    agent = start_agent()
+    other = _net(agent)
+    assert _add(agent, other, ns2, c2).code == 0
+    assert agent.cni("DEL", netconf(other.name), container_id=c2, netns=netns_path(ns2)).code == 0
+    time.sleep(0.3)
+    assert _link_exists(bridge_name(other.id))
+    transport = httpx.HTTPTransport(uds=str(agent.socket))
+    with httpx.Client(transport=transport, base_url="http://podwire", timeout=30) as client:
+        for subnet in agent.backend.list_subnets(agent.ctx, {"network_id": [other.id]}):
+            assert client.delete(f"/v2.0/subnets/{subnet.id}").status_code == 204
+        assert client.delete(f"/v2.0/networks/{other.id}").status_code == 204
+    assert not _link_exists(bridge_name(other.id))

@@ -235,7 +235,9 @@ class VethBridgeDriver:
         vif = self._expect(vif)
         veth.check_ifname(vif.host_ifname, "host_ifname")
         security = effective_security(vif)
-        if self._reaper is not None:
+        # Docker mode (netns None): the container end is a host interface
+        # whose name Docker reuses at the next Join, so it goes at once.
+        if self._reaper is not None and netns is not None:
             self._reaper.retire(
                 vif.host_ifname,
                 lambda: self.portsec.remove_port(vif.host_ifname, security),

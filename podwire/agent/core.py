@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -104,6 +105,7 @@ class Agent:
         self._local = threading.local()
         self._networks = _NetworkCache(self)
         self._bridges = _Bridges(self, config.agent.bridge_idle_seconds)
+        self._activator = _Activator(self)
         self._drivers = _DriverDescriptions()
         self._drivers.get()  # start describing now, in the background
 
@@ -124,6 +126,7 @@ class Agent:
             return
         self._closed.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._activator.close()
         self._bridges.close()
         self._flush_drivers()
         try:
@@ -273,12 +276,11 @@ class Agent:
             undo.callback(_quietly, "unplug", driver.unplug, vif, req.netns, req.ifname)
             interface = driver.plug(vif, req.netns, req.ifname)
             stages.mark("plug")
-            port = self._mark_active(port)
-            stages.mark("port_active")
 
             self.store.update(record.id, state="ready")
             stages.mark("record_ready")
             undo.pop_all()
+        self._activator.submit(port)
         stages.done()
         ready = record.model_copy(
             update={
@@ -295,19 +297,6 @@ class Agent:
             port=port,
             subnets=[s for s in subnets if s.id in {f.subnet_id for f in port.fixed_ips}],
         )
-
-    def _mark_active(self, port: Port) -> Port:
-        """Neutron's flow: a port is DOWN when created and ACTIVE once its
-        host plugged it (one backend write per ADD). OVN derives the status
-        from ovn-controller's binding itself. A failure here is logged, not
-        fatal: the interface works either way."""
-        if port.status == "ACTIVE" or self.backend.name == "ovn":
-            return port
-        try:
-            return self.backend.update_port(self.ctx, port.id, PortUpdate(status="ACTIVE"))
-        except PodwireError as exc:
-            log.warning("port %s plugged but not marked ACTIVE: %s", port.id, exc.message)
-            return port
 
     def _take_port(
         self, req: AttachRequest, network: Network, undo: ExitStack
@@ -402,7 +391,7 @@ class Agent:
             self.backend.update_port(
                 self.ctx,
                 port_id,
-                PortUpdate(device_id="", device_owner="", binding=PortBinding()),
+                PortUpdate(device_id="", device_owner="", binding=PortBinding(), status="DOWN"),
             )
 
     # --- DEL --------------------------------------------------------------------------
@@ -441,6 +430,8 @@ class Agent:
             self.store.update(record.id, state="detaching")
         stages.mark("record_detaching")
         netns = netns or record.netns
+        if record.port_id is not None:
+            self._activator.wait(record.port_id)  # its ACTIVE lands before the delete
         if record.vif is not None:
             self.drivers(record.vif.kind).unplug(record.vif, netns, record.ifname)
         stages.mark("unplug")
@@ -708,6 +699,63 @@ class Stages:
                 sum(stages.values()),
                 extra={"stages": (self.what, stages)},
             )
+
+
+class _Activator:
+    """Marks plugged ports ACTIVE (Neutron's flow: DOWN when created, ACTIVE
+    once its host plugged it), off the ADD's path: the backend write costs
+    ~2 ms and the container does not need it. One worker, in ADD order; a
+    DEL (or undo) of the port first waits for its pending mark, so a mark
+    never lands after the port was deleted or given back. OVN derives the
+    status from ovn-controller's binding itself: nothing to do there."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+        self._lock = threading.Lock()
+        self._pending: dict[str, threading.Event] = {}
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+
+    def submit(self, port: Port) -> None:
+        if port.status == "ACTIVE" or self._agent.backend.name == "ovn":
+            return
+        with self._lock:
+            self._pending[port.id] = threading.Event()
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._run, name="podwire-port-active", daemon=True
+                )
+                self._worker.start()
+        self._queue.put(port.id)
+
+    def wait(self, port_id: str, timeout: float = 30.0) -> None:
+        with self._lock:
+            done = self._pending.get(port_id)
+        if done is not None:
+            done.wait(timeout)
+
+    def _run(self) -> None:
+        agent = self._agent
+        while (port_id := self._queue.get()) is not None:
+            try:
+                agent.backend.update_port(agent.ctx, port_id, PortUpdate(status="ACTIVE"))
+            except NotFound:
+                pass
+            except Exception as exc:  # the interface works either way
+                log.warning("port %s plugged but not marked ACTIVE: %s", port_id, exc)
+            finally:
+                with self._lock:
+                    done = self._pending.pop(port_id, None)
+                if done is not None:
+                    done.set()
+
+    def close(self) -> None:
+        """Finish the pending marks (the backend closes next)."""
+        with self._lock:
+            worker = self._worker
+        if worker is not None:
+            self._queue.put(None)
+            worker.join(30)
 
 
 class _Bridges:

@@ -59,6 +59,10 @@ class OvnConfig(_Section):
     bind_timeout: float = 15.0
     # The local Open_vSwitch database the veth_ovs data path writes to.
     ovs_db: str = "unix:/var/run/openvswitch/db.sock"
+    # For ssl: northbound remotes (PEM files; python-ovs holds them per process).
+    ssl_private_key: Path | None = None
+    ssl_certificate: Path | None = None
+    ssl_ca_cert: Path | None = None
 
 
 class RemoteConfig(_Section):

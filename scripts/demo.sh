@@ -72,7 +72,9 @@ cleanup() {
         while read -r m; do umount -l "$m" 2>/dev/null || true; done
     rm -rf "$WORK"
     say "removed $WORK"
-    if [ "$status" -ne 0 ]; then
+    if [ "$status" -eq 130 ]; then
+        say "demo interrupted"
+    elif [ "$status" -ne 0 ]; then
         say "demo FAILED (exit $status)"
         [ ! -s "$WORK.agent.log" ] || { say "agent log:"; tail -n 30 "$WORK.agent.log"; }
     fi

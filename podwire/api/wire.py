@@ -18,6 +18,7 @@ Neutron's neutral values (``router:external`` false, ``tags`` [], ...).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -189,6 +190,17 @@ def subport_to_wire(sp: SubPort) -> dict[str, Any]:
     }
 
 
+def trunk_details(t: Trunk, macs: Mapping[str, str]) -> dict[str, Any]:
+    """A parent port's ``trunk_details``; a sub-port's MAC when it is known."""
+    sub_ports = []
+    for sp in t.sub_ports:
+        item = subport_to_wire(sp)
+        if sp.port_id in macs:
+            item["mac_address"] = macs[sp.port_id]
+        sub_ports.append(item)
+    return {"trunk_id": t.id, "sub_ports": sub_ports}
+
+
 def trunk_to_wire(t: Trunk) -> dict[str, Any]:
     return {
         "id": t.id,
@@ -262,16 +274,14 @@ def parse_wire(model: type[_M], data: dict[str, Any], renames: dict[str, str], k
         err = validation_error(exc, kind=kind)
         if err.field is None:
             raise _name_wire_fields(err, renames, kind) from None
-        wire = _wire_field(err.field, renames)
-        if wire != err.field and err.field is not None and wire is not None:
-            err = InvalidInput(
-                wire + err.message[len(err.field) :]
-                if err.message.startswith(err.field)
-                else err.message,
-                kind=kind,
-                field=wire,
-            )
-        raise err from None
+        model_field = err.field
+        field = _wire_field(model_field, renames) or model_field
+        message = err.message
+        if message == f"{model_field}: unknown field {model_field!r}":
+            message = f"unknown field {field!r}"
+        elif message.startswith(model_field):
+            message = field + message[len(model_field) :]
+        raise InvalidInput(message, kind=kind, field=field) from None
 
 
 def _name_wire_fields(err: InvalidInput, renames: dict[str, str], kind: str) -> InvalidInput:

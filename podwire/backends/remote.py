@@ -62,6 +62,7 @@ _DROP = frozenset(
         "segment_id",
         "service_types",
         "extra_dhcp_opts",
+        "trunk_details",
     }
 )
 _PORT_EXTRA = {

@@ -123,6 +123,12 @@ class VethOvsDriver:
                         kind="port",
                         object_id=vif.port_id,
                     )
+                if ns is not None and vif.wait_bound:
+                    # A reused address may still be mapped to its previous
+                    # owner's MAC by peers, and OVN's ARP responder keeps them
+                    # from asking again; the announcements sent at link up
+                    # were dropped before the flows were installed.
+                    veth.announce_again(ns, ifname, mac)
                 undo.pop_all()
         return PluggedInterface(
             ifname=ifname,

@@ -251,6 +251,17 @@ def test_trunk_with_subports(alice) -> None:
         listed = alice.network.get_trunk_subports(trunk)
         assert sorted(s["segmentation_id"] for s in listed["sub_ports"]) == [101, 102]
 
+        # trunk-details: the parent port names its trunk and sub-ports (with
+        # MACs), in show and in list; other ports carry no trunk_details.
+        details = alice.network.get_port(parent.id).trunk_details
+        assert details["trunk_id"] == trunk.id
+        assert sorted(
+            (s["segmentation_id"], s["port_id"], s["mac_address"]) for s in details["sub_ports"]
+        ) == [(101, child1.id, child1.mac_address), (102, child2.id, child2.mac_address)]
+        by_id = {p.id: p for p in alice.network.ports(network_id=net.id)}
+        assert by_id[parent.id].trunk_details == details
+        assert by_id[child1.id].trunk_details is None
+
         trunk = alice.network.delete_trunk_subports(trunk, [{"port_id": child1.id}])
         assert trunk.sub_ports == [
             {"port_id": child2.id, "segmentation_type": "vlan", "segmentation_id": 102}
@@ -390,3 +401,31 @@ def test_server_with_two_workers_shares_one_database() -> None:
             break
         assert time.monotonic() < deadline, "server workers outlived the server"
         time.sleep(0.1)
+
+
+def test_port_fixed_ips_update_moves_the_address(alice) -> None:
+    net = alice.network.create_network(name=unique("mv-"))
+    try:
+        cidr = v4_cidr()
+        sub = alice.network.create_subnet(network_id=net.id, ip_version=4, cidr=cidr)
+        hosts = ipaddress.ip_network(cidr)
+        first, second = str(hosts[20]), str(hosts[21])
+        port = alice.network.create_port(
+            network_id=net.id, fixed_ips=[{"subnet_id": sub.id, "ip_address": first}]
+        )
+        moved = alice.network.update_port(
+            port, fixed_ips=[{"subnet_id": sub.id, "ip_address": second}]
+        )
+        assert moved.fixed_ips == [{"subnet_id": sub.id, "ip_address": second}]
+        # The old address is free again, the new one is taken.
+        other = alice.network.create_port(
+            network_id=net.id, fixed_ips=[{"subnet_id": sub.id, "ip_address": first}]
+        )
+        with pytest.raises(os_exc.ConflictException):
+            alice.network.create_port(
+                network_id=net.id, fixed_ips=[{"subnet_id": sub.id, "ip_address": second}]
+            )
+        for p in (port, other):
+            alice.network.delete_port(p.id)
+    finally:
+        alice.network.delete_network(net.id)

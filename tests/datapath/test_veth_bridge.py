@@ -526,3 +526,33 @@ def test_plug_into_a_process_netns_path(datapath, make_netns_pair):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def neighbour_macs(netns: str) -> dict[str, str | None]:
+    return {n["dst"]: n.get("lladdr") for n in ip_json(netns, "neigh", "show", "dev", "eth0")}
+
+
+def test_reused_address_with_a_new_mac_is_announced(datapath, make_netns_pair):
+    """A container that gets an address another had just before announces
+    it: a peer that knew the old MAC switches without asking again."""
+    driver = datapath.driver
+    bridge = datapath.bridge()
+    (ns_a, path_a), (_, path_b), (_, path_c) = (make_netns_pair() for _ in range(3))
+    vif_a = make_vif(datapath, bridge, 20)
+    vif_b = make_vif(datapath, bridge, 21)
+    driver.plug(vif_a, path_a, "eth0")
+    driver.plug(vif_b, path_b, "eth0")
+    assert ns_ping(ns_a, "198.18.7.21") and ns_ping(ns_a, "2001:db8:7::15")
+    assert neighbour_macs(ns_a)["198.18.7.21"] == vif_b.mac
+    driver.unplug(vif_b, path_b, "eth0")
+
+    vif_c = make_vif(datapath, bridge, 21, mac="02:00:00:00:07:99")
+    driver.plug(vif_c, path_c, "eth0")
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        macs = neighbour_macs(ns_a)
+        if macs.get("198.18.7.21") == vif_c.mac and macs.get("2001:db8:7::15") == vif_c.mac:
+            break
+        time.sleep(0.05)
+    assert neighbour_macs(ns_a)["198.18.7.21"] == vif_c.mac
+    assert neighbour_macs(ns_a)["2001:db8:7::15"] == vif_c.mac

@@ -128,6 +128,13 @@ def test_cni_add_ping_del_through_the_agent_on_ovn(
     assert ns_ping(ns1, ip2)
     assert ns_ping(ns2, ip1)
 
+    # CHECK compares the live state; taking the port off the bridge is drift.
+    assert ovn_agent.cni("CHECK", conf, container_id="c-ovn-1", netns=netns_path(ns1)).code == 0
+    host_end = a1.json["interfaces"][0]["name"]
+    ovn_env.vsctl("del-port", ovn_env.bridge, host_end)
+    drift = ovn_agent.cni("CHECK", conf, container_id="c-ovn-1", netns=netns_path(ns1))
+    assert drift.code != 0 and ovn_env.bridge in drift.json["msg"], drift.stdout
+
     # The CLI through the agent sees the same ports.
     listed = _cli(ovn_agent, "--json", "port", "list")
     assert port.id in listed

@@ -5,15 +5,19 @@ remotes lists, and Unavailable when the database cannot be reached."""
 from __future__ import annotations
 
 import multiprocessing
+import socket
+import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from podwire.backends.ovn import OvnBackend
 from podwire.errors import Exhausted, Unavailable
 from podwire.model import Context, NetworkCreate, PortCreate, SubnetCreate
-from tests.fixtures.ovn import OvsdbServer, private_nb
+from tests.fixtures.common import require_command
+from tests.fixtures.ovn import NB_SCHEMA, OvsdbServer, kill_pidfile, private_nb
 
 pytestmark = pytest.mark.ovn
 
@@ -95,8 +99,6 @@ def test_database_lost_mid_way_is_unavailable() -> None:
 
 def test_port_columns_in_the_northbound_database(ovn_nb: OvsdbServer) -> None:
     """What another OVN tool sees: addresses, port_security, enabled, ids."""
-    import subprocess
-
     backend = OvnBackend([ovn_nb.remote])
     net = backend.create_network(CTX, NetworkCreate(name="cols"))
     backend.create_subnet(CTX, SubnetCreate(network_id=net.id, cidr="198.18.10.0/24"))
@@ -127,4 +129,119 @@ def test_port_columns_in_the_northbound_database(ovn_nb: OvsdbServer) -> None:
         check=True,
     ).stdout
     assert f"podwire-{net.id}" in switch
+    backend.close()
+
+
+def _pki(directory: Path) -> dict[str, Path]:
+    """A throw-away CA and one certificate it signed (server and client alike)."""
+    require_command("openssl")
+
+    def run(*argv: str) -> None:
+        subprocess.run(["openssl", *argv], cwd=directory, check=True, capture_output=True)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=podwire-test-ca",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "node.key",
+        "-out",
+        "node.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "node.pem",
+        "-days",
+        "1",
+    )
+    return {
+        "key": directory / "node.key",
+        "cert": directory / "node.pem",
+        "ca": directory / "ca.pem",
+    }
+
+
+def test_ssl_remote_through_the_config(tmp_path: Path) -> None:
+    """An ssl: northbound remote with the key, certificate and CA from config."""
+    from podwire.backends.registry import open_backend
+    from podwire.config import load_config
+
+    for tool in ("ovsdb-tool", "ovsdb-server"):
+        require_command(tool)
+    files = _pki(tmp_path)
+    with socket.socket() as probe:  # a free loopback port for the server
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    db = tmp_path / "nb.db"
+    subprocess.run(["ovsdb-tool", "create", str(db), str(NB_SCHEMA)], check=True)
+    pidfile = tmp_path / "nb.pid"
+    subprocess.run(
+        [
+            "ovsdb-server",
+            str(db),
+            f"--remote=pssl:{port}:127.0.0.1",
+            f"--private-key={files['key']}",
+            f"--certificate={files['cert']}",
+            f"--ca-cert={files['ca']}",
+            f"--pidfile={pidfile}",
+            f"--unixctl={tmp_path / 'nb.ctl'}",
+            f"--log-file={tmp_path / 'nb.log'}",
+            "--detach",
+            "--no-chdir",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        config = load_config(
+            None,
+            backend="ovn",
+            **{
+                "ovn.nb_remotes": [f"ssl:127.0.0.1:{port}"],
+                "ovn.ssl_private_key": str(files["key"]),
+                "ovn.ssl_certificate": str(files["cert"]),
+                "ovn.ssl_ca_cert": str(files["ca"]),
+            },
+        )
+        backend = open_backend(config)
+        try:
+            net = backend.create_network(CTX, NetworkCreate(name="over-tls"))
+            assert backend.get_network(CTX, net.id).name == "over-tls"
+        finally:
+            backend.close()
+    finally:
+        kill_pidfile(pidfile)
+
+
+def test_ssl_remote_without_files_is_unavailable() -> None:
+    backend = OvnBackend(["ssl:127.0.0.1:1"], timeout=2.0)
+    with pytest.raises(Unavailable, match="ssl_private_key"):
+        backend.list_networks(CTX)
     backend.close()

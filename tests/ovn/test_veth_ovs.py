@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from podwire.backends.ovn import OvnBackend
-from podwire.datapath.netlink import set_tx_checksum
+from podwire.datapath.netlink import get_tx_checksum, set_tx_checksum
 from podwire.datapath.registry import get_driver
 from podwire.datapath.veth_ovs import VethOvsDriver
 from podwire.datapath.vif import VethOvs
@@ -279,3 +279,22 @@ def test_check_compares_live_state(
     with pytest.raises(Drift) as drift:
         ovn_net.driver.check(vif, path, "eth0")
     assert drift.value.field == "bridge"
+
+
+def test_plug_without_netns_leaves_the_container_end_in_the_host(ovn_net: OvnNet) -> None:
+    """Docker's libnetwork moves the interface itself: plug(netns=None) leaves
+    the container end in the host, named, with its MAC, offload off, bound."""
+    port = ovn_net.port()
+    vif = ovn_net.vif(port)
+    ifname = unique("pwoc", 8)
+    ovn_net.driver.plug(vif, None, ifname)
+    try:
+        link = subprocess.run(["ip", "-o", "link", "show", ifname], capture_output=True, text=True)
+        assert port.mac_address in link.stdout
+        assert not get_tx_checksum(None, ifname)
+        assert ovn_net.env.nbctl("get", "Logical_Switch_Port", port.id, "up").strip() == "true"
+        ovn_net.driver.check(vif, None, ifname)
+    finally:
+        ovn_net.driver.unplug(vif, None, ifname)
+    assert not subprocess.run(["ip", "link", "show", ifname], capture_output=True).stdout
+    assert vif.host_ifname not in ovn_net.env.vsctl("list-ports", ovn_net.env.bridge).split()

@@ -29,7 +29,7 @@ from ovsdbapp.backend.ovs_idl import idlutils
 
 from podwire.backends.base import Filters
 from podwire.backends.ovn import codec, ipam, rows
-from podwire.backends.ovn.connection import NbConnection
+from podwire.backends.ovn.connection import NbConnection, SslFiles
 from podwire.backends.ovn.filters import matches
 from podwire.config import DEFAULT_MAC_PREFIX, Config
 from podwire.errors import Conflict, Exhausted, Forbidden, InvalidInput, NotFound
@@ -303,16 +303,22 @@ class OvnBackend:
         timeout: float = 10.0,
         *,
         mac_prefix: str = DEFAULT_MAC_PREFIX,
+        ssl: SslFiles | None = None,
     ) -> None:
-        self._nb = NbConnection(list(nb_remotes), timeout)
+        self._nb = NbConnection(list(nb_remotes), timeout, ssl)
         self._mac_prefix = mac_prefix.lower()
 
     @classmethod
     def from_config(cls, config: Config) -> OvnBackend:
+        ovn = config.ovn
+        ssl = None
+        if ovn.ssl_private_key and ovn.ssl_certificate and ovn.ssl_ca_cert:
+            ssl = SslFiles(str(ovn.ssl_private_key), str(ovn.ssl_certificate), str(ovn.ssl_ca_cert))
         return cls(
-            config.ovn.nb_remotes,
-            timeout=config.ovn.timeout,
+            ovn.nb_remotes,
+            timeout=ovn.timeout,
             mac_prefix=config.embedded.mac_prefix,
+            ssl=ssl,
         )
 
     def close(self) -> None:

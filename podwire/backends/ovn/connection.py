@@ -20,8 +20,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ovs import stream
 from ovsdbapp import exceptions as ovsdbapp_exc
 from ovsdbapp.backend.ovs_idl import command, connection, idlutils
 from ovsdbapp.schema.ovn_northbound import impl_idl
@@ -51,18 +53,41 @@ def _new_api_class() -> type[impl_idl.OvnNbApiIdlImpl]:
     return type("PodwireNbApi", (impl_idl.OvnNbApiIdlImpl,), {"_ovsdb_connection": None})
 
 
+@dataclass(frozen=True)
+class SslFiles:
+    private_key: str
+    certificate: str
+    ca_cert: str
+
+
 class NbConnection:
-    def __init__(self, remotes: list[str], timeout: float) -> None:
+    def __init__(self, remotes: list[str], timeout: float, ssl: SslFiles | None = None) -> None:
         if not remotes:
             raise Unavailable("no OVN northbound remote configured (ovn.nb_remotes)", kind="ovn")
         self.remote = ",".join(r.strip() for r in remotes)
         self.timeout = timeout
+        self._ssl = ssl
         self._api: Any = None
         self._lock = threading.Lock()
+
+    def _configure_ssl(self) -> None:
+        if not any(r.startswith("ssl:") for r in self.remote.split(",")):
+            return
+        if self._ssl is None:
+            raise Unavailable(
+                f"OVN northbound remote {self.remote} is ssl: but ovn.ssl_private_key, "
+                "ovn.ssl_certificate and ovn.ssl_ca_cert are not all set",
+                kind="ovn",
+            )
+        # python-ovs keeps these per process (class attributes of Stream).
+        stream.Stream.ssl_set_private_key_file(self._ssl.private_key)
+        stream.Stream.ssl_set_certificate_file(self._ssl.certificate)
+        stream.Stream.ssl_set_ca_cert_file(self._ssl.ca_cert)
 
     def _connect(self) -> Any:
         """Open the API, bounded by ``timeout`` even when the remote black-holes
         packets (schema fetch and connect have no timeout of their own)."""
+        self._configure_ssl()
         box: dict[str, Any] = {}
 
         def attempt() -> None:

@@ -34,7 +34,7 @@ from podwire.agent.types import (
     DetachRequest,
     GcRequest,
 )
-from podwire.agent.vifs import PortContext, build_vif, choose_vif_kind
+from podwire.agent.vifs import HOST_VETH_PREFIX, PortContext, build_vif, choose_vif_kind
 from podwire.backends.base import Backend
 from podwire.config import Config
 from podwire.datapath.base import Driver
@@ -597,15 +597,44 @@ class Agent:
                 failed.append(record.id)
         # Rolled back means gone: wait for background veth deletions.
         self._flush_drivers()
+        retired = self._sweep_retired_pairs()
         orphans: list[str] = []
         for frontend in ("cni", "docker", "cli"):
             try:
                 orphans += self._delete_orphan_ports(frontend, None)
             except PodwireError as exc:
                 log.warning("reconcile: cannot list %s ports: %s", frontend, exc)
-        if rolled_back or orphans:
-            log.info("reconcile: rolled back %s, deleted orphan ports %s", rolled_back, orphans)
-        return {"rolled_back": rolled_back, "failed": failed, "orphan_ports": orphans}
+        if rolled_back or orphans or retired:
+            log.info(
+                "reconcile: rolled back %s, deleted orphan ports %s, retired pairs %s",
+                rolled_back,
+                orphans,
+                retired,
+            )
+        return {
+            "rolled_back": rolled_back,
+            "failed": failed,
+            "orphan_ports": orphans,
+            "retired_pairs": retired,
+        }
+
+    def _sweep_retired_pairs(self) -> list[str]:
+        """veth pairs a DEL had taken down for background deletion when the
+        agent died: no record keeps them, so nothing else would delete them."""
+        keep = {
+            host_ifname
+            for record in self.store.list()
+            if record.vif is not None
+            and (host_ifname := getattr(record.vif, "host_ifname", None)) is not None
+        }
+        sweep = getattr(self.drivers("veth_bridge"), "sweep_retired", None)
+        if sweep is None:
+            return []
+        try:
+            return list(sweep(HOST_VETH_PREFIX, keep))
+        except PodwireError as exc:
+            log.warning("reconcile: cannot sweep retired veth pairs: %s", exc)
+            return []
 
     # --- STATUS -----------------------------------------------------------------------
 

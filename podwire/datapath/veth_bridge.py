@@ -238,15 +238,29 @@ class VethBridgeDriver:
         # Docker mode (netns None): the container end is a host interface
         # whose name Docker reuses at the next Join, so it goes at once.
         if self._reaper is not None and netns is not None:
-            self._reaper.retire(
-                vif.host_ifname,
-                lambda: self.portsec.remove_port(vif.host_ifname, security),
-            )
+            # The pair is down (it can send nothing) before its rules go, and
+            # the rules go before unplug returns: a crash can then leave only
+            # a down pair, which sweep_retired() finds, never orphan rules.
+            self._reaper.retire(vif.host_ifname, lambda: None)
+            self.portsec.remove_port(vif.host_ifname, security)
             return
         # The host end takes its peer with it wherever it is (container
         # netns, host in Docker mode, or already gone with its netns).
         veth.delete_host_end(vif.host_ifname)
         self.portsec.remove_port(vif.host_ifname, security)
+
+    def sweep_retired(self, prefix: str, keep: set[str]) -> list[str]:
+        """Delete host ends named ``prefix``* that are down and not in
+        ``keep``: pairs a background deletion had taken down when the process
+        died. A pair being plugged is up (its host end is created up), so
+        another agent's work in progress is never touched."""
+        gone: list[str] = []
+        with rtnl() as host:
+            for link in host.links():
+                retired = link.name.startswith(prefix) and not link.up
+                if retired and link.name not in keep and veth.delete_host_end(link.name):
+                    gone.append(link.name)
+        return gone
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait for background deletions (async_delete) to finish."""

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -366,3 +367,32 @@ def test_bridge_removed_when_idle_and_when_its_network_is_deleted(
             assert client.delete(f"/v2.0/subnets/{subnet.id}").status_code == 204
         assert client.delete(f"/v2.0/networks/{other.id}").status_code == 204
     assert not _link_exists(bridge_name(other.id))
+
+
+def test_pairs_left_down_by_a_crash_are_swept_on_start(agent_proc: AgentProcess) -> None:
+    """DEL takes a pair down and lets a worker delete it; an agent killed
+    before the worker ran leaves the pair down. The next start deletes every
+    such pair, and leaves up ones (another agent's plug in progress) alone."""
+    from podwire.agent.vifs import HOST_VETH_PREFIX
+
+    retired = HOST_VETH_PREFIX + uuid.uuid4().hex[:12]
+    in_progress = HOST_VETH_PREFIX + uuid.uuid4().hex[:12]
+    try:
+        for name in (retired, in_progress):
+            subprocess.run(
+                # The peer stands for the container end: not a host end's name.
+                ["ip", "link", "add", name, "type", "veth", "peer", "name", "pwt" + name[3:]],
+                check=True,
+            )
+        subprocess.run(["ip", "link", "set", in_progress, "up"], check=True)
+        agent_proc.kill()
+        agent_proc.start()
+        assert not _link_exists(retired)
+        assert _link_exists(in_progress)
+    finally:
+        for name in (retired, in_progress):
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+def _link_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0

@@ -82,6 +82,10 @@ class AgentConfig(_Section):
     max_queued: int = Field(default=64, ge=0)
     # The project the agent creates networks in when a frontend asks it to.
     project_id: str = "default"
+    # A network's Linux bridge is removed once no attachment on this host has
+    # used it for this long (0: at its last DEL); not at once, so that a
+    # container restart does not delete and recreate the bridge.
+    bridge_idle_seconds: float = Field(default=30.0, ge=0)
 
 
 class Config(_Section):

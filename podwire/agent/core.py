@@ -12,11 +12,13 @@ start-up reconcile knows exactly what to roll back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from typing import Any, TypeVar
@@ -57,6 +59,8 @@ from podwire.model import (
 )
 
 log = logging.getLogger(__name__)
+#: per-stage timings of ADD and DEL, at debug level (``extra={"stages": ...}``)
+stage_log = logging.getLogger("podwire.agent.stages")
 
 T = TypeVar("T")
 DriverLookup = Callable[[str], Driver]
@@ -99,13 +103,15 @@ class Agent:
         self._closed = threading.Event()
         # Marks pool threads running a request ``submit`` already admitted.
         self._local = threading.local()
+        self._networks = _NetworkCache(self)
+        self._bridges = _Bridges(self, config.agent.bridge_idle_seconds)
+        self._activator = _Activator(self)
         self._drivers = _DriverDescriptions()
         self._drivers.get()  # start describing now, in the background
 
     @classmethod
     def from_config(cls, config: Config) -> Agent:
         from podwire.backends.registry import open_backend
-        from podwire.datapath.registry import get_driver
 
         store = AttachmentStore(config.state_dir / "agent.db")
         try:
@@ -113,13 +119,16 @@ class Agent:
         except BaseException:
             store.close()
             raise
-        return cls(config, backend, get_driver, store)
+        return cls(config, backend, agent_driver, store)
 
     def close(self) -> None:
         if self._closed.is_set():
             return
         self._closed.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._activator.close()
+        self._bridges.close()
+        self._flush_drivers()
         try:
             self.backend.close()
         finally:
@@ -148,6 +157,28 @@ class Agent:
 
     def status(self) -> AgentStatus:
         return self._status()
+
+    def remove_network_bridge(self, network: Network) -> bool:
+        """A deleted network's host bridge (veth_bridge data path) goes: it
+        holds the gateway addresses. Refused, and logged, while attachments
+        of this host use it. The one place bridges are removed (CNI DEL via
+        the idle timer, /v2.0 network delete, Docker's network delete)."""
+        from podwire.agent.vifs import bridge_name
+
+        if choose_vif_kind(self.backend.name, network) != "veth_bridge":
+            return False
+        return self._bridges.remove(bridge_name(network.id), network.id)
+
+    def _flush_drivers(self) -> None:
+        """Let background deletions (veth_bridge's async delete) finish, so a
+        stopped agent leaves no pair half-deleted."""
+        for kind in ("veth_bridge",):
+            try:
+                flush = getattr(self.drivers(kind), "flush", None)
+                if flush is not None:
+                    flush()
+            except Exception:
+                log.exception("flushing the %s driver failed", kind)
 
     async def submit(self, fn: Callable[[Any], T], req: Any) -> T:
         """Run ``fn(req)`` (one of the public methods) on the pool. Admission
@@ -186,37 +217,71 @@ class Agent:
     # --- ADD --------------------------------------------------------------------------
 
     def _attach(self, req: AttachRequest) -> AttachResult:
-        record = self.store.create(
-            container_id=req.container_id,
-            ifname=req.ifname,
-            netns=req.netns,
-            network=req.network,
-            frontend=req.frontend,
-            labels={**req.labels, "podwire.network": req.network},
-        )
-        with ExitStack() as undo:
-            undo.callback(_quietly, "delete record", self.store.delete, record.id)
-
-            network = self.resolve_network(req.network)
-            subnets = self._subnets(network)
-            if req.port_id:
-                port, owns_port = self._adopt_port(req, network), False
-                undo.callback(_quietly, "release port", self._release_port, port.id)
-            else:
-                port, owns_port = self._create_port(req, network), True
-                undo.callback(_quietly, "delete port", self._delete_port, port.id)
+        stages = Stages("ADD")
+        # Under the container's lock: nothing else of this container runs,
+        # so this check holds until the record is written.
+        existing = self.store.find(req.container_id, req.ifname)
+        if existing is not None:
+            raise Conflict(
+                f"container {req.container_id} already has an interface {req.ifname} "
+                f"(attachment {existing.id}, state {existing.state}); DEL it first",
+                kind="attachment",
+                object_id=req.container_id,
+                field="ifname",
+            )
+        stages.mark("record_find")
+        # ``held`` outlives ``undo``: a failed ADD is undone before the
+        # network's bridge is released to a removal.
+        with ExitStack() as held, ExitStack() as undo:
+            network, subnets = self._networks.get(req.network)
+            stages.mark("network_lookup")
+            # A crash from here until the record is written leaves a port
+            # that names this container and host and no record: the start-up
+            # reconcile (orphan sweep) and a DEL without record both delete it.
+            try:
+                port, owns_port = self._take_port(req, network, undo)
+            except NotFound as exc:
+                if exc.kind != "network":
+                    raise
+                # The cached network is gone (deleted, or its name now names
+                # another one): never use it; look it up afresh.
+                self._networks.forget(req.network)
+                network, subnets = self._networks.get(req.network)
+                port, owns_port = self._take_port(req, network, undo)
+            if not {f.subnet_id for f in port.fixed_ips} <= {s.id for s in subnets}:
+                # A subnet newer than the cache: the port is on it.
+                subnets = self._networks.refresh_subnets(req.network, network)
+            stages.mark("port_create")
 
             vif = build_vif(PortContext(self.backend.name, network, port, subnets, self.config))
             driver = self.drivers(vif.kind)
-            # Recorded before plugging: a crash mid-plug is rolled back from it.
-            self.store.update(
-                record.id, network_id=network.id, port_id=port.id, owns_port=owns_port, vif=vif
+            stages.mark("vif_build")
+            # The network's bridge is not removed while this ADD plugs into it.
+            held.enter_context(self._bridges.using(vif))
+            # One write before plugging, with everything a rollback needs: a
+            # crash mid-plug is undone from it.
+            record = self.store.create(
+                container_id=req.container_id,
+                ifname=req.ifname,
+                netns=req.netns,
+                network=network.id,
+                frontend=req.frontend,
+                labels={**req.labels, "podwire.network": req.network},
+                port_id=port.id,
+                owns_port=owns_port,
+                vif=vif,
             )
+            undo.callback(_quietly, "delete record", self.store.delete, record.id)
+            stages.mark("record_pending")
             undo.callback(_quietly, "unplug", driver.unplug, vif, req.netns, req.ifname)
             interface = driver.plug(vif, req.netns, req.ifname)
+            stages.mark("plug")
 
             self.store.update(record.id, state="ready")
+            stages.mark("record_ready")
             undo.pop_all()
+        self._activator.submit(port)
+        stages.done()
         ready = record.model_copy(
             update={
                 "network_id": network.id,
@@ -232,6 +297,19 @@ class Agent:
             port=port,
             subnets=[s for s in subnets if s.id in {f.subnet_id for f in port.fixed_ips}],
         )
+
+    def _take_port(
+        self, req: AttachRequest, network: Network, undo: ExitStack
+    ) -> tuple[Port, bool]:
+        """The port for this ADD (created, or the caller's adopted) with its
+        undo step; and whether the agent owns it."""
+        if req.port_id:
+            port = self._adopt_port(req, network)
+            undo.callback(_quietly, "release port", self._release_port, port.id)
+            return port, False
+        port = self._create_port(req, network)
+        undo.callback(_quietly, "delete port", self._delete_port, port.id)
+        return port, True
 
     def resolve_network(self, ref: str) -> Network:
         """A network by id, else by name; a name shared by several is an error."""
@@ -313,21 +391,25 @@ class Agent:
             self.backend.update_port(
                 self.ctx,
                 port_id,
-                PortUpdate(device_id="", device_owner="", binding=PortBinding()),
+                PortUpdate(device_id="", device_owner="", binding=PortBinding(), status="DOWN"),
             )
 
     # --- DEL --------------------------------------------------------------------------
 
     def _detach(self, req: DetachRequest) -> None:
+        stages = Stages("DEL")
         record = self.store.find(req.container_id, req.ifname)
+        stages.mark("record_find")
         if record is not None and req.network and not self._same_network(record, req.network):
             # Same container and interface name, another network: not ours to
             # delete (CNI keys attachments by network too).
             record = None
         if record is not None:
-            self._teardown(record, req.netns)
-            return
-        self._teardown_unrecorded(req)
+            self._teardown(record, req.netns, stages)
+        else:
+            self._teardown_unrecorded(req)
+            stages.mark("unrecorded")
+        stages.done()
 
     def _same_network(self, record: Attachment, ref: str) -> bool:
         if ref in (record.network_id, record.labels.get("podwire.network")):
@@ -337,15 +419,22 @@ class Agent:
         except NotFound:
             return False
 
-    def _teardown(self, record: Attachment, netns: str | None = None) -> None:
+    def _teardown(
+        self, record: Attachment, netns: str | None = None, stages: Stages | None = None
+    ) -> None:
         """Undo one attachment from its record; every step tolerates "already
         gone". The record is deleted last, so a failed teardown is retried by
         the next DEL (or the start-up reconcile)."""
+        stages = stages or Stages("teardown")
         if record.state != "detaching":
             self.store.update(record.id, state="detaching")
+        stages.mark("record_detaching")
         netns = netns or record.netns
+        if record.port_id is not None:
+            self._activator.wait(record.port_id)  # its ACTIVE lands before the delete
         if record.vif is not None:
             self.drivers(record.vif.kind).unplug(record.vif, netns, record.ifname)
+        stages.mark("unplug")
         if record.port_id is not None:
             if record.owns_port:
                 self._delete_port(record.port_id)
@@ -355,7 +444,11 @@ class Agent:
             # Crashed between creating the port and recording it.
             for port in self._ports_of(record.container_id, record.ifname, record.frontend):
                 self._delete_port(port.id)
+        stages.mark("port_delete")
         self.store.delete(record.id)
+        stages.mark("record_delete")
+        if record.vif is not None:
+            self._bridges.maybe_idle(record.vif, record.network_id)
 
     def _teardown_unrecorded(self, req: DetachRequest) -> None:
         """DEL with no record: release whatever port this host made for that
@@ -502,6 +595,8 @@ class Agent:
             except PodwireError as exc:
                 log.warning("reconcile: cannot roll back attachment %s: %s", record.id, exc)
                 failed.append(record.id)
+        # Rolled back means gone: wait for background veth deletions.
+        self._flush_drivers()
         orphans: list[str] = []
         for frontend in ("cni", "docker", "cli"):
             try:
@@ -553,6 +648,272 @@ class Agent:
             in_flight=self.gate.admitted,
             drivers=self._drivers.get(),
         )
+
+
+def agent_driver(kind: str) -> Driver:
+    """The agent's data-path drivers. veth_bridge runs with ``async_delete``:
+    DEL releases the port, its addresses and the record before returning, and
+    takes the host end down at once (no frame passes); only the kernel's slow
+    veth delete (15-25 ms) and the removal of the pair's rules finish on the
+    driver's worker. A plug needing the same names waits for them; a network's
+    bridge is removed only after them. See docs/perf.md."""
+    driver = _agent_drivers.get(kind)
+    if driver is None:
+        from podwire.datapath.registry import get_driver
+
+        # Kept here after the first lookup: the registry builds drivers under
+        # one lock, and the status refresh building veth_ovs at start
+        # (importing ovsdbapp, ~0.25 s) held the first ADDs behind it.
+        driver = get_driver(kind, async_delete=True) if kind == "veth_bridge" else get_driver(kind)
+        _agent_drivers[kind] = driver
+    return driver
+
+
+_agent_drivers: dict[str, Driver] = {}
+
+
+class Stages:
+    """Wall time per step of one request, logged at debug level on
+    ``podwire.agent.stages`` (cheap when that level is off: one
+    perf_counter_ns per mark)."""
+
+    __slots__ = ("_last", "marks", "what")
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._last = time.perf_counter_ns()
+        self.marks: list[tuple[str, int]] = []
+
+    def mark(self, stage: str) -> None:
+        now = time.perf_counter_ns()
+        self.marks.append((stage, now - self._last))
+        self._last = now
+
+    def done(self) -> None:
+        if stage_log.isEnabledFor(logging.DEBUG):
+            stages = {name: ns / 1e6 for name, ns in self.marks}
+            stage_log.debug(
+                "%s %s total %.2f ms",
+                self.what,
+                " ".join(f"{k}={v:.2f}" for k, v in stages.items()),
+                sum(stages.values()),
+                extra={"stages": (self.what, stages)},
+            )
+
+
+class _Activator:
+    """Marks plugged ports ACTIVE (Neutron's flow: DOWN when created, ACTIVE
+    once its host plugged it), off the ADD's path: the backend write costs
+    ~2 ms and the container does not need it. One worker, in ADD order; a
+    DEL (or undo) of the port first waits for its pending mark, so a mark
+    never lands after the port was deleted or given back. OVN derives the
+    status from ovn-controller's binding itself: nothing to do there."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+        self._lock = threading.Lock()
+        self._pending: dict[str, threading.Event] = {}
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+
+    def submit(self, port: Port) -> None:
+        if port.status == "ACTIVE" or self._agent.backend.name == "ovn":
+            return
+        with self._lock:
+            self._pending[port.id] = threading.Event()
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._run, name="podwire-port-active", daemon=True
+                )
+                self._worker.start()
+        self._queue.put(port.id)
+
+    def wait(self, port_id: str, timeout: float = 30.0) -> None:
+        with self._lock:
+            done = self._pending.get(port_id)
+        if done is not None:
+            done.wait(timeout)
+
+    def _run(self) -> None:
+        agent = self._agent
+        while (port_id := self._queue.get()) is not None:
+            try:
+                agent.backend.update_port(agent.ctx, port_id, PortUpdate(status="ACTIVE"))
+            except NotFound:
+                pass
+            except Exception as exc:  # the interface works either way
+                log.warning("port %s plugged but not marked ACTIVE: %s", port_id, exc)
+            finally:
+                with self._lock:
+                    done = self._pending.pop(port_id, None)
+                if done is not None:
+                    done.set()
+
+    def close(self) -> None:
+        """Finish the pending marks (the backend closes next)."""
+        with self._lock:
+            worker = self._worker
+        if worker is not None:
+            self._queue.put(None)
+            worker.join(30)
+
+
+class _Bridges:
+    """Removes a network's Linux bridge (veth_bridge) when this host no longer
+    uses it: ``idle_seconds`` after the DEL of its last attachment, or at
+    once when the network is deleted.
+
+    Race-safe against ADD without serializing ADDs: an ADD holds the bridge
+    (``using``) from before its record is written until it has plugged or
+    undone everything; a removal waits until nobody holds it, keeps new ADDs
+    out meanwhile, and removes only if no record of this host is on the
+    network and the kernel bridge has no port (the driver refuses otherwise).
+    """
+
+    def __init__(self, agent: Agent, idle_seconds: float) -> None:
+        self._agent = agent
+        self._idle_seconds = idle_seconds
+        self._cond = threading.Condition()
+        self._users: dict[str, int] = {}
+        self._removing: set[str] = set()
+        # bridge -> (idle since, network id), for the timer thread
+        self._idle: dict[str, tuple[float, str]] = {}
+        self._timer: threading.Thread | None = None
+        self._closed = False
+
+    @contextlib.contextmanager
+    def using(self, vif: Vif) -> Iterator[None]:
+        bridge = getattr(vif, "bridge", None) if vif.kind == "veth_bridge" else None
+        if bridge is None:
+            yield
+            return
+        with self._cond:
+            while bridge in self._removing:
+                self._cond.wait()
+            self._users[bridge] = self._users.get(bridge, 0) + 1
+            self._idle.pop(bridge, None)
+        try:
+            yield
+        finally:
+            with self._cond:
+                left = self._users[bridge] - 1
+                if left:
+                    self._users[bridge] = left
+                else:
+                    del self._users[bridge]
+                self._cond.notify_all()
+
+    def maybe_idle(self, vif: Vif, network_id: str | None) -> None:
+        """After a DEL: if nothing of this host is on the network any more,
+        remove its bridge once it stayed idle long enough."""
+        bridge = getattr(vif, "bridge", None) if vif.kind == "veth_bridge" else None
+        if bridge is None or not network_id or self._agent.store.uses_network(network_id):
+            return
+        if self._idle_seconds <= 0:
+            self.remove(bridge, network_id)
+            return
+        with self._cond:
+            self._idle[bridge] = (time.monotonic(), network_id)
+            if self._timer is None and not self._closed:
+                self._timer = threading.Thread(
+                    target=self._run, name="podwire-bridge-idle", daemon=True
+                )
+                self._timer.start()
+            self._cond.notify_all()
+
+    def remove(self, bridge: str, network_id: str) -> bool:
+        with self._cond:
+            while self._users.get(bridge) or bridge in self._removing:
+                self._cond.wait()
+            self._removing.add(bridge)
+            self._idle.pop(bridge, None)
+        try:
+            if self._agent.store.uses_network(network_id):
+                return False
+            driver = self._agent.drivers("veth_bridge")
+            remove_bridge = getattr(driver, "remove_bridge", None)
+            if remove_bridge is None:
+                return False
+            return bool(remove_bridge(bridge, force=False))
+        except PodwireError as exc:
+            log.warning("bridge %s of network %s stays: %s", bridge, network_id, exc.message)
+            return False
+        finally:
+            with self._cond:
+                self._removing.discard(bridge)
+                self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                now = time.monotonic()
+                due = [
+                    (bridge, network_id)
+                    for bridge, (since, network_id) in self._idle.items()
+                    if now - since >= self._idle_seconds
+                ]
+                if not due:
+                    waits = [since + self._idle_seconds - now for since, _ in self._idle.values()]
+                    self._cond.wait(timeout=min(waits) if waits else None)
+                    continue
+            for bridge, network_id in due:
+                with self._cond:
+                    entry = self._idle.get(bridge)
+                if entry is not None and entry[1] == network_id:
+                    self.remove(bridge, network_id)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class _NetworkCache:
+    """Network and subnets per network reference (name or id), for ADD only.
+
+    Safe by construction rather than by TTL alone: a new network is a miss
+    (looked up at once); a cached network that was deleted makes the port
+    create fail with NotFound, and the ADD then forgets it and looks again;
+    a port with an address on a subnet the cache lacks refreshes the
+    subnets. The TTL bounds what none of these notice: a changed subnet
+    (gateway, host routes, DNS) or a second network taking a cached name
+    (ambiguous) is seen within TTL seconds. Everything else (DEL, CHECK, GC,
+    STATUS) looks up afresh."""
+
+    TTL = 5.0
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, Network, list[Subnet]]] = {}
+
+    def get(self, ref: str) -> tuple[Network, list[Subnet]]:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(ref)
+        if entry is not None and now - entry[0] < self.TTL:
+            return entry[1], entry[2]
+        network = self._agent.resolve_network(ref)
+        subnets = self._agent._subnets(network)
+        self._put(ref, now, network, subnets)
+        return network, subnets
+
+    def refresh_subnets(self, ref: str, network: Network) -> list[Subnet]:
+        subnets = self._agent._subnets(network)
+        self._put(ref, time.monotonic(), network, subnets)
+        return subnets
+
+    def forget(self, ref: str) -> None:
+        with self._lock:
+            self._entries.pop(ref, None)
+
+    def _put(self, ref: str, stamp: float, network: Network, subnets: list[Subnet]) -> None:
+        with self._lock:
+            if len(self._entries) > 1024:  # many networks: keep it bounded
+                self._entries.clear()
+            self._entries[ref] = (stamp, network, subnets)
 
 
 class _DriverDescriptions:

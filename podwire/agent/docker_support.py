@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from podwire.agent.types import Attachment, AttachRequest, DetachRequest
-from podwire.errors import Conflict, InvalidInput, NotFound, PodwireError
+from podwire.errors import Conflict, InvalidInput, NotFound
 from podwire.model import (
     AllocationPool,
     FixedIpRequest,
@@ -545,18 +545,9 @@ class DockerSupport:
 
     def _remove_host_bridge(self, network: Network) -> None:
         """The per-network bridge holds the gateway addresses: a deleted
-        network must not leave them on the host."""
-        from podwire.agent.vifs import bridge_name, choose_vif_kind
-
-        kind = choose_vif_kind(self._backend.name, network)
-        if kind != "veth_bridge":
-            return
-        remove = getattr(self.agent.drivers(kind), "remove_bridge", None)
-        if remove is not None:
-            try:
-                remove(bridge_name(network.id))
-            except PodwireError as exc:
-                log.warning("network %s deleted, its bridge stays: %s", network.id, exc.message)
+        network must not leave them on the host (the agent's one mechanism,
+        refused and logged while anything is plugged)."""
+        self.agent.remove_network_bridge(network)
 
     def _delete_reservations(self, network_id: str) -> None:
         """Reservations no endpoint took (Docker skipped a ReleaseAddress)."""

@@ -95,8 +95,24 @@ def _neutron_app(agent: Agent) -> ASGIApp | None:
         create_app, trust_all = api.create_app, api.TrustAllAuth
     except (ImportError, AttributeError):  # no API app in this build: serve /v1 only
         return None
-    app: ASGIApp = create_app(agent.backend, trust_all(agent.config.agent.project_id))
+    app: ASGIApp = create_app(_RemovesBridges(agent), trust_all(agent.config.agent.project_id))
     return app
+
+
+class _RemovesBridges:
+    """The agent's backend for its /v2.0 API: a network deleted through the
+    agent also loses this host's bridge for it (``Agent.remove_network_bridge``)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._agent.backend, name)
+
+    def delete_network(self, ctx: Any, network_id: str) -> None:
+        network = self._agent.backend.get_network(ctx, network_id)
+        self._agent.backend.delete_network(ctx, network_id)
+        self._agent.remove_network_bridge(network)
 
 
 # --- the socket -----------------------------------------------------------------

@@ -6,11 +6,17 @@ WAL with synchronous=NORMAL: a committed record survives the agent being
 killed (the case that matters: crash between ADD steps); only a power loss
 may lose the last transactions, and the start-up reconcile covers that too
 (orphan ports of this host are deleted).
+
+One connection per thread, kept open: checking a connection out of a pool
+and resetting it on return cost ~0.3 ms per statement, ten times the
+statement itself (and pool overflow connections re-ran the PRAGMAs on every
+checkout under load).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -32,8 +38,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import NullPool
 
 from podwire.agent.types import Attachment, AttachmentState
 from podwire.datapath.vif import Vif, parse_vif
@@ -77,17 +84,37 @@ class AttachmentStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        # NullPool: connections are ours to keep, one per thread (``_conn``).
         self._engine: Engine = create_engine(
             f"sqlite:///{path}",
             connect_args={"check_same_thread": False, "timeout": 30},
-            pool_size=8,
-            max_overflow=64,
+            poolclass=NullPool,
         )
         event.listen(self._engine, "connect", _on_connect)
         _metadata.create_all(self._engine)
         path.chmod(0o600)
+        self._local = threading.local()
+        self._conns_lock = threading.Lock()
+        # thread -> its connection, to close them all on close(); entries of
+        # threads that ended are closed when the next thread connects.
+        self._conns: dict[threading.Thread, Connection] = {}
+
+    def _conn(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._engine.connect()
+            self._local.conn = conn
+            with self._conns_lock:
+                for thread in [t for t in self._conns if not t.is_alive()]:
+                    self._conns.pop(thread).close()
+                self._conns[threading.current_thread()] = conn
+        return conn
 
     def close(self) -> None:
+        with self._conns_lock:
+            conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            conn.close()
         self._engine.dispose()
 
     # --- writes -------------------------------------------------------------
@@ -101,8 +128,12 @@ class AttachmentStore:
         network: str,
         frontend: str,
         labels: dict[str, str],
+        port_id: str | None = None,
+        owns_port: bool = True,
+        vif: Vif | None = None,
     ) -> Attachment:
-        """The intent record, written before anything else of an ADD."""
+        """The ADD's record (state pending), written before the plug; with
+        the port and VIF when they are known already."""
         now = utcnow()
         row = {
             "id": new_id(),
@@ -110,17 +141,18 @@ class AttachmentStore:
             "ifname": ifname,
             "netns": netns,
             "network_id": network,
-            "port_id": None,
-            "owns_port": True,
-            "vif": None,
+            "port_id": port_id,
+            "owns_port": owns_port,
+            "vif": vif.model_dump_json() if vif is not None else None,
             "state": "pending",
             "frontend": frontend,
             "labels": json.dumps(labels, sort_keys=True),
             "created_at": now.isoformat(),
             "updated_at": now.isoformat(),
         }
+        conn = self._conn()
         try:
-            with self._engine.begin() as conn:
+            with conn.begin():
                 conn.execute(insert(attachments).values(**row))
         except IntegrityError:
             existing = self.find(container_id, ifname)
@@ -132,7 +164,7 @@ class AttachmentStore:
                 object_id=container_id,
                 field="ifname",
             ) from None
-        return _to_attachment(row)
+        return _to_attachment(row, vif)
 
     def update(
         self,
@@ -155,19 +187,22 @@ class AttachmentStore:
             values["owns_port"] = owns_port
         if vif is not None:
             values["vif"] = vif.model_dump_json()
-        with self._engine.begin() as conn:
+        conn = self._conn()
+        with conn.begin():
             conn.execute(
                 update(attachments).where(attachments.c.id == attachment_id).values(values)
             )
 
     def delete(self, attachment_id: str) -> None:
-        with self._engine.begin() as conn:
+        conn = self._conn()
+        with conn.begin():
             conn.execute(delete(attachments).where(attachments.c.id == attachment_id))
 
     # --- reads ----------------------------------------------------------------
 
     def get(self, attachment_id: str) -> Attachment:
-        with self._engine.connect() as conn:
+        conn = self._conn()
+        with conn.begin():
             row = (
                 conn.execute(select(attachments).where(attachments.c.id == attachment_id))
                 .mappings()
@@ -178,7 +213,8 @@ class AttachmentStore:
         return _to_attachment(row)
 
     def find(self, container_id: str, ifname: str) -> Attachment | None:
-        with self._engine.connect() as conn:
+        conn = self._conn()
+        with conn.begin():
             row = (
                 conn.execute(
                     select(attachments).where(
@@ -205,16 +241,28 @@ class AttachmentStore:
             query = query.where(attachments.c.state.in_(states))
         if container_id is not None:
             query = query.where(attachments.c.container_id == container_id)
-        with self._engine.connect() as conn:
+        conn = self._conn()
+        with conn.begin():
             rows = conn.execute(query).mappings().all()
         return [_to_attachment(r) for r in rows]
 
     def count(self) -> int:
-        with self._engine.connect() as conn:
+        conn = self._conn()
+        with conn.begin():
             return int(conn.execute(select(func.count()).select_from(attachments)).scalar_one())
 
+    def uses_network(self, network_id: str) -> bool:
+        """Whether any record (in any state) is on this network."""
+        conn = self._conn()
+        with conn.begin():
+            row = conn.execute(
+                select(attachments.c.id).where(attachments.c.network_id == network_id).limit(1)
+            ).first()
+        return row is not None
+
     def port_ids(self) -> set[str]:
-        with self._engine.connect() as conn:
+        conn = self._conn()
+        with conn.begin():
             rows = conn.execute(select(attachments.c.port_id)).all()
         return {r[0] for r in rows if r[0]}
 
@@ -222,8 +270,9 @@ class AttachmentStore:
         return iter(self.list())
 
 
-def _to_attachment(row: RowMapping | dict[str, Any]) -> Attachment:
-    vif = parse_vif(json.loads(row["vif"])) if row["vif"] else None
+def _to_attachment(row: RowMapping | dict[str, Any], vif: Vif | None = None) -> Attachment:
+    if vif is None and row["vif"]:
+        vif = parse_vif(json.loads(row["vif"]))
     return Attachment(
         id=row["id"],
         container_id=row["container_id"],

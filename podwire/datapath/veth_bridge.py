@@ -235,7 +235,9 @@ class VethBridgeDriver:
         vif = self._expect(vif)
         veth.check_ifname(vif.host_ifname, "host_ifname")
         security = effective_security(vif)
-        if self._reaper is not None:
+        # Docker mode (netns None): the container end is a host interface
+        # whose name Docker reuses at the next Join, so it goes at once.
+        if self._reaper is not None and netns is not None:
             self._reaper.retire(
                 vif.host_ifname,
                 lambda: self.portsec.remove_port(vif.host_ifname, security),
@@ -295,6 +297,9 @@ class VethBridgeDriver:
         """Delete a network's bridge (when the network is deleted). Refuses
         while ports remain unless ``force``; absent is success (False)."""
         veth.check_ifname(bridge, "bridge")
+        # Pairs still being deleted in the background are ports of it for
+        # a few more ms: wait for them rather than refuse.
+        self.flush()
         with self._bridge_lock(bridge), rtnl() as host:
             link = host.link(bridge)
             if link is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -21,6 +22,13 @@ def _ip(netns: str, *args: str) -> str:
     return subprocess.run(
         ["ip", "netns", "exec", netns, "ip", *args], capture_output=True, text=True, check=True
     ).stdout
+
+
+def _wait_gone(present: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while present():
+        assert time.monotonic() < deadline, "still there"
+        time.sleep(0.02)
 
 
 def _link_exists(name: str) -> bool:
@@ -127,9 +135,10 @@ def test_del_is_idempotent_in_every_case(
     host_end = added.json["interfaces"][0]["name"]
     assert agent_proc.cni("DEL", conf, container_id=cid3, netns=None).code == 0
     assert agent_proc.ports(net.id) == []
-    assert not _link_exists(host_end)
-    assert "eth0" not in _ip(ns3, "link")
     assert agent_proc.attachments() == []
+    # The agent deletes veth pairs in the background (async_delete, see
+    # docs/perf.md): the pair is down at once and gone moments later.
+    _wait_gone(lambda: _link_exists(host_end) or "eth0" in _ip(ns3, "link"))
 
 
 def test_check_ok_then_drift_named(agent_proc: AgentProcess, net: Any, make_netns: Any) -> None:

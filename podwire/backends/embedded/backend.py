@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from podwire.backends import rules
 from podwire.backends.base import Filters
 from podwire.config import DEFAULT_MAC_PREFIX, Config
 from podwire.errors import (
@@ -61,7 +62,6 @@ from podwire.model import (
     Trunk,
     TrunkCreate,
     TrunkUpdate,
-    check_unique_subports,
     new_id,
 )
 
@@ -232,20 +232,8 @@ class EmbeddedBackend:
     # --- scoping ------------------------------------------------------------------
 
     @staticmethod
-    def _project(ctx: Context, requested: str | None, kind: str) -> str:
-        if requested is None or requested == ctx.project_id:
-            return ctx.project_id
-        if not ctx.is_admin:
-            raise Forbidden(
-                f"only an admin may create a {kind} in another project ({requested})",
-                kind=kind,
-                field="project_id",
-            )
-        return requested
-
-    @staticmethod
     def _owns(ctx: Context, row: Row[Any]) -> bool:
-        return ctx.is_admin or row.project_id == ctx.project_id
+        return rules.owns(ctx, row.project_id)
 
     def _lock(self, query: Select[Any], lock: bool) -> Select[Any]:
         return query.with_for_update() if lock and self._postgres else query
@@ -348,7 +336,7 @@ class EmbeddedBackend:
         return [convert.network(row, subnet_ids.get(row.id, [])) for row in rows]
 
     def create_network(self, ctx: Context, req: NetworkCreate) -> Network:
-        project = self._project(ctx, req.project_id, "network")
+        project = rules.project_for(ctx, req.project_id, "network")
 
         def work(conn: Connection) -> Network:
             self._check_segment(conn, req)
@@ -489,7 +477,7 @@ class EmbeddedBackend:
         return [convert.subnet(row) for row in rows]
 
     def create_subnet(self, ctx: Context, req: SubnetCreate) -> Subnet:
-        project = self._project(ctx, req.project_id, "subnet")
+        project = rules.project_for(ctx, req.project_id, "subnet")
         cidr = ipam.network(req.cidr)
         gateway = ipam.default_gateway(cidr) if req.gateway_ip == "auto" else req.gateway_ip
         if gateway is not None and req.gateway_ip != "auto":
@@ -498,15 +486,7 @@ class EmbeddedBackend:
             ranges = ipam.default_pools(cidr, gateway)
         else:
             ranges = ipam.check_pools(cidr, ipam.parse_pools(req.allocation_pools), gateway)
-        for route in req.host_routes:
-            if ipam.network(route.destination).version != cidr.version or (
-                ipam.ipaddress.ip_address(route.nexthop).version != cidr.version
-            ):
-                raise InvalidInput(
-                    f"host route {route.destination} via {route.nexthop} is not IPv{cidr.version}",
-                    kind="subnet",
-                    field="host_routes",
-                )
+        rules.check_host_routes(req.host_routes, cidr.version)
 
         def work(conn: Connection) -> Subnet:
             net = self._network_row(
@@ -626,41 +606,10 @@ class EmbeddedBackend:
     def _plan(
         network_id: str, subnet_rows: list[Row[Any]], requests: list[FixedIpRequest] | None
     ) -> list[tuple[Row[Any], str | None]]:
-        """Which subnet each requested address comes from (None: any free one)."""
-        if requests is None:
-            return [(row, None) for row in subnet_rows]
-        by_id = {row.id: row for row in subnet_rows}
-        plan: list[tuple[Row[Any], str | None]] = []
-        for i, request in enumerate(requests):
-            address = ipam.ipaddress.ip_address(request.ip_address) if request.ip_address else None
-            if request.subnet_id is not None:
-                row = by_id.get(request.subnet_id)
-                if row is None:
-                    raise InvalidInput(
-                        f"fixed_ips[{i}]: subnet {request.subnet_id} is not a subnet of"
-                        f" network {network_id}",
-                        kind="port",
-                        field="fixed_ips",
-                    )
-                if address is not None and address not in ipam.network(row.cidr):
-                    raise InvalidInput(
-                        f"fixed_ips[{i}]: ip_address {request.ip_address} is outside subnet"
-                        f" {row.id} ({row.cidr})",
-                        kind="port",
-                        field="fixed_ips",
-                    )
-            else:
-                found = [r for r in subnet_rows if address in ipam.network(r.cidr)]
-                if not found:
-                    raise InvalidInput(
-                        f"fixed_ips[{i}]: ip_address {request.ip_address} is on no subnet of"
-                        f" network {network_id}",
-                        kind="port",
-                        field="fixed_ips",
-                    )
-                row = found[0]
-            plan.append((row, str(address) if address is not None else None))
-        return plan
+        """Which subnet each requested address comes from (None: any free one),
+        addresses in canonical form."""
+        plan = rules.plan_fixed_ips(network_id, subnet_rows, requests)
+        return [(row, str(ipam.ipaddress.ip_address(a)) if a else None) for row, a in plan]
 
     def _allocate(
         self,
@@ -811,17 +760,7 @@ class EmbeddedBackend:
 
     @staticmethod
     def _pairs(pairs: list[AllowedAddressPair]) -> list[dict[str, Any]]:
-        seen: set[tuple[str, str | None]] = set()
-        for pair in pairs:
-            key = (pair.ip_address, pair.mac_address)
-            if key in seen:
-                raise InvalidInput(
-                    f"allowed_address_pairs: {pair.ip_address}"
-                    f"{' ' + pair.mac_address if pair.mac_address else ''} is listed twice",
-                    kind="port",
-                    field="allowed_address_pairs",
-                )
-            seen.add(key)
+        rules.check_pairs(pairs)
         return [pair.model_dump() for pair in pairs]
 
     def _mac(self, conn: Connection, network_id: str, requested: str | None) -> str:
@@ -878,7 +817,7 @@ class EmbeddedBackend:
         )
 
     def create_port(self, ctx: Context, req: PortCreate) -> Port:
-        project = self._project(ctx, req.project_id, "port")
+        project = rules.project_for(ctx, req.project_id, "port")
         pairs = self._pairs(req.allowed_address_pairs)
         binding = req.binding.model_dump() if req.binding is not None else None
 
@@ -1007,19 +946,7 @@ class EmbeddedBackend:
         def work(conn: Connection) -> None:
             row = self._port_row(conn, ctx, port_id, lock=True)
             trunk_id = conn.execute(select(trunks.c.id).where(trunks.c.port_id == port_id)).scalar()
-            if trunk_id is not None:
-                raise Conflict(
-                    f"port {port_id} is the parent of trunk {trunk_id}; delete the trunk first",
-                    kind="port",
-                    object_id=port_id,
-                )
-            if row.parent_port_id is not None:
-                raise Conflict(
-                    f"port {port_id} is a sub-port of the trunk of port {row.parent_port_id};"
-                    " remove it from the trunk first",
-                    kind="port",
-                    object_id=port_id,
-                )
+            rules.check_port_deletable(port_id, trunk_id, row.parent_port_id)
             conn.execute(delete(allocations).where(allocations.c.port_id == port_id))
             conn.execute(delete(ports).where(ports.c.id == port_id))
 
@@ -1046,26 +973,14 @@ class EmbeddedBackend:
         return [] if ctx.is_admin else [trunks.c.project_id == ctx.project_id]
 
     def create_trunk(self, ctx: Context, req: TrunkCreate) -> Trunk:
-        project = self._project(ctx, req.project_id, "trunk")
+        project = rules.project_for(ctx, req.project_id, "trunk")
 
         def work(conn: Connection) -> Trunk:
             parent = self._port_row(conn, ctx, req.port_id, field="port_id", lock=True)
-            if parent.parent_port_id is not None:
-                raise Conflict(
-                    f"port {req.port_id} is a sub-port of another trunk; it cannot be a parent",
-                    kind="trunk",
-                    field="port_id",
-                )
             other = conn.execute(
                 select(trunks.c.id).where(trunks.c.port_id == req.port_id)
             ).scalar()
-            if other is not None:
-                raise Conflict(
-                    f"port {req.port_id} is already the parent of trunk {other}",
-                    kind="trunk",
-                    object_id=other,
-                    field="port_id",
-                )
+            rules.check_trunk_parent(req.port_id, parent.parent_port_id, other)
             trunk_id, now = new_id(), _now()
             conn.execute(
                 insert(trunks).values(
@@ -1094,10 +1009,7 @@ class EmbeddedBackend:
         sub_ports: Iterable[SubPort],
     ) -> None:
         sub_ports = list(sub_ports)
-        try:
-            check_unique_subports(sub_ports)
-        except ValueError as exc:
-            raise InvalidInput(f"sub_ports: {exc}", kind="trunk", field="sub_ports") from None
+        rules.check_new_subports(sub_ports)
         vlans = {
             vlan: port_id
             for vlan, port_id in conn.execute(
@@ -1115,39 +1027,17 @@ class EmbeddedBackend:
                     field="sub_ports",
                 )
             port = self._port_row(conn, ctx, sp.port_id, field="sub_ports", lock=True)
-            if sp.port_id == parent_id:
-                raise Conflict(
-                    f"sub_ports: port {sp.port_id} is the trunk's parent port",
-                    kind="trunk",
-                    object_id=trunk_id,
-                    field="sub_ports",
-                )
-            if port.parent_port_id is not None:
-                raise Conflict(
-                    f"sub_ports: port {sp.port_id} is already a sub-port"
-                    f" (of the trunk of port {port.parent_port_id})",
-                    kind="trunk",
-                    object_id=trunk_id,
-                    field="sub_ports",
-                )
             parent_of = conn.execute(
                 select(trunks.c.id).where(trunks.c.port_id == sp.port_id)
             ).scalar()
-            if parent_of is not None:
-                raise Conflict(
-                    f"sub_ports: port {sp.port_id} is the parent of trunk {parent_of}",
-                    kind="trunk",
-                    object_id=trunk_id,
-                    field="sub_ports",
-                )
-            if sp.segmentation_id in vlans:
-                raise Conflict(
-                    f"sub_ports: segmentation_id {sp.segmentation_id} is already used on trunk"
-                    f" {trunk_id} by port {vlans[sp.segmentation_id]}",
-                    kind="trunk",
-                    object_id=trunk_id,
-                    field="sub_ports",
-                )
+            rules.check_subport(
+                trunk_id,
+                parent_id,
+                sp,
+                parent_port=port.parent_port_id,
+                trunk_of=parent_of,
+                vlans=vlans,
+            )
             vlans[sp.segmentation_id] = sp.port_id
             conn.execute(
                 insert(subports).values(

@@ -1,0 +1,216 @@
+"""Business rules shared by the storage backends (embedded, OVN).
+
+Each rule is a pure function of plain values: the backend looks up the facts
+its own way (SQL rows, northbound rows) and passes them in; the rule raises
+the podwire.errors the contract promises, with one wording for every backend.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol, TypeVar
+
+from ..errors import Conflict, Forbidden, InvalidInput
+from ..model import AllowedAddressPair, Context, FixedIpRequest, HostRoute, SubPort
+from ..model import check_unique_subports as _check_unique_subports
+
+
+class SubnetLike(Protocol):
+    """What planning needs of a subnet: a model Subnet or a database row."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def cidr(self) -> str: ...
+
+
+S = TypeVar("S", bound=SubnetLike)
+
+
+# --- projects -------------------------------------------------------------------
+
+
+def project_for(ctx: Context, requested: str | None, kind: str) -> str:
+    """The project a new object goes to; only an admin may name another one."""
+    if requested is None or requested == ctx.project_id:
+        return ctx.project_id
+    if not ctx.is_admin:
+        raise Forbidden(
+            f"only an admin may create a {kind} in another project ({requested})",
+            kind=kind,
+            field="project_id",
+        )
+    return requested
+
+
+def owns(ctx: Context, project_id: str | None) -> bool:
+    return ctx.is_admin or project_id == ctx.project_id
+
+
+# --- subnets --------------------------------------------------------------------
+
+
+def check_host_routes(routes: Iterable[HostRoute], version: int) -> None:
+    for route in routes:
+        if (
+            ipaddress.ip_network(route.destination).version != version
+            or ipaddress.ip_address(route.nexthop).version != version
+        ):
+            raise InvalidInput(
+                f"host route {route.destination} via {route.nexthop} is not IPv{version}",
+                kind="subnet",
+                field="host_routes",
+            )
+
+
+# --- ports ----------------------------------------------------------------------
+
+
+def plan_fixed_ips(
+    network_id: str, subnets: Sequence[S], requests: list[FixedIpRequest] | None
+) -> list[tuple[S, str | None]]:
+    """Which subnet each requested address comes from (None: any free one).
+    ``subnets`` is the network's subnets, oldest first; an address without a
+    subnet goes to the first one holding it. Addresses are returned as given."""
+    if requests is None:
+        return [(s, None) for s in subnets]
+    by_id = {s.id: s for s in subnets}
+    plan: list[tuple[S, str | None]] = []
+    for i, request in enumerate(requests):
+        address = ipaddress.ip_address(request.ip_address) if request.ip_address else None
+        if request.subnet_id is not None:
+            subnet = by_id.get(request.subnet_id)
+            if subnet is None:
+                raise InvalidInput(
+                    f"fixed_ips[{i}]: subnet {request.subnet_id} is not a subnet of"
+                    f" network {network_id}",
+                    kind="port",
+                    field="fixed_ips",
+                )
+            if address is not None and address not in ipaddress.ip_network(subnet.cidr):
+                raise InvalidInput(
+                    f"fixed_ips[{i}]: ip_address {request.ip_address} is outside subnet"
+                    f" {subnet.id} ({subnet.cidr})",
+                    kind="port",
+                    field="fixed_ips",
+                )
+        else:
+            found = [s for s in subnets if address in ipaddress.ip_network(s.cidr)]
+            if not found:
+                raise InvalidInput(
+                    f"fixed_ips[{i}]: ip_address {request.ip_address} is on no subnet of"
+                    f" network {network_id}",
+                    kind="port",
+                    field="fixed_ips",
+                )
+            subnet = found[0]
+        plan.append((subnet, request.ip_address))
+    return plan
+
+
+def check_pairs(pairs: Iterable[AllowedAddressPair]) -> None:
+    """allowed_address_pairs may not list one (ip, mac) twice."""
+    seen: set[tuple[str, str | None]] = set()
+    for pair in pairs:
+        key = (pair.ip_address, pair.mac_address)
+        if key in seen:
+            raise InvalidInput(
+                f"allowed_address_pairs: {pair.ip_address}"
+                f"{' ' + pair.mac_address if pair.mac_address else ''} is listed twice",
+                kind="port",
+                field="allowed_address_pairs",
+            )
+        seen.add(key)
+
+
+def check_port_deletable(port_id: str, trunk_of: str | None, parent_port: str | None) -> None:
+    """A trunk's parent or sub-port is released from the trunk first.
+    ``trunk_of``: the trunk this port is the parent of; ``parent_port``: the
+    parent port of the trunk this port is a sub-port of."""
+    if trunk_of is not None:
+        raise Conflict(
+            f"port {port_id} is the parent of trunk {trunk_of}; delete the trunk first",
+            kind="port",
+            object_id=port_id,
+        )
+    if parent_port is not None:
+        raise Conflict(
+            f"port {port_id} is a sub-port of the trunk of port {parent_port};"
+            " remove it from the trunk first",
+            kind="port",
+            object_id=port_id,
+        )
+
+
+# --- trunks ---------------------------------------------------------------------
+
+
+def check_trunk_parent(port_id: str, parent_port: str | None, trunk_of: str | None) -> None:
+    """A trunk's parent may be neither a sub-port nor another trunk's parent."""
+    if parent_port is not None:
+        raise Conflict(
+            f"port {port_id} is a sub-port of another trunk; it cannot be a parent",
+            kind="trunk",
+            field="port_id",
+        )
+    if trunk_of is not None:
+        raise Conflict(
+            f"port {port_id} is already the parent of trunk {trunk_of}",
+            kind="trunk",
+            object_id=trunk_of,
+            field="port_id",
+        )
+
+
+def check_new_subports(sub_ports: Sequence[SubPort]) -> None:
+    """The request itself names each port and each VLAN once."""
+    try:
+        _check_unique_subports(list(sub_ports))
+    except ValueError as exc:
+        raise InvalidInput(f"sub_ports: {exc}", kind="trunk", field="sub_ports") from None
+
+
+def check_subport(
+    trunk_id: str,
+    trunk_parent: str,
+    sp: SubPort,
+    *,
+    parent_port: str | None,
+    trunk_of: str | None,
+    vlans: Mapping[int, str],
+) -> None:
+    """One sub-port to add. ``parent_port``: the parent port of the trunk the
+    port is already a sub-port of; ``trunk_of``: the trunk the port is the
+    parent of; ``vlans``: segmentation_id -> port id already on the trunk."""
+    if sp.port_id == trunk_parent:
+        raise Conflict(
+            f"sub_ports: port {sp.port_id} is the trunk's parent port",
+            kind="trunk",
+            object_id=trunk_id,
+            field="sub_ports",
+        )
+    if parent_port is not None:
+        raise Conflict(
+            f"sub_ports: port {sp.port_id} is already a sub-port"
+            f" (of the trunk of port {parent_port})",
+            kind="trunk",
+            object_id=trunk_id,
+            field="sub_ports",
+        )
+    if trunk_of is not None:
+        raise Conflict(
+            f"sub_ports: port {sp.port_id} is the parent of trunk {trunk_of}",
+            kind="trunk",
+            object_id=trunk_id,
+            field="sub_ports",
+        )
+    if sp.segmentation_id in vlans:
+        raise Conflict(
+            f"sub_ports: segmentation_id {sp.segmentation_id} is already used on trunk"
+            f" {trunk_id} by port {vlans[sp.segmentation_id]}",
+            kind="trunk",
+            object_id=trunk_id,
+            field="sub_ports",
+        )

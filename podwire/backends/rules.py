@@ -8,10 +8,10 @@ the podwire.errors the contract promises, with one wording for every backend.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
-from ..errors import Conflict, Forbidden, InvalidInput
+from ..errors import Conflict, Exhausted, Forbidden, InvalidInput, NotFound
 from ..model import AllowedAddressPair, Context, FixedIpRequest, HostRoute, SubPort
 from ..model import check_unique_subports as _check_unique_subports
 
@@ -49,6 +49,96 @@ def owns(ctx: Context, project_id: str | None) -> bool:
     return ctx.is_admin or project_id == ctx.project_id
 
 
+# --- who sees what ----------------------------------------------------------------
+# Another project's object is "not found", never "forbidden", so that ids do
+# not leak; a shared network and its subnets are visible but not changeable.
+
+
+def check_network_access(
+    ctx: Context,
+    network_id: str,
+    project_id: str | None,
+    shared: bool,
+    *,
+    found: bool = True,
+    owner: bool = False,
+    field: str | None = None,
+) -> None:
+    if not found or not (owns(ctx, project_id) or shared):
+        raise NotFound(
+            f"network {network_id} not found", kind="network", object_id=network_id, field=field
+        )
+    if owner and not owns(ctx, project_id):
+        raise Forbidden(
+            f"network {network_id} is shared by another project; only its owner may change it",
+            kind="network",
+            object_id=network_id,
+            field=field,
+        )
+
+
+def check_subnet_access(
+    ctx: Context,
+    subnet_id: str,
+    project_id: str | None,
+    network_shared: Callable[[], bool],
+    *,
+    found: bool = True,
+    owner: bool = False,
+) -> None:
+    """``network_shared`` is asked only for another project's subnet."""
+    if found and owns(ctx, project_id):
+        return
+    if found and network_shared():
+        if owner:
+            raise Forbidden(
+                f"subnet {subnet_id} belongs to a network shared by another project;"
+                " only its owner may change it",
+                kind="subnet",
+                object_id=subnet_id,
+            )
+        return
+    raise NotFound(f"subnet {subnet_id} not found", kind="subnet", object_id=subnet_id)
+
+
+def check_visible(
+    ctx: Context,
+    kind: str,
+    object_id: str,
+    project_id: str | None,
+    *,
+    found: bool = True,
+    field: str | None = None,
+) -> None:
+    """A port or trunk: visible to its project and to admins only."""
+    if not found or not owns(ctx, project_id):
+        raise NotFound(f"{kind} {object_id} not found", kind=kind, object_id=object_id, field=field)
+
+
+# --- networks -------------------------------------------------------------------
+
+
+def check_unshare(network_id: str, foreign_ports: int) -> None:
+    """A network stops being shared only when no other project has a port on it."""
+    if foreign_ports:
+        raise Conflict(
+            f"network {network_id} has {foreign_ports} port(s) of other projects;"
+            " it cannot stop being shared",
+            kind="network",
+            object_id=network_id,
+            field="shared",
+        )
+
+
+def check_network_deletable(network_id: str, ports: int) -> None:
+    if ports:
+        raise Conflict(
+            f"network {network_id} still has {ports} port(s); delete them first",
+            kind="network",
+            object_id=network_id,
+        )
+
+
 # --- subnets --------------------------------------------------------------------
 
 
@@ -63,6 +153,27 @@ def check_host_routes(routes: Iterable[HostRoute], version: int) -> None:
                 kind="subnet",
                 field="host_routes",
             )
+
+
+def check_dns_nameservers(subnet_id: str, version: int, servers: Iterable[str]) -> None:
+    for dns in servers:
+        if ipaddress.ip_address(dns).version != version:
+            raise InvalidInput(
+                f"dns_nameservers entry {dns} is not IPv{version}",
+                kind="subnet",
+                object_id=subnet_id,
+                field="dns_nameservers",
+            )
+
+
+def check_subnet_deletable(subnet_id: str, allocated: int) -> None:
+    if allocated:
+        raise Conflict(
+            f"subnet {subnet_id} still has {allocated} allocated address(es);"
+            " delete the ports first",
+            kind="subnet",
+            object_id=subnet_id,
+        )
 
 
 # --- ports ----------------------------------------------------------------------
@@ -108,6 +219,30 @@ def plan_fixed_ips(
             subnet = found[0]
         plan.append((subnet, request.ip_address))
     return plan
+
+
+def requested_mac(network_id: str, requested: str, used: bool) -> str:
+    """A MAC the caller named: taken as is unless the network uses it."""
+    if used:
+        raise Conflict(
+            f"mac_address {requested} is already used on network {network_id}",
+            kind="port",
+            field="mac_address",
+        )
+    return requested
+
+
+def no_free_mac(network_id: str, prefix: str) -> Exhausted:
+    return Exhausted(
+        f"no free MAC address with prefix {prefix} on network {network_id}",
+        kind="network",
+        object_id=network_id,
+        field="mac_address",
+    )
+
+
+def requested_twice(address: str) -> InvalidInput:
+    return InvalidInput(f"fixed_ips: {address} is requested twice", kind="port", field="fixed_ips")
 
 
 def check_pairs(pairs: Iterable[AllowedAddressPair]) -> None:
@@ -214,3 +349,15 @@ def check_subport(
             object_id=trunk_id,
             field="sub_ports",
         )
+
+
+def check_members(trunk_id: str, members: Collection[str], port_ids: Iterable[str]) -> None:
+    """Only the trunk's sub-ports can be removed from it."""
+    for port_id in port_ids:
+        if port_id not in members:
+            raise NotFound(
+                f"sub_ports: port {port_id} is not a sub-port of trunk {trunk_id}",
+                kind="trunk",
+                object_id=trunk_id,
+                field="sub_ports",
+            )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from podwire.backends import rules
-from podwire.errors import Conflict, Forbidden, InvalidInput
+from podwire.errors import Conflict, Exhausted, Forbidden, InvalidInput, NotFound
 from podwire.model import AllowedAddressPair, Context, FixedIpRequest, HostRoute, SubPort
 
 MEMBER = Context(project_id="p1")
@@ -203,3 +203,91 @@ def test_subport_may_not_be_the_trunks_parent() -> None:
             vlans={},
         )
     assert err.value.message == "sub_ports: port sp is the trunk's parent port"
+
+
+# --- who sees what ----------------------------------------------------------------
+
+
+def test_network_access() -> None:
+    rules.check_network_access(MEMBER, "n", "p1", False, owner=True)
+    rules.check_network_access(MEMBER, "n", "p2", True)
+    with pytest.raises(NotFound) as err:
+        rules.check_network_access(MEMBER, "n", "p2", False, field="network_id")
+    assert (err.value.message, err.value.field) == ("network n not found", "network_id")
+    with pytest.raises(NotFound):
+        rules.check_network_access(MEMBER, "n", None, False, found=False)
+    with pytest.raises(Forbidden) as forbidden:
+        rules.check_network_access(MEMBER, "n", "p2", True, owner=True)
+    assert forbidden.value.message == (
+        "network n is shared by another project; only its owner may change it"
+    )
+
+
+def test_subnet_access_asks_for_sharing_only_when_it_matters() -> None:
+    def never() -> bool:
+        raise AssertionError("asked")
+
+    rules.check_subnet_access(MEMBER, "s", "p1", never, owner=True)
+    rules.check_subnet_access(ADMIN, "s", "p2", never, owner=True)
+    rules.check_subnet_access(MEMBER, "s", "p2", lambda: True)
+    with pytest.raises(Forbidden):
+        rules.check_subnet_access(MEMBER, "s", "p2", lambda: True, owner=True)
+    with pytest.raises(NotFound) as err:
+        rules.check_subnet_access(MEMBER, "s", "p2", lambda: False)
+    assert err.value.message == "subnet s not found"
+    with pytest.raises(NotFound):
+        rules.check_subnet_access(MEMBER, "s", None, never, found=False)
+
+
+def test_visible() -> None:
+    rules.check_visible(MEMBER, "port", "x", "p1")
+    with pytest.raises(NotFound) as err:
+        rules.check_visible(MEMBER, "trunk", "x", "p2")
+    assert (err.value.message, err.value.kind) == ("trunk x not found", "trunk")
+    with pytest.raises(NotFound):
+        rules.check_visible(ADMIN, "port", "x", None, found=False)
+
+
+# --- in use -----------------------------------------------------------------------
+
+
+def test_in_use_refusals() -> None:
+    rules.check_unshare("n", 0)
+    rules.check_network_deletable("n", 0)
+    rules.check_subnet_deletable("s", 0)
+    with pytest.raises(Conflict) as err:
+        rules.check_unshare("n", 2)
+    assert err.value.message == (
+        "network n has 2 port(s) of other projects; it cannot stop being shared"
+    )
+    with pytest.raises(Conflict) as err:
+        rules.check_network_deletable("n", 3)
+    assert err.value.message == "network n still has 3 port(s); delete them first"
+    with pytest.raises(Conflict) as err:
+        rules.check_subnet_deletable("s", 1)
+    assert err.value.message == (
+        "subnet s still has 1 allocated address(es); delete the ports first"
+    )
+
+
+def test_dns_nameservers_match_the_subnet_family() -> None:
+    rules.check_dns_nameservers("s", 4, ["198.18.0.53"])
+    with pytest.raises(InvalidInput) as err:
+        rules.check_dns_nameservers("s", 4, ["198.18.0.53", "2001:db8::53"])
+    assert err.value.message == "dns_nameservers entry 2001:db8::53 is not IPv4"
+
+
+def test_macs_and_addresses() -> None:
+    assert rules.requested_mac("n", "fa:16:3e:00:00:01", False) == "fa:16:3e:00:00:01"
+    with pytest.raises(Conflict) as err:
+        rules.requested_mac("n", "fa:16:3e:00:00:01", True)
+    assert err.value.message == "mac_address fa:16:3e:00:00:01 is already used on network n"
+    assert isinstance(rules.no_free_mac("n", "fa:16:3e"), Exhausted)
+    assert rules.requested_twice("198.18.0.1").message == "fixed_ips: 198.18.0.1 is requested twice"
+
+
+def test_members() -> None:
+    rules.check_members("t", {"a", "b"}, ["a", "a"])
+    with pytest.raises(NotFound) as err:
+        rules.check_members("t", {"a"}, ["a", "c"])
+    assert err.value.message == "sub_ports: port c is not a sub-port of trunk t"

@@ -39,9 +39,7 @@ from podwire.config import DEFAULT_MAC_PREFIX, Config
 from podwire.errors import (
     Conflict,
     Exhausted,
-    Forbidden,
     InvalidInput,
-    NotFound,
     Unavailable,
 )
 from podwire.model import (
@@ -251,17 +249,16 @@ class EmbeddedBackend:
         """The network if the caller may see it (and change it, with ``owner``)."""
         query = _NETWORK_BY_ID_LOCKED if lock and self._postgres else _NETWORK_BY_ID
         row = conn.execute(query, {"b_id": network_id}).first()
-        if row is None or not (self._owns(ctx, row) or row.shared):
-            raise NotFound(
-                f"network {network_id} not found", kind="network", object_id=network_id, field=field
-            )
-        if owner and not self._owns(ctx, row):
-            raise Forbidden(
-                f"network {network_id} is shared by another project; only its owner may change it",
-                kind="network",
-                object_id=network_id,
-                field=field,
-            )
+        rules.check_network_access(
+            ctx,
+            network_id,
+            row.project_id if row is not None else None,
+            row is not None and bool(row.shared),
+            found=row is not None,
+            owner=owner,
+            field=field,
+        )
+        assert row is not None
         return row
 
     def _subnet_row(
@@ -270,22 +267,25 @@ class EmbeddedBackend:
         row = conn.execute(
             self._lock(select(subnets).where(subnets.c.id == subnet_id), owner)
         ).first()
-        if row is not None and self._owns(ctx, row):
-            return row
-        if row is not None:
-            network = conn.execute(
-                select(networks.c.shared).where(networks.c.id == row.network_id)
-            ).scalar()
-            if network:
-                if owner:
-                    raise Forbidden(
-                        f"subnet {subnet_id} belongs to a network shared by another project;"
-                        " only its owner may change it",
-                        kind="subnet",
-                        object_id=subnet_id,
-                    )
-                return row
-        raise NotFound(f"subnet {subnet_id} not found", kind="subnet", object_id=subnet_id)
+
+        def network_shared() -> bool:
+            assert row is not None
+            return bool(
+                conn.execute(
+                    select(networks.c.shared).where(networks.c.id == row.network_id)
+                ).scalar()
+            )
+
+        rules.check_subnet_access(
+            ctx,
+            subnet_id,
+            row.project_id if row is not None else None,
+            network_shared,
+            found=row is not None,
+            owner=owner,
+        )
+        assert row is not None
+        return row
 
     def _port_row(
         self,
@@ -302,14 +302,27 @@ class EmbeddedBackend:
             # FOR UPDATE cannot lock the nullable side of an outer join.
             query = query.with_for_update(of=ports)
         row = conn.execute(query).first()
-        if row is None or not self._owns(ctx, row):
-            raise NotFound(f"port {port_id} not found", kind=kind, object_id=port_id, field=field)
+        rules.check_visible(
+            ctx,
+            kind,
+            port_id,
+            row.project_id if row is not None else None,
+            found=row is not None,
+            field=field,
+        )
+        assert row is not None
         return row
 
     def _trunk_row(self, conn: Connection, ctx: Context, trunk_id: str) -> Row[Any]:
         row = conn.execute(self._lock(select(trunks).where(trunks.c.id == trunk_id), True)).first()
-        if row is None or not self._owns(ctx, row):
-            raise NotFound(f"trunk {trunk_id} not found", kind="trunk", object_id=trunk_id)
+        rules.check_visible(
+            ctx,
+            "trunk",
+            trunk_id,
+            row.project_id if row is not None else None,
+            found=row is not None,
+        )
+        assert row is not None
         return row
 
     # --- networks -------------------------------------------------------------------
@@ -428,14 +441,7 @@ class EmbeddedBackend:
                     .select_from(ports)
                     .where(ports.c.network_id == network_id, ports.c.project_id != row.project_id)
                 ).scalar_one()
-                if foreign:
-                    raise Conflict(
-                        f"network {network_id} has {foreign} port(s) of other projects;"
-                        " it cannot stop being shared",
-                        kind="network",
-                        object_id=network_id,
-                        field="shared",
-                    )
+                rules.check_unshare(network_id, foreign)
             conn.execute(
                 update(networks)
                 .where(networks.c.id == network_id)
@@ -451,12 +457,7 @@ class EmbeddedBackend:
             in_use = conn.execute(
                 select(func.count()).select_from(ports).where(ports.c.network_id == network_id)
             ).scalar_one()
-            if in_use:
-                raise Conflict(
-                    f"network {network_id} still has {in_use} port(s); delete them first",
-                    kind="network",
-                    object_id=network_id,
-                )
+            rules.check_network_deletable(network_id, in_use)
             conn.execute(delete(subnets).where(subnets.c.network_id == network_id))
             conn.execute(delete(networks).where(networks.c.id == network_id))
 
@@ -555,14 +556,7 @@ class EmbeddedBackend:
                 if getattr(req, key) is not None:
                     values[key] = getattr(req, key)
             if req.dns_nameservers is not None:
-                for dns in req.dns_nameservers:
-                    if (":" in dns) != (row.ip_version == 6):
-                        raise InvalidInput(
-                            f"dns_nameservers entry {dns} is not IPv{row.ip_version}",
-                            kind="subnet",
-                            object_id=subnet_id,
-                            field="dns_nameservers",
-                        )
+                rules.check_dns_nameservers(subnet_id, row.ip_version, req.dns_nameservers)
                 values["dns_nameservers"] = list(req.dns_nameservers)
             if req.host_routes is not None:
                 values["host_routes"] = [r.model_dump() for r in req.host_routes]
@@ -581,13 +575,7 @@ class EmbeddedBackend:
                 .select_from(allocations)
                 .where(allocations.c.subnet_id == subnet_id)
             ).scalar_one()
-            if used:
-                raise Conflict(
-                    f"subnet {subnet_id} still has {used} allocated address(es);"
-                    " delete the ports first",
-                    kind="subnet",
-                    object_id=subnet_id,
-                )
+            rules.check_subnet_deletable(subnet_id, used)
             conn.execute(delete(subnets).where(subnets.c.id == subnet_id))
 
         self._write(work)
@@ -696,9 +684,7 @@ class EmbeddedBackend:
                 field="fixed_ips",
             )
         if (row.id, address) in named:
-            raise InvalidInput(
-                f"fixed_ips: {address} is requested twice", kind="port", field="fixed_ips"
-            )
+            raise rules.requested_twice(address)
         holder = conn.execute(_HOLDER, {"b_subnet": row.id, "b_address": address}).scalar()
         if holder is not None:
             raise Conflict(
@@ -770,23 +756,12 @@ class EmbeddedBackend:
             )
 
         if requested is not None:
-            if used(requested):
-                raise Conflict(
-                    f"mac_address {requested} is already used on network {network_id}",
-                    kind="port",
-                    field="mac_address",
-                )
-            return requested
+            return rules.requested_mac(network_id, requested, used(requested))
         for _ in range(_MAC_TRIES):
             mac = macs.random_mac(self._mac_prefix)
             if not used(mac):
                 return mac
-        raise Exhausted(
-            f"no free MAC address with prefix {self._mac_prefix} on network {network_id}",
-            kind="network",
-            object_id=network_id,
-            field="mac_address",
-        )
+        raise rules.no_free_mac(network_id, self._mac_prefix)
 
     def _insert_port(self, conn: Connection, values: dict[str, Any], mac: str | None) -> None:
         """Insert the port with the requested MAC or a free random one. On
@@ -1096,14 +1071,7 @@ class EmbeddedBackend:
                     select(subports.c.port_id).where(subports.c.trunk_id == trunk_id)
                 ).scalars()
             )
-            for port_id in port_ids:
-                if port_id not in members:
-                    raise NotFound(
-                        f"sub_ports: port {port_id} is not a sub-port of trunk {trunk_id}",
-                        kind="trunk",
-                        object_id=trunk_id,
-                        field="sub_ports",
-                    )
+            rules.check_members(trunk_id, members, port_ids)
             now = _now()
             unique_ids = list(dict.fromkeys(port_ids))
             if unique_ids:

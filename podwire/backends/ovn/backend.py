@@ -33,7 +33,7 @@ from podwire.backends.ovn import codec, ipam, rows
 from podwire.backends.ovn.connection import NbConnection, SslFiles
 from podwire.backends.ovn.filters import matches
 from podwire.config import DEFAULT_MAC_PREFIX, Config
-from podwire.errors import Conflict, Exhausted, Forbidden, InvalidInput, NotFound
+from podwire.errors import NotFound
 from podwire.model import (
     Context,
     FixedIp,
@@ -308,42 +308,38 @@ class OvnBackend:
         ids = _ids(ls) if ls is not None else {}
         shared = ids.get(codec.PREFIX + "shared") == "true"
         project = ids.get(codec.PREFIX + "project_id")
-        if ls is None or not (rules.owns(ctx, project) or shared):
-            raise NotFound(
-                f"network {network_id} not found", kind="network", object_id=network_id, field=field
-            )
-        if owner and not rules.owns(ctx, project):
-            raise Forbidden(
-                f"network {network_id} is shared by another project; only its owner may change it",
-                kind="network",
-                object_id=network_id,
-                field=field,
-            )
+        rules.check_network_access(
+            ctx, network_id, project, shared, found=ls is not None, owner=owner, field=field
+        )
+        assert ls is not None
         return ls
 
     def _subnet_row(self, t: Tables, ctx: Context, subnet_id: str, *, owner: bool = False) -> Row:
         row = _subnet_row(t, subnet_id)
-        if row is not None:
-            if rules.owns(ctx, _xids(row).get(codec.PREFIX + "project_id")):
-                return row
-            ls = _switch(t, _xids(row).get(codec.PREFIX + "network_id", ""))
-            if ls is not None and _xids(ls).get(codec.PREFIX + "shared") == "true":
-                if owner:
-                    raise Forbidden(
-                        f"subnet {subnet_id} belongs to a network shared by another project;"
-                        " only its owner may change it",
-                        kind="subnet",
-                        object_id=subnet_id,
-                    )
-                return row
-        raise NotFound(f"subnet {subnet_id} not found", kind="subnet", object_id=subnet_id)
+        ids = _xids(row) if row is not None else {}
+
+        def network_shared() -> bool:
+            ls = _switch(t, ids.get(codec.PREFIX + "network_id", ""))
+            return ls is not None and _xids(ls).get(codec.PREFIX + "shared") == "true"
+
+        rules.check_subnet_access(
+            ctx,
+            subnet_id,
+            ids.get(codec.PREFIX + "project_id"),
+            network_shared,
+            found=row is not None,
+            owner=owner,
+        )
+        assert row is not None
+        return row
 
     def _port_row(
         self, t: Tables, ctx: Context, port_id: str, *, field: str | None = None, kind: str = "port"
     ) -> Row:
         row = _port_row(t, port_id)
-        if row is None or not rules.owns(ctx, _xids(row).get(codec.PREFIX + "project_id")):
-            raise NotFound(f"port {port_id} not found", kind=kind, object_id=port_id, field=field)
+        project = _xids(row).get(codec.PREFIX + "project_id") if row is not None else None
+        rules.check_visible(ctx, kind, port_id, project, found=row is not None, field=field)
+        assert row is not None
         return row
 
     def _trunk_parent(self, t: Tables, ctx: Context, trunk_id: str) -> Row:
@@ -423,14 +419,7 @@ class OvnBackend:
                     for p in ls.ports
                     if _xids(p).get(codec.PREFIX + "project_id") != current.project_id
                 ]
-                if foreign:
-                    raise Conflict(
-                        f"network {network_id} has {len(foreign)} port(s) of other projects;"
-                        " it cannot stop being shared",
-                        kind="network",
-                        object_id=network_id,
-                        field="shared",
-                    )
+                rules.check_unshare(network_id, len(foreign))
             updated = current.model_copy(update={**values, "updated_at": _now()})
             updated = Network.model_validate(updated.model_dump())
             ids = _ids(ls)
@@ -444,12 +433,7 @@ class OvnBackend:
         def work(txn: Any, t: Tables) -> None:
             ls = self._network_row(t, ctx, network_id, owner=True)
             ls.verify("ports")
-            if ls.ports:
-                raise Conflict(
-                    f"network {network_id} still has {len(ls.ports)} port(s); delete them first",
-                    kind="network",
-                    object_id=network_id,
-                )
+            rules.check_network_deletable(network_id, len(ls.ports))
             for row in _subnet_rows(t, network_id):
                 row.delete()
             ls.delete()
@@ -526,14 +510,7 @@ class OvnBackend:
             row.verify("external_ids")
             current = _subnet(row)
             values = req.model_dump(exclude_unset=True, exclude_none=True)
-            for dns in req.dns_nameservers or []:
-                if ipaddress.ip_address(dns).version != current.ip_version:
-                    raise InvalidInput(
-                        f"dns_nameservers entry {dns} is not IPv{current.ip_version}",
-                        kind="subnet",
-                        object_id=subnet_id,
-                        field="dns_nameservers",
-                    )
+            rules.check_dns_nameservers(subnet_id, current.ip_version, req.dns_nameservers or [])
             updated = Subnet.model_validate(
                 {**current.model_dump(), **values, "updated_at": _now()}
             )
@@ -553,13 +530,7 @@ class OvnBackend:
                 _bump_generation(ls)
                 net = ipaddress.ip_network(subnet.cidr)
                 used = [ip for ip in _used_addresses(ls) if ipaddress.ip_address(ip) in net]
-                if used:
-                    raise Conflict(
-                        f"subnet {subnet_id} still has {len(used)} allocated address(es);"
-                        " delete the ports first",
-                        kind="subnet",
-                        object_id=subnet_id,
-                    )
+                rules.check_subnet_deletable(subnet_id, len(used))
             row.delete()
 
         self._nb.write(work)
@@ -568,25 +539,14 @@ class OvnBackend:
 
     def _mac(self, network_id: str, requested: str | None, used: set[str]) -> str:
         if requested is not None:
-            if requested in used:
-                raise Conflict(
-                    f"mac_address {requested} is already used on network {network_id}",
-                    kind="port",
-                    field="mac_address",
-                )
-            return requested
+            return rules.requested_mac(network_id, requested, requested in used)
         octets = self._mac_prefix.split(":")
         for _ in range(_MAC_TRIES):
             tail = [f"{_rng.randrange(256):02x}" for _ in range(6 - len(octets))]
             mac = ":".join([*octets, *tail])
             if mac not in used:
                 return mac
-        raise Exhausted(
-            f"no free MAC address with prefix {self._mac_prefix} on network {network_id}",
-            kind="network",
-            object_id=network_id,
-            field="mac_address",
-        )
+        raise rules.no_free_mac(network_id, self._mac_prefix)
 
     @staticmethod
     def _allocate(
@@ -601,9 +561,7 @@ class OvnBackend:
                 continue
             canonical = str(ipaddress.ip_address(address))
             if canonical in named:
-                raise InvalidInput(
-                    f"fixed_ips: {address} is requested twice", kind="port", field="fixed_ips"
-                )
+                raise rules.requested_twice(address)
             ip = ipam.check_requested(
                 subnet, canonical, taken, may_be_gateway=device_owner.startswith("network:")
             )
@@ -916,14 +874,7 @@ class OvnBackend:
             parent.verify("external_ids")
             current = _trunk(parent, _port_rows(t))
             members = {sp.port_id for sp in current.sub_ports}
-            for port_id in port_ids:
-                if port_id not in members:
-                    raise NotFound(
-                        f"sub_ports: port {port_id} is not a sub-port of trunk {trunk_id}",
-                        kind="trunk",
-                        object_id=trunk_id,
-                        field="sub_ports",
-                    )
+            rules.check_members(trunk_id, members, port_ids)
             gone = set(port_ids)
             for lsp in _port_rows(t):
                 if _name(lsp) in gone:

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..errors import Conflict, Exhausted, Forbidden, InvalidInput, NotFound
-from ..model import AllowedAddressPair, Context, FixedIpRequest, HostRoute, SubPort
+from ..model import (
+    AllowedAddressPair,
+    Context,
+    FixedIpRequest,
+    HostRoute,
+    NetworkCreate,
+    SubPort,
+)
 from ..model import check_unique_subports as _check_unique_subports
 
 
@@ -116,6 +123,23 @@ def check_visible(
 
 
 # --- networks -------------------------------------------------------------------
+
+
+def network_fields(req: NetworkCreate, project_id: str) -> dict[str, Any]:
+    """A new network's settings from the request, defaults filled in."""
+    return {
+        "project_id": project_id,
+        "name": req.name,
+        "description": req.description,
+        "mtu": req.mtu if req.mtu is not None else 1500,
+        "network_type": req.network_type or "local",
+        "segmentation_id": req.segmentation_id,
+        "physical_network": req.physical_network,
+        "port_security_enabled": req.port_security_enabled,
+        "shared": req.shared,
+        "admin_state_up": req.admin_state_up,
+        "datapath": req.datapath,
+    }
 
 
 def check_unshare(network_id: str, foreign_ports: int) -> None:

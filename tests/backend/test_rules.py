@@ -8,7 +8,14 @@ import pytest
 
 from podwire.backends import rules
 from podwire.errors import Conflict, Exhausted, Forbidden, InvalidInput, NotFound
-from podwire.model import AllowedAddressPair, Context, FixedIpRequest, HostRoute, SubPort
+from podwire.model import (
+    AllowedAddressPair,
+    Context,
+    FixedIpRequest,
+    HostRoute,
+    NetworkCreate,
+    SubPort,
+)
 
 MEMBER = Context(project_id="p1")
 ADMIN = Context.admin()
@@ -291,3 +298,11 @@ def test_members() -> None:
     with pytest.raises(NotFound) as err:
         rules.check_members("t", {"a"}, ["a", "c"])
     assert err.value.message == "sub_ports: port c is not a sub-port of trunk t"
+
+
+def test_network_fields_fill_in_defaults() -> None:
+    fields = rules.network_fields(NetworkCreate(name="n"), "p1")
+    assert fields["project_id"] == "p1"
+    assert (fields["mtu"], fields["network_type"]) == (1500, "local")
+    fields = rules.network_fields(NetworkCreate(name="n", mtu=1400, network_type="vlan"), "p1")
+    assert (fields["mtu"], fields["network_type"]) == (1400, "vlan")

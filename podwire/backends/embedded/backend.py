@@ -357,18 +357,8 @@ class EmbeddedBackend:
             conn.execute(
                 insert(networks).values(
                     id=network_id,
-                    project_id=project,
-                    name=req.name,
-                    description=req.description,
-                    mtu=req.mtu if req.mtu is not None else 1500,
-                    network_type=req.network_type or "local",
-                    segmentation_id=req.segmentation_id,
-                    physical_network=req.physical_network,
-                    port_security_enabled=req.port_security_enabled,
-                    shared=req.shared,
-                    admin_state_up=req.admin_state_up,
+                    **rules.network_fields(req, project),
                     status="ACTIVE",
-                    datapath=req.datapath,
                     created_at=now,
                     updated_at=now,
                 )

@@ -33,7 +33,6 @@ from podwire.backends.ovn import codec, ipam, rows
 from podwire.backends.ovn.connection import NbConnection, SslFiles
 from podwire.backends.ovn.filters import matches
 from podwire.config import DEFAULT_MAC_PREFIX, Config
-from podwire.errors import NotFound
 from podwire.model import (
     Context,
     FixedIp,
@@ -344,11 +343,14 @@ class OvnBackend:
 
     def _trunk_parent(self, t: Tables, ctx: Context, trunk_id: str) -> Row:
         parent = _trunk_parent(t, trunk_id)
-        if parent is not None:
-            data = json.loads(_xids(parent)[codec.TRUNK_KEY])
-            if rules.owns(ctx, data.get("project_id")):
-                return parent
-        raise NotFound(f"trunk {trunk_id} not found", kind="trunk", object_id=trunk_id)
+        project = (
+            json.loads(_xids(parent)[codec.TRUNK_KEY]).get("project_id")
+            if parent is not None
+            else None
+        )
+        rules.check_visible(ctx, "trunk", trunk_id, project, found=parent is not None)
+        assert parent is not None
+        return parent
 
     @staticmethod
     def _subnets_of(t: Tables, network_id: str) -> list[Subnet]:
@@ -361,17 +363,7 @@ class OvnBackend:
         now = _now()
         net = Network(
             id=new_id(),
-            project_id=project,
-            name=req.name,
-            description=req.description,
-            mtu=req.mtu if req.mtu is not None else 1500,
-            network_type=req.network_type or "local",
-            segmentation_id=req.segmentation_id,
-            physical_network=req.physical_network,
-            port_security_enabled=req.port_security_enabled,
-            shared=req.shared,
-            admin_state_up=req.admin_state_up,
-            datapath=req.datapath,
+            **rules.network_fields(req, project),
             created_at=now,
             updated_at=now,
         )

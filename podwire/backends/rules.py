@@ -179,6 +179,20 @@ def check_host_routes(routes: Iterable[HostRoute], version: int) -> None:
             )
 
 
+def check_no_overlap(cidr: str, network_id: str, others: Iterable[SubnetLike]) -> None:
+    """A new subnet's cidr may not overlap another subnet of its network."""
+    net = ipaddress.ip_network(cidr)
+    for other in others:
+        if net.overlaps(ipaddress.ip_network(other.cidr)):
+            raise Conflict(
+                f"cidr {cidr} overlaps cidr {other.cidr} of subnet {other.id}"
+                f" on network {network_id}",
+                kind="subnet",
+                object_id=other.id,
+                field="cidr",
+            )
+
+
 def check_dns_nameservers(subnet_id: str, version: int, servers: Iterable[str]) -> None:
     for dns in servers:
         if ipaddress.ip_address(dns).version != version:

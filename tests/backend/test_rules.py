@@ -306,3 +306,13 @@ def test_network_fields_fill_in_defaults() -> None:
     assert (fields["mtu"], fields["network_type"]) == (1500, "local")
     fields = rules.network_fields(NetworkCreate(name="n", mtu=1400, network_type="vlan"), "p1")
     assert (fields["mtu"], fields["network_type"]) == (1400, "vlan")
+
+
+def test_no_overlap_on_one_network() -> None:
+    rules.check_no_overlap("198.18.1.0/24", "n", [V4, V6])
+    with pytest.raises(Conflict) as err:
+        rules.check_no_overlap("198.18.0.128/25", "n", [V6, V4])
+    assert err.value.message == (
+        "cidr 198.18.0.128/25 overlaps cidr 198.18.0.0/24 of subnet s4 on network n"
+    )
+    assert (err.value.object_id, err.value.field) == ("s4", "cidr")

@@ -483,17 +483,10 @@ class EmbeddedBackend:
             net = self._network_row(
                 conn, ctx, req.network_id, field="network_id", owner=True, lock=True
             )
-            for other in conn.execute(
+            others = conn.execute(
                 select(subnets.c.id, subnets.c.cidr).where(subnets.c.network_id == net.id)
-            ):
-                if ipam.network(other.cidr).overlaps(cidr):
-                    raise Conflict(
-                        f"cidr {req.cidr} overlaps cidr {other.cidr} of subnet {other.id}"
-                        f" on network {net.id}",
-                        kind="subnet",
-                        object_id=other.id,
-                        field="cidr",
-                    )
+            ).all()
+            rules.check_no_overlap(req.cidr, net.id, others)
             subnet_id, now = new_id(), _now()
             conn.execute(
                 insert(subnets).values(

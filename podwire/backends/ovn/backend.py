@@ -453,7 +453,7 @@ class OvnBackend:
         def work(txn: Any, t: Tables) -> Subnet:
             ls = self._network_row(t, ctx, req.network_id, field="network_id", owner=True)
             _bump_generation(ls)
-            ipam.check_no_overlap(req.cidr, self._subnets_of(t, req.network_id))
+            rules.check_no_overlap(req.cidr, req.network_id, self._subnets_of(t, req.network_id))
             now = _now()
             subnet = Subnet(
                 id=new_id(),

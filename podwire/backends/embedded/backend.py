@@ -33,14 +33,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from podwire.backends import rules
 from podwire.backends.base import Filters
 from podwire.config import DEFAULT_MAC_PREFIX, Config
 from podwire.errors import (
     Conflict,
     Exhausted,
-    Forbidden,
     InvalidInput,
-    NotFound,
     Unavailable,
 )
 from podwire.model import (
@@ -61,7 +60,6 @@ from podwire.model import (
     Trunk,
     TrunkCreate,
     TrunkUpdate,
-    check_unique_subports,
     new_id,
 )
 
@@ -232,20 +230,8 @@ class EmbeddedBackend:
     # --- scoping ------------------------------------------------------------------
 
     @staticmethod
-    def _project(ctx: Context, requested: str | None, kind: str) -> str:
-        if requested is None or requested == ctx.project_id:
-            return ctx.project_id
-        if not ctx.is_admin:
-            raise Forbidden(
-                f"only an admin may create a {kind} in another project ({requested})",
-                kind=kind,
-                field="project_id",
-            )
-        return requested
-
-    @staticmethod
     def _owns(ctx: Context, row: Row[Any]) -> bool:
-        return ctx.is_admin or row.project_id == ctx.project_id
+        return rules.owns(ctx, row.project_id)
 
     def _lock(self, query: Select[Any], lock: bool) -> Select[Any]:
         return query.with_for_update() if lock and self._postgres else query
@@ -263,17 +249,16 @@ class EmbeddedBackend:
         """The network if the caller may see it (and change it, with ``owner``)."""
         query = _NETWORK_BY_ID_LOCKED if lock and self._postgres else _NETWORK_BY_ID
         row = conn.execute(query, {"b_id": network_id}).first()
-        if row is None or not (self._owns(ctx, row) or row.shared):
-            raise NotFound(
-                f"network {network_id} not found", kind="network", object_id=network_id, field=field
-            )
-        if owner and not self._owns(ctx, row):
-            raise Forbidden(
-                f"network {network_id} is shared by another project; only its owner may change it",
-                kind="network",
-                object_id=network_id,
-                field=field,
-            )
+        rules.check_network_access(
+            ctx,
+            network_id,
+            row.project_id if row is not None else None,
+            row is not None and bool(row.shared),
+            found=row is not None,
+            owner=owner,
+            field=field,
+        )
+        assert row is not None
         return row
 
     def _subnet_row(
@@ -282,22 +267,25 @@ class EmbeddedBackend:
         row = conn.execute(
             self._lock(select(subnets).where(subnets.c.id == subnet_id), owner)
         ).first()
-        if row is not None and self._owns(ctx, row):
-            return row
-        if row is not None:
-            network = conn.execute(
-                select(networks.c.shared).where(networks.c.id == row.network_id)
-            ).scalar()
-            if network:
-                if owner:
-                    raise Forbidden(
-                        f"subnet {subnet_id} belongs to a network shared by another project;"
-                        " only its owner may change it",
-                        kind="subnet",
-                        object_id=subnet_id,
-                    )
-                return row
-        raise NotFound(f"subnet {subnet_id} not found", kind="subnet", object_id=subnet_id)
+
+        def network_shared() -> bool:
+            assert row is not None
+            return bool(
+                conn.execute(
+                    select(networks.c.shared).where(networks.c.id == row.network_id)
+                ).scalar()
+            )
+
+        rules.check_subnet_access(
+            ctx,
+            subnet_id,
+            row.project_id if row is not None else None,
+            network_shared,
+            found=row is not None,
+            owner=owner,
+        )
+        assert row is not None
+        return row
 
     def _port_row(
         self,
@@ -314,14 +302,27 @@ class EmbeddedBackend:
             # FOR UPDATE cannot lock the nullable side of an outer join.
             query = query.with_for_update(of=ports)
         row = conn.execute(query).first()
-        if row is None or not self._owns(ctx, row):
-            raise NotFound(f"port {port_id} not found", kind=kind, object_id=port_id, field=field)
+        rules.check_visible(
+            ctx,
+            kind,
+            port_id,
+            row.project_id if row is not None else None,
+            found=row is not None,
+            field=field,
+        )
+        assert row is not None
         return row
 
     def _trunk_row(self, conn: Connection, ctx: Context, trunk_id: str) -> Row[Any]:
         row = conn.execute(self._lock(select(trunks).where(trunks.c.id == trunk_id), True)).first()
-        if row is None or not self._owns(ctx, row):
-            raise NotFound(f"trunk {trunk_id} not found", kind="trunk", object_id=trunk_id)
+        rules.check_visible(
+            ctx,
+            "trunk",
+            trunk_id,
+            row.project_id if row is not None else None,
+            found=row is not None,
+        )
+        assert row is not None
         return row
 
     # --- networks -------------------------------------------------------------------
@@ -348,7 +349,7 @@ class EmbeddedBackend:
         return [convert.network(row, subnet_ids.get(row.id, [])) for row in rows]
 
     def create_network(self, ctx: Context, req: NetworkCreate) -> Network:
-        project = self._project(ctx, req.project_id, "network")
+        project = rules.project_for(ctx, req.project_id, "network")
 
         def work(conn: Connection) -> Network:
             self._check_segment(conn, req)
@@ -356,18 +357,8 @@ class EmbeddedBackend:
             conn.execute(
                 insert(networks).values(
                     id=network_id,
-                    project_id=project,
-                    name=req.name,
-                    description=req.description,
-                    mtu=req.mtu if req.mtu is not None else 1500,
-                    network_type=req.network_type or "local",
-                    segmentation_id=req.segmentation_id,
-                    physical_network=req.physical_network,
-                    port_security_enabled=req.port_security_enabled,
-                    shared=req.shared,
-                    admin_state_up=req.admin_state_up,
+                    **rules.network_fields(req, project),
                     status="ACTIVE",
-                    datapath=req.datapath,
                     created_at=now,
                     updated_at=now,
                 )
@@ -440,14 +431,7 @@ class EmbeddedBackend:
                     .select_from(ports)
                     .where(ports.c.network_id == network_id, ports.c.project_id != row.project_id)
                 ).scalar_one()
-                if foreign:
-                    raise Conflict(
-                        f"network {network_id} has {foreign} port(s) of other projects;"
-                        " it cannot stop being shared",
-                        kind="network",
-                        object_id=network_id,
-                        field="shared",
-                    )
+                rules.check_unshare(network_id, foreign)
             conn.execute(
                 update(networks)
                 .where(networks.c.id == network_id)
@@ -463,12 +447,7 @@ class EmbeddedBackend:
             in_use = conn.execute(
                 select(func.count()).select_from(ports).where(ports.c.network_id == network_id)
             ).scalar_one()
-            if in_use:
-                raise Conflict(
-                    f"network {network_id} still has {in_use} port(s); delete them first",
-                    kind="network",
-                    object_id=network_id,
-                )
+            rules.check_network_deletable(network_id, in_use)
             conn.execute(delete(subnets).where(subnets.c.network_id == network_id))
             conn.execute(delete(networks).where(networks.c.id == network_id))
 
@@ -489,7 +468,7 @@ class EmbeddedBackend:
         return [convert.subnet(row) for row in rows]
 
     def create_subnet(self, ctx: Context, req: SubnetCreate) -> Subnet:
-        project = self._project(ctx, req.project_id, "subnet")
+        project = rules.project_for(ctx, req.project_id, "subnet")
         cidr = ipam.network(req.cidr)
         gateway = ipam.default_gateway(cidr) if req.gateway_ip == "auto" else req.gateway_ip
         if gateway is not None and req.gateway_ip != "auto":
@@ -498,31 +477,16 @@ class EmbeddedBackend:
             ranges = ipam.default_pools(cidr, gateway)
         else:
             ranges = ipam.check_pools(cidr, ipam.parse_pools(req.allocation_pools), gateway)
-        for route in req.host_routes:
-            if ipam.network(route.destination).version != cidr.version or (
-                ipam.ipaddress.ip_address(route.nexthop).version != cidr.version
-            ):
-                raise InvalidInput(
-                    f"host route {route.destination} via {route.nexthop} is not IPv{cidr.version}",
-                    kind="subnet",
-                    field="host_routes",
-                )
+        rules.check_host_routes(req.host_routes, cidr.version)
 
         def work(conn: Connection) -> Subnet:
             net = self._network_row(
                 conn, ctx, req.network_id, field="network_id", owner=True, lock=True
             )
-            for other in conn.execute(
+            others = conn.execute(
                 select(subnets.c.id, subnets.c.cidr).where(subnets.c.network_id == net.id)
-            ):
-                if ipam.network(other.cidr).overlaps(cidr):
-                    raise Conflict(
-                        f"cidr {req.cidr} overlaps cidr {other.cidr} of subnet {other.id}"
-                        f" on network {net.id}",
-                        kind="subnet",
-                        object_id=other.id,
-                        field="cidr",
-                    )
+            ).all()
+            rules.check_no_overlap(req.cidr, net.id, others)
             subnet_id, now = new_id(), _now()
             conn.execute(
                 insert(subnets).values(
@@ -575,14 +539,7 @@ class EmbeddedBackend:
                 if getattr(req, key) is not None:
                     values[key] = getattr(req, key)
             if req.dns_nameservers is not None:
-                for dns in req.dns_nameservers:
-                    if (":" in dns) != (row.ip_version == 6):
-                        raise InvalidInput(
-                            f"dns_nameservers entry {dns} is not IPv{row.ip_version}",
-                            kind="subnet",
-                            object_id=subnet_id,
-                            field="dns_nameservers",
-                        )
+                rules.check_dns_nameservers(subnet_id, row.ip_version, req.dns_nameservers)
                 values["dns_nameservers"] = list(req.dns_nameservers)
             if req.host_routes is not None:
                 values["host_routes"] = [r.model_dump() for r in req.host_routes]
@@ -601,13 +558,7 @@ class EmbeddedBackend:
                 .select_from(allocations)
                 .where(allocations.c.subnet_id == subnet_id)
             ).scalar_one()
-            if used:
-                raise Conflict(
-                    f"subnet {subnet_id} still has {used} allocated address(es);"
-                    " delete the ports first",
-                    kind="subnet",
-                    object_id=subnet_id,
-                )
+            rules.check_subnet_deletable(subnet_id, used)
             conn.execute(delete(subnets).where(subnets.c.id == subnet_id))
 
         self._write(work)
@@ -626,41 +577,10 @@ class EmbeddedBackend:
     def _plan(
         network_id: str, subnet_rows: list[Row[Any]], requests: list[FixedIpRequest] | None
     ) -> list[tuple[Row[Any], str | None]]:
-        """Which subnet each requested address comes from (None: any free one)."""
-        if requests is None:
-            return [(row, None) for row in subnet_rows]
-        by_id = {row.id: row for row in subnet_rows}
-        plan: list[tuple[Row[Any], str | None]] = []
-        for i, request in enumerate(requests):
-            address = ipam.ipaddress.ip_address(request.ip_address) if request.ip_address else None
-            if request.subnet_id is not None:
-                row = by_id.get(request.subnet_id)
-                if row is None:
-                    raise InvalidInput(
-                        f"fixed_ips[{i}]: subnet {request.subnet_id} is not a subnet of"
-                        f" network {network_id}",
-                        kind="port",
-                        field="fixed_ips",
-                    )
-                if address is not None and address not in ipam.network(row.cidr):
-                    raise InvalidInput(
-                        f"fixed_ips[{i}]: ip_address {request.ip_address} is outside subnet"
-                        f" {row.id} ({row.cidr})",
-                        kind="port",
-                        field="fixed_ips",
-                    )
-            else:
-                found = [r for r in subnet_rows if address in ipam.network(r.cidr)]
-                if not found:
-                    raise InvalidInput(
-                        f"fixed_ips[{i}]: ip_address {request.ip_address} is on no subnet of"
-                        f" network {network_id}",
-                        kind="port",
-                        field="fixed_ips",
-                    )
-                row = found[0]
-            plan.append((row, str(address) if address is not None else None))
-        return plan
+        """Which subnet each requested address comes from (None: any free one),
+        addresses in canonical form."""
+        plan = rules.plan_fixed_ips(network_id, subnet_rows, requests)
+        return [(row, str(ipam.ipaddress.ip_address(a)) if a else None) for row, a in plan]
 
     def _allocate(
         self,
@@ -747,9 +667,7 @@ class EmbeddedBackend:
                 field="fixed_ips",
             )
         if (row.id, address) in named:
-            raise InvalidInput(
-                f"fixed_ips: {address} is requested twice", kind="port", field="fixed_ips"
-            )
+            raise rules.requested_twice(address)
         holder = conn.execute(_HOLDER, {"b_subnet": row.id, "b_address": address}).scalar()
         if holder is not None:
             raise Conflict(
@@ -811,17 +729,7 @@ class EmbeddedBackend:
 
     @staticmethod
     def _pairs(pairs: list[AllowedAddressPair]) -> list[dict[str, Any]]:
-        seen: set[tuple[str, str | None]] = set()
-        for pair in pairs:
-            key = (pair.ip_address, pair.mac_address)
-            if key in seen:
-                raise InvalidInput(
-                    f"allowed_address_pairs: {pair.ip_address}"
-                    f"{' ' + pair.mac_address if pair.mac_address else ''} is listed twice",
-                    kind="port",
-                    field="allowed_address_pairs",
-                )
-            seen.add(key)
+        rules.check_pairs(pairs)
         return [pair.model_dump() for pair in pairs]
 
     def _mac(self, conn: Connection, network_id: str, requested: str | None) -> str:
@@ -831,23 +739,12 @@ class EmbeddedBackend:
             )
 
         if requested is not None:
-            if used(requested):
-                raise Conflict(
-                    f"mac_address {requested} is already used on network {network_id}",
-                    kind="port",
-                    field="mac_address",
-                )
-            return requested
+            return rules.requested_mac(network_id, requested, used(requested))
         for _ in range(_MAC_TRIES):
             mac = macs.random_mac(self._mac_prefix)
             if not used(mac):
                 return mac
-        raise Exhausted(
-            f"no free MAC address with prefix {self._mac_prefix} on network {network_id}",
-            kind="network",
-            object_id=network_id,
-            field="mac_address",
-        )
+        raise rules.no_free_mac(network_id, self._mac_prefix)
 
     def _insert_port(self, conn: Connection, values: dict[str, Any], mac: str | None) -> None:
         """Insert the port with the requested MAC or a free random one. On
@@ -878,7 +775,7 @@ class EmbeddedBackend:
         )
 
     def create_port(self, ctx: Context, req: PortCreate) -> Port:
-        project = self._project(ctx, req.project_id, "port")
+        project = rules.project_for(ctx, req.project_id, "port")
         pairs = self._pairs(req.allowed_address_pairs)
         binding = req.binding.model_dump() if req.binding is not None else None
 
@@ -1007,19 +904,7 @@ class EmbeddedBackend:
         def work(conn: Connection) -> None:
             row = self._port_row(conn, ctx, port_id, lock=True)
             trunk_id = conn.execute(select(trunks.c.id).where(trunks.c.port_id == port_id)).scalar()
-            if trunk_id is not None:
-                raise Conflict(
-                    f"port {port_id} is the parent of trunk {trunk_id}; delete the trunk first",
-                    kind="port",
-                    object_id=port_id,
-                )
-            if row.parent_port_id is not None:
-                raise Conflict(
-                    f"port {port_id} is a sub-port of the trunk of port {row.parent_port_id};"
-                    " remove it from the trunk first",
-                    kind="port",
-                    object_id=port_id,
-                )
+            rules.check_port_deletable(port_id, trunk_id, row.parent_port_id)
             conn.execute(delete(allocations).where(allocations.c.port_id == port_id))
             conn.execute(delete(ports).where(ports.c.id == port_id))
 
@@ -1046,26 +931,14 @@ class EmbeddedBackend:
         return [] if ctx.is_admin else [trunks.c.project_id == ctx.project_id]
 
     def create_trunk(self, ctx: Context, req: TrunkCreate) -> Trunk:
-        project = self._project(ctx, req.project_id, "trunk")
+        project = rules.project_for(ctx, req.project_id, "trunk")
 
         def work(conn: Connection) -> Trunk:
             parent = self._port_row(conn, ctx, req.port_id, field="port_id", lock=True)
-            if parent.parent_port_id is not None:
-                raise Conflict(
-                    f"port {req.port_id} is a sub-port of another trunk; it cannot be a parent",
-                    kind="trunk",
-                    field="port_id",
-                )
             other = conn.execute(
                 select(trunks.c.id).where(trunks.c.port_id == req.port_id)
             ).scalar()
-            if other is not None:
-                raise Conflict(
-                    f"port {req.port_id} is already the parent of trunk {other}",
-                    kind="trunk",
-                    object_id=other,
-                    field="port_id",
-                )
+            rules.check_trunk_parent(req.port_id, parent.parent_port_id, other)
             trunk_id, now = new_id(), _now()
             conn.execute(
                 insert(trunks).values(
@@ -1094,10 +967,7 @@ class EmbeddedBackend:
         sub_ports: Iterable[SubPort],
     ) -> None:
         sub_ports = list(sub_ports)
-        try:
-            check_unique_subports(sub_ports)
-        except ValueError as exc:
-            raise InvalidInput(f"sub_ports: {exc}", kind="trunk", field="sub_ports") from None
+        rules.check_new_subports(sub_ports)
         vlans = {
             vlan: port_id
             for vlan, port_id in conn.execute(
@@ -1115,39 +985,17 @@ class EmbeddedBackend:
                     field="sub_ports",
                 )
             port = self._port_row(conn, ctx, sp.port_id, field="sub_ports", lock=True)
-            if sp.port_id == parent_id:
-                raise Conflict(
-                    f"sub_ports: port {sp.port_id} is the trunk's parent port",
-                    kind="trunk",
-                    object_id=trunk_id,
-                    field="sub_ports",
-                )
-            if port.parent_port_id is not None:
-                raise Conflict(
-                    f"sub_ports: port {sp.port_id} is already a sub-port"
-                    f" (of the trunk of port {port.parent_port_id})",
-                    kind="trunk",
-                    object_id=trunk_id,
-                    field="sub_ports",
-                )
             parent_of = conn.execute(
                 select(trunks.c.id).where(trunks.c.port_id == sp.port_id)
             ).scalar()
-            if parent_of is not None:
-                raise Conflict(
-                    f"sub_ports: port {sp.port_id} is the parent of trunk {parent_of}",
-                    kind="trunk",
-                    object_id=trunk_id,
-                    field="sub_ports",
-                )
-            if sp.segmentation_id in vlans:
-                raise Conflict(
-                    f"sub_ports: segmentation_id {sp.segmentation_id} is already used on trunk"
-                    f" {trunk_id} by port {vlans[sp.segmentation_id]}",
-                    kind="trunk",
-                    object_id=trunk_id,
-                    field="sub_ports",
-                )
+            rules.check_subport(
+                trunk_id,
+                parent_id,
+                sp,
+                parent_port=port.parent_port_id,
+                trunk_of=parent_of,
+                vlans=vlans,
+            )
             vlans[sp.segmentation_id] = sp.port_id
             conn.execute(
                 insert(subports).values(
@@ -1206,14 +1054,7 @@ class EmbeddedBackend:
                     select(subports.c.port_id).where(subports.c.trunk_id == trunk_id)
                 ).scalars()
             )
-            for port_id in port_ids:
-                if port_id not in members:
-                    raise NotFound(
-                        f"sub_ports: port {port_id} is not a sub-port of trunk {trunk_id}",
-                        kind="trunk",
-                        object_id=trunk_id,
-                        field="sub_ports",
-                    )
+            rules.check_members(trunk_id, members, port_ids)
             now = _now()
             unique_ids = list(dict.fromkeys(port_ids))
             if unique_ids:

@@ -5,13 +5,20 @@ cannot be (``mtu=abc``) or a field that does not exist is InvalidInput."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Boolean, ColumnElement, Integer, Table, select
 
-from podwire.errors import InvalidInput
+from podwire.backends.filtering import (
+    as_bool,
+    bad_value,
+    model_name,
+    normalized_cidr,
+    normalized_ip,
+    not_filterable,
+    values_of,
+)
 
 from . import schema
 
@@ -34,33 +41,6 @@ _NOT_FILTERABLE = {
 }
 
 
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise ValueError(f"{value!r} is not a boolean")
-
-
-def _normalized_ip(value: Any) -> str:
-    text = str(value)
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return text  # matches nothing; not worth an error
-
-
-def _normalized_cidr(value: Any) -> str:
-    text = str(value)
-    try:
-        return str(ipaddress.ip_network(text, strict=False))
-    except ValueError:
-        return text
-
-
 def _fixed_ips(column_name: str, convert: Callable[[Any], str]) -> Special:
     column = schema.allocations.c[column_name]
 
@@ -75,51 +55,45 @@ def _fixed_ips(column_name: str, convert: Callable[[Any], str]) -> Special:
 
 _SPECIAL: dict[str, dict[str, Special]] = {
     "ports": {
-        "fixed_ips.ip_address": _fixed_ips("ip_address", _normalized_ip),
+        "fixed_ips.ip_address": _fixed_ips("ip_address", normalized_ip),
         "fixed_ips.subnet_id": _fixed_ips("subnet_id", str),
     },
     "subnets": {
-        "cidr": lambda values: schema.subnets.c.cidr.in_([_normalized_cidr(v) for v in values]),
+        "cidr": lambda values: schema.subnets.c.cidr.in_([normalized_cidr(v) for v in values]),
         "gateway_ip": lambda values: schema.subnets.c.gateway_ip.in_(
-            [_normalized_ip(v) for v in values]
+            [normalized_ip(v) for v in values]
         ),
     },
 }
 
-# Neutron's spelling and the model's dotted one both name binding columns.
-_ALIASES = {
-    "binding:host_id": "binding_host_id",
+# The model's dotted binding fields are flat columns.
+_COLUMNS = {
     "binding.host_id": "binding_host_id",
-    "binding:vif_type": "binding_vif_type",
     "binding.vif_type": "binding_vif_type",
-    "binding:vnic_type": "vnic_type",
-    "provider:network_type": "network_type",
-    "provider:segmentation_id": "segmentation_id",
-    "provider:physical_network": "physical_network",
-    "tenant_id": "project_id",
 }
 
 
 def where(table: Table, kind: str, filters: Mapping[str, Sequence[Any]] | None) -> list[Clause]:
     clauses: list[Clause] = []
     for field, raw_values in (filters or {}).items():
-        values = [raw_values] if isinstance(raw_values, str | int | bool) else list(raw_values)
+        values = values_of(raw_values)
         special = _SPECIAL.get(table.name, {}).get(field)
         if special is not None:
             clauses.append(special(values))
             continue
-        name = _ALIASES.get(field, field)
+        name = model_name(field)
+        name = _COLUMNS.get(name, name)
         if name in _NOT_FILTERABLE or name not in table.c:
-            raise InvalidInput(f"{kind}s cannot be filtered by {field!r}", kind=kind, field=field)
+            raise not_filterable(kind, field)
         column = table.c[name]
         try:
             if isinstance(column.type, Boolean):
-                typed: list[Any] = [_bool(v) for v in values]
+                typed: list[Any] = [as_bool(v) for v in values]
             elif isinstance(column.type, Integer):
                 typed = [int(v) for v in values]
             else:
                 typed = [str(v) for v in values]
         except ValueError as exc:
-            raise InvalidInput(f"filter {field}: {exc}", kind=kind, field=field) from None
+            raise bad_value(kind, field, exc) from None
         clauses.append(column.in_(typed))
     return clauses

@@ -27,14 +27,13 @@ from typing import Any
 
 from ovsdbapp.backend.ovs_idl import idlutils
 
+from podwire.backends import rules
 from podwire.backends.base import Filters
 from podwire.backends.ovn import codec, ipam, rows
 from podwire.backends.ovn.connection import NbConnection, SslFiles
 from podwire.backends.ovn.filters import matches
 from podwire.config import DEFAULT_MAC_PREFIX, Config
-from podwire.errors import Conflict, Exhausted, Forbidden, InvalidInput, NotFound
 from podwire.model import (
-    AllowedAddressPair,
     Context,
     FixedIp,
     FixedIpRequest,
@@ -52,7 +51,6 @@ from podwire.model import (
     Trunk,
     TrunkCreate,
     TrunkUpdate,
-    check_unique_subports,
     new_id,
 )
 
@@ -73,22 +71,6 @@ _PORT_NATIVE = frozenset(
     {"mac_address", "fixed_ips", "admin_state_up", "port_security_enabled"}
     | {"parent_port_id", "segmentation_id"}
 )
-
-
-def _project(ctx: Context, requested: str | None, kind: str) -> str:
-    if requested is None or requested == ctx.project_id:
-        return ctx.project_id
-    if not ctx.is_admin:
-        raise Forbidden(
-            f"only an admin may create a {kind} in another project ({requested})",
-            kind=kind,
-            field="project_id",
-        )
-    return requested
-
-
-def _owns(ctx: Context, project_id: str | None) -> bool:
-    return ctx.is_admin or project_id == ctx.project_id
 
 
 def _ids(row: Row) -> dict[str, str]:
@@ -278,20 +260,6 @@ def _used_macs(ls: Row, exclude_port: str | None = None) -> set[str]:
     return _usage(ls, exclude_port)[1]
 
 
-def _check_pairs(pairs: list[AllowedAddressPair]) -> None:
-    seen: set[tuple[str, str | None]] = set()
-    for pair in pairs:
-        key = (pair.ip_address, pair.mac_address)
-        if key in seen:
-            raise InvalidInput(
-                f"allowed_address_pairs: {pair.ip_address}"
-                f"{' ' + pair.mac_address if pair.mac_address else ''} is listed twice",
-                kind="port",
-                field="allowed_address_pairs",
-            )
-        seen.add(key)
-
-
 class OvnBackend:
     """The Backend protocol over the OVN northbound database."""
 
@@ -339,51 +307,50 @@ class OvnBackend:
         ids = _ids(ls) if ls is not None else {}
         shared = ids.get(codec.PREFIX + "shared") == "true"
         project = ids.get(codec.PREFIX + "project_id")
-        if ls is None or not (_owns(ctx, project) or shared):
-            raise NotFound(
-                f"network {network_id} not found", kind="network", object_id=network_id, field=field
-            )
-        if owner and not _owns(ctx, project):
-            raise Forbidden(
-                f"network {network_id} is shared by another project; only its owner may change it",
-                kind="network",
-                object_id=network_id,
-                field=field,
-            )
+        rules.check_network_access(
+            ctx, network_id, project, shared, found=ls is not None, owner=owner, field=field
+        )
+        assert ls is not None
         return ls
 
     def _subnet_row(self, t: Tables, ctx: Context, subnet_id: str, *, owner: bool = False) -> Row:
         row = _subnet_row(t, subnet_id)
-        if row is not None:
-            if _owns(ctx, _xids(row).get(codec.PREFIX + "project_id")):
-                return row
-            ls = _switch(t, _xids(row).get(codec.PREFIX + "network_id", ""))
-            if ls is not None and _xids(ls).get(codec.PREFIX + "shared") == "true":
-                if owner:
-                    raise Forbidden(
-                        f"subnet {subnet_id} belongs to a network shared by another project;"
-                        " only its owner may change it",
-                        kind="subnet",
-                        object_id=subnet_id,
-                    )
-                return row
-        raise NotFound(f"subnet {subnet_id} not found", kind="subnet", object_id=subnet_id)
+        ids = _xids(row) if row is not None else {}
+
+        def network_shared() -> bool:
+            ls = _switch(t, ids.get(codec.PREFIX + "network_id", ""))
+            return ls is not None and _xids(ls).get(codec.PREFIX + "shared") == "true"
+
+        rules.check_subnet_access(
+            ctx,
+            subnet_id,
+            ids.get(codec.PREFIX + "project_id"),
+            network_shared,
+            found=row is not None,
+            owner=owner,
+        )
+        assert row is not None
+        return row
 
     def _port_row(
         self, t: Tables, ctx: Context, port_id: str, *, field: str | None = None, kind: str = "port"
     ) -> Row:
         row = _port_row(t, port_id)
-        if row is None or not _owns(ctx, _xids(row).get(codec.PREFIX + "project_id")):
-            raise NotFound(f"port {port_id} not found", kind=kind, object_id=port_id, field=field)
+        project = _xids(row).get(codec.PREFIX + "project_id") if row is not None else None
+        rules.check_visible(ctx, kind, port_id, project, found=row is not None, field=field)
+        assert row is not None
         return row
 
     def _trunk_parent(self, t: Tables, ctx: Context, trunk_id: str) -> Row:
         parent = _trunk_parent(t, trunk_id)
-        if parent is not None:
-            data = json.loads(_xids(parent)[codec.TRUNK_KEY])
-            if _owns(ctx, data.get("project_id")):
-                return parent
-        raise NotFound(f"trunk {trunk_id} not found", kind="trunk", object_id=trunk_id)
+        project = (
+            json.loads(_xids(parent)[codec.TRUNK_KEY]).get("project_id")
+            if parent is not None
+            else None
+        )
+        rules.check_visible(ctx, "trunk", trunk_id, project, found=parent is not None)
+        assert parent is not None
+        return parent
 
     @staticmethod
     def _subnets_of(t: Tables, network_id: str) -> list[Subnet]:
@@ -392,21 +359,11 @@ class OvnBackend:
     # --- networks -------------------------------------------------------------
 
     def create_network(self, ctx: Context, req: NetworkCreate) -> Network:
-        project = _project(ctx, req.project_id, "network")
+        project = rules.project_for(ctx, req.project_id, "network")
         now = _now()
         net = Network(
             id=new_id(),
-            project_id=project,
-            name=req.name,
-            description=req.description,
-            mtu=req.mtu if req.mtu is not None else 1500,
-            network_type=req.network_type or "local",
-            segmentation_id=req.segmentation_id,
-            physical_network=req.physical_network,
-            port_security_enabled=req.port_security_enabled,
-            shared=req.shared,
-            admin_state_up=req.admin_state_up,
-            datapath=req.datapath,
+            **rules.network_fields(req, project),
             created_at=now,
             updated_at=now,
         )
@@ -435,7 +392,8 @@ class OvnBackend:
             out = []
             for ls in _switches(t):
                 net = _network(ls, subnet_ids.get(_pid(ls), []))
-                if (_owns(ctx, net.project_id) or net.shared) and matches(net, "network", filters):
+                visible = rules.owns(ctx, net.project_id) or net.shared
+                if visible and matches(net, "network", filters):
                     out.append(net)
             return sorted(out, key=_created)
 
@@ -453,14 +411,7 @@ class OvnBackend:
                     for p in ls.ports
                     if _xids(p).get(codec.PREFIX + "project_id") != current.project_id
                 ]
-                if foreign:
-                    raise Conflict(
-                        f"network {network_id} has {len(foreign)} port(s) of other projects;"
-                        " it cannot stop being shared",
-                        kind="network",
-                        object_id=network_id,
-                        field="shared",
-                    )
+                rules.check_unshare(network_id, len(foreign))
             updated = current.model_copy(update={**values, "updated_at": _now()})
             updated = Network.model_validate(updated.model_dump())
             ids = _ids(ls)
@@ -474,12 +425,7 @@ class OvnBackend:
         def work(txn: Any, t: Tables) -> None:
             ls = self._network_row(t, ctx, network_id, owner=True)
             ls.verify("ports")
-            if ls.ports:
-                raise Conflict(
-                    f"network {network_id} still has {len(ls.ports)} port(s); delete them first",
-                    kind="network",
-                    object_id=network_id,
-                )
+            rules.check_network_deletable(network_id, len(ls.ports))
             for row in _subnet_rows(t, network_id):
                 row.delete()
             ls.delete()
@@ -489,7 +435,7 @@ class OvnBackend:
     # --- subnets ----------------------------------------------------------------
 
     def create_subnet(self, ctx: Context, req: SubnetCreate) -> Subnet:
-        project = _project(ctx, req.project_id, "subnet")
+        project = rules.project_for(ctx, req.project_id, "subnet")
         if req.gateway_ip == "auto":
             gateway = ipam.default_gateway(req.cidr)
         else:
@@ -502,21 +448,12 @@ class OvnBackend:
             pools = sorted(req.allocation_pools, key=lambda p: int(ipaddress.ip_address(p.start)))
             ipam.check_pools(req.cidr, pools, gateway)
         version = ipaddress.ip_network(req.cidr).version
-        for route in req.host_routes:
-            if (
-                ipaddress.ip_network(route.destination).version != version
-                or ipaddress.ip_address(route.nexthop).version != version
-            ):
-                raise InvalidInput(
-                    f"host route {route.destination} via {route.nexthop} is not IPv{version}",
-                    kind="subnet",
-                    field="host_routes",
-                )
+        rules.check_host_routes(req.host_routes, version)
 
         def work(txn: Any, t: Tables) -> Subnet:
             ls = self._network_row(t, ctx, req.network_id, field="network_id", owner=True)
             _bump_generation(ls)
-            ipam.check_no_overlap(req.cidr, self._subnets_of(t, req.network_id))
+            rules.check_no_overlap(req.cidr, req.network_id, self._subnets_of(t, req.network_id))
             now = _now()
             subnet = Subnet(
                 id=new_id(),
@@ -552,7 +489,7 @@ class OvnBackend:
             out = []
             for row in _subnet_rows(t):
                 subnet = _subnet(row)
-                visible = _owns(ctx, subnet.project_id) or subnet.network_id in shared
+                visible = rules.owns(ctx, subnet.project_id) or subnet.network_id in shared
                 if visible and matches(subnet, "subnet", filters):
                     out.append(subnet)
             return out
@@ -565,14 +502,7 @@ class OvnBackend:
             row.verify("external_ids")
             current = _subnet(row)
             values = req.model_dump(exclude_unset=True, exclude_none=True)
-            for dns in req.dns_nameservers or []:
-                if ipaddress.ip_address(dns).version != current.ip_version:
-                    raise InvalidInput(
-                        f"dns_nameservers entry {dns} is not IPv{current.ip_version}",
-                        kind="subnet",
-                        object_id=subnet_id,
-                        field="dns_nameservers",
-                    )
+            rules.check_dns_nameservers(subnet_id, current.ip_version, req.dns_nameservers or [])
             updated = Subnet.model_validate(
                 {**current.model_dump(), **values, "updated_at": _now()}
             )
@@ -592,13 +522,7 @@ class OvnBackend:
                 _bump_generation(ls)
                 net = ipaddress.ip_network(subnet.cidr)
                 used = [ip for ip in _used_addresses(ls) if ipaddress.ip_address(ip) in net]
-                if used:
-                    raise Conflict(
-                        f"subnet {subnet_id} still has {len(used)} allocated address(es);"
-                        " delete the ports first",
-                        kind="subnet",
-                        object_id=subnet_id,
-                    )
+                rules.check_subnet_deletable(subnet_id, len(used))
             row.delete()
 
         self._nb.write(work)
@@ -607,67 +531,14 @@ class OvnBackend:
 
     def _mac(self, network_id: str, requested: str | None, used: set[str]) -> str:
         if requested is not None:
-            if requested in used:
-                raise Conflict(
-                    f"mac_address {requested} is already used on network {network_id}",
-                    kind="port",
-                    field="mac_address",
-                )
-            return requested
+            return rules.requested_mac(network_id, requested, requested in used)
         octets = self._mac_prefix.split(":")
         for _ in range(_MAC_TRIES):
             tail = [f"{_rng.randrange(256):02x}" for _ in range(6 - len(octets))]
             mac = ":".join([*octets, *tail])
             if mac not in used:
                 return mac
-        raise Exhausted(
-            f"no free MAC address with prefix {self._mac_prefix} on network {network_id}",
-            kind="network",
-            object_id=network_id,
-            field="mac_address",
-        )
-
-    @staticmethod
-    def _plan(
-        network_id: str, subnets: list[Subnet], requests: list[FixedIpRequest] | None
-    ) -> list[tuple[Subnet, str | None]]:
-        """Which subnet each requested address comes from (None: any free one)."""
-        if requests is None:
-            return [(s, None) for s in subnets]
-        by_id = {s.id: s for s in subnets}
-        plan: list[tuple[Subnet, str | None]] = []
-        for i, request in enumerate(requests):
-            if request.subnet_id is not None:
-                subnet = by_id.get(request.subnet_id)
-                if subnet is None:
-                    raise InvalidInput(
-                        f"fixed_ips[{i}]: subnet {request.subnet_id} is not a subnet of"
-                        f" network {network_id}",
-                        kind="port",
-                        field="fixed_ips",
-                    )
-                if request.ip_address is not None and ipaddress.ip_address(
-                    request.ip_address
-                ) not in ipaddress.ip_network(subnet.cidr):
-                    raise InvalidInput(
-                        f"fixed_ips[{i}]: ip_address {request.ip_address} is outside subnet"
-                        f" {subnet.id} ({subnet.cidr})",
-                        kind="port",
-                        field="fixed_ips",
-                    )
-            else:
-                assert request.ip_address is not None
-                found = ipam.subnet_of(request.ip_address, subnets)
-                if found is None:
-                    raise InvalidInput(
-                        f"fixed_ips[{i}]: ip_address {request.ip_address} is on no subnet of"
-                        f" network {network_id}",
-                        kind="port",
-                        field="fixed_ips",
-                    )
-                subnet = found
-            plan.append((subnet, request.ip_address))
-        return plan
+        raise rules.no_free_mac(network_id, self._mac_prefix)
 
     @staticmethod
     def _allocate(
@@ -682,9 +553,7 @@ class OvnBackend:
                 continue
             canonical = str(ipaddress.ip_address(address))
             if canonical in named:
-                raise InvalidInput(
-                    f"fixed_ips: {address} is requested twice", kind="port", field="fixed_ips"
-                )
+                raise rules.requested_twice(address)
             ip = ipam.check_requested(
                 subnet, canonical, taken, may_be_gateway=device_owner.startswith("network:")
             )
@@ -720,15 +589,15 @@ class OvnBackend:
         lsp.external_ids = ids
 
     def create_port(self, ctx: Context, req: PortCreate) -> Port:
-        project = _project(ctx, req.project_id, "port")
-        _check_pairs(req.allowed_address_pairs)
+        project = rules.project_for(ctx, req.project_id, "port")
+        rules.check_pairs(req.allowed_address_pairs)
 
         def work(txn: Any, t: Tables) -> Port:
             ls = self._network_row(t, ctx, req.network_id, field="network_id")
             _bump_generation(ls)
             network = _network(ls, [])
             subnets = self._subnets_of(t, req.network_id)
-            plan = self._plan(req.network_id, subnets, req.fixed_ips)
+            plan = rules.plan_fixed_ips(req.network_id, subnets, req.fixed_ips)
             used_ips, used_macs = _usage(ls)
             fixed_ips = self._allocate(plan, used_ips, req.device_owner)
             now = _now()
@@ -782,7 +651,7 @@ class OvnBackend:
                 subnets.setdefault(subnet.network_id, []).append(subnet)
             out = []
             for lsp in _port_rows(t):
-                if not _owns(ctx, _xids(lsp).get(codec.PREFIX + "project_id")):
+                if not rules.owns(ctx, _xids(lsp).get(codec.PREFIX + "project_id")):
                     continue
                 network_id = _xids(lsp).get(codec.PREFIX + "network_id", "")
                 port = _port(lsp, subnets.get(network_id, []))
@@ -794,7 +663,7 @@ class OvnBackend:
 
     def update_port(self, ctx: Context, port_id: str, req: PortUpdate) -> Port:
         if req.allowed_address_pairs is not None:
-            _check_pairs(req.allowed_address_pairs)
+            rules.check_pairs(req.allowed_address_pairs)
 
         def work(txn: Any, t: Tables) -> Port:
             lsp = self._port_row(t, ctx, port_id)
@@ -833,7 +702,7 @@ class OvnBackend:
         """Replace the port's addresses; a subnet-only request keeps the address
         the port already has on that subnet."""
         subnets = self._subnets_of(t, current.network_id)
-        plan = self._plan(current.network_id, subnets, requests)
+        plan = rules.plan_fixed_ips(current.network_id, subnets, requests)
         claimed = {(s.id, str(ipaddress.ip_address(a))) for s, a in plan if a is not None}
         spare = [
             (f.subnet_id, f.ip_address)
@@ -856,21 +725,9 @@ class OvnBackend:
             lsp = self._port_row(t, ctx, port_id)
             lsp.verify("external_ids")
             lsp.verify("parent_name")
-            trunk_id = _trunk_id_of_parent(lsp)
-            if trunk_id is not None:
-                raise Conflict(
-                    f"port {port_id} is the parent of trunk {trunk_id}; delete the trunk first",
-                    kind="port",
-                    object_id=port_id,
-                )
-            parent = _optional(lsp.parent_name)
-            if parent is not None:
-                raise Conflict(
-                    f"port {port_id} is a sub-port of the trunk of port {parent};"
-                    " remove it from the trunk first",
-                    kind="port",
-                    object_id=port_id,
-                )
+            rules.check_port_deletable(
+                port_id, _trunk_id_of_parent(lsp), _optional(lsp.parent_name)
+            )
             ls = _switch(t, _xids(lsp).get(codec.PREFIX + "network_id", ""))
             if ls is not None:
                 ls.delvalue("ports", lsp)
@@ -881,26 +738,15 @@ class OvnBackend:
     # --- trunks -----------------------------------------------------------------
 
     def create_trunk(self, ctx: Context, req: TrunkCreate) -> Trunk:
-        project = _project(ctx, req.project_id, "trunk")
+        project = rules.project_for(ctx, req.project_id, "trunk")
 
         def work(txn: Any, t: Tables) -> Trunk:
             parent = self._port_row(t, ctx, req.port_id, field="port_id")
             parent.verify("external_ids")
             parent.verify("parent_name")
-            if _optional(parent.parent_name) is not None:
-                raise Conflict(
-                    f"port {req.port_id} is a sub-port of another trunk; it cannot be a parent",
-                    kind="trunk",
-                    field="port_id",
-                )
-            other = _trunk_id_of_parent(parent)
-            if other is not None:
-                raise Conflict(
-                    f"port {req.port_id} is already the parent of trunk {other}",
-                    kind="trunk",
-                    object_id=other,
-                    field="port_id",
-                )
+            rules.check_trunk_parent(
+                req.port_id, _optional(parent.parent_name), _trunk_id_of_parent(parent)
+            )
             now = _now()
             trunk = Trunk(
                 id=new_id(),
@@ -929,47 +775,20 @@ class OvnBackend:
         existing: list[SubPort],
         sub_ports: list[SubPort],
     ) -> None:
-        try:
-            check_unique_subports(sub_ports)
-        except ValueError as exc:
-            raise InvalidInput(f"sub_ports: {exc}", kind="trunk", field="sub_ports") from None
+        rules.check_new_subports(sub_ports)
         vlans = {sp.segmentation_id: sp.port_id for sp in existing}
         for sp in sub_ports:
             lsp = self._port_row(t, ctx, sp.port_id, field="sub_ports")
             lsp.verify("parent_name")
             lsp.verify("external_ids")
-            if sp.port_id == _name(parent):
-                raise Conflict(
-                    f"sub_ports: port {sp.port_id} is the trunk's parent port",
-                    kind="trunk",
-                    object_id=trunk_id,
-                    field="sub_ports",
-                )
-            current_parent = _optional(lsp.parent_name)
-            if current_parent is not None:
-                raise Conflict(
-                    f"sub_ports: port {sp.port_id} is already a sub-port"
-                    f" (of the trunk of port {current_parent})",
-                    kind="trunk",
-                    object_id=trunk_id,
-                    field="sub_ports",
-                )
-            parent_of = _trunk_id_of_parent(lsp)
-            if parent_of is not None:
-                raise Conflict(
-                    f"sub_ports: port {sp.port_id} is the parent of trunk {parent_of}",
-                    kind="trunk",
-                    object_id=trunk_id,
-                    field="sub_ports",
-                )
-            if sp.segmentation_id in vlans:
-                raise Conflict(
-                    f"sub_ports: segmentation_id {sp.segmentation_id} is already used on trunk"
-                    f" {trunk_id} by port {vlans[sp.segmentation_id]}",
-                    kind="trunk",
-                    object_id=trunk_id,
-                    field="sub_ports",
-                )
+            rules.check_subport(
+                trunk_id,
+                _name(parent),
+                sp,
+                parent_port=_optional(lsp.parent_name),
+                trunk_of=_trunk_id_of_parent(lsp),
+                vlans=vlans,
+            )
             vlans[sp.segmentation_id] = sp.port_id
             # OVN's containers-in-VMs model: parent_name + tag. tag_request is
             # what northd honours; tag is written too so the row is complete
@@ -993,7 +812,7 @@ class OvnBackend:
                 if codec.TRUNK_KEY not in _xids(row):
                     continue
                 trunk = _trunk(row, ports)
-                if _owns(ctx, trunk.project_id) and matches(trunk, "trunk", filters):
+                if rules.owns(ctx, trunk.project_id) and matches(trunk, "trunk", filters):
                     out.append(trunk)
             return sorted(out, key=_created)
 
@@ -1047,14 +866,7 @@ class OvnBackend:
             parent.verify("external_ids")
             current = _trunk(parent, _port_rows(t))
             members = {sp.port_id for sp in current.sub_ports}
-            for port_id in port_ids:
-                if port_id not in members:
-                    raise NotFound(
-                        f"sub_ports: port {port_id} is not a sub-port of trunk {trunk_id}",
-                        kind="trunk",
-                        object_id=trunk_id,
-                        field="sub_ports",
-                    )
+            rules.check_members(trunk_id, members, port_ids)
             gone = set(port_ids)
             for lsp in _port_rows(t):
                 if _name(lsp) in gone:

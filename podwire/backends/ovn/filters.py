@@ -5,13 +5,20 @@ aliases and refusals as the embedded backend, so callers see one behaviour."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
-from podwire.errors import InvalidInput
+from podwire.backends.filtering import (
+    as_bool,
+    bad_value,
+    model_name,
+    normalized_cidr,
+    normalized_ip,
+    not_filterable,
+    values_of,
+)
 
 _NOT_FILTERABLE = {
     "created_at",
@@ -26,41 +33,6 @@ _NOT_FILTERABLE = {
     "subnets",
     "binding",
 }
-
-_ALIASES = {
-    "binding:host_id": "binding.host_id",
-    "binding:vif_type": "binding.vif_type",
-    "binding:vnic_type": "vnic_type",
-    "provider:network_type": "network_type",
-    "provider:segmentation_id": "segmentation_id",
-    "provider:physical_network": "physical_network",
-    "tenant_id": "project_id",
-}
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise ValueError(f"{value!r} is not a boolean")
-
-
-def _ip(value: Any) -> str:
-    try:
-        return str(ipaddress.ip_address(str(value)))
-    except ValueError:
-        return str(value)  # matches nothing; not worth an error
-
-
-def _cidr(value: Any) -> str:
-    try:
-        return str(ipaddress.ip_network(str(value), strict=False))
-    except ValueError:
-        return str(value)
 
 
 def _field_values(obj: BaseModel, name: str) -> list[Any] | None:
@@ -80,23 +52,23 @@ def _field_values(obj: BaseModel, name: str) -> list[Any] | None:
 
 def _convert(sample: Any, field: str, raw: Any) -> Any:
     if isinstance(sample, bool):
-        return _bool(raw)
+        return as_bool(raw)
     if isinstance(sample, int):
         return int(raw)
     if field.endswith("ip_address") or field == "gateway_ip":
-        return _ip(raw)
+        return normalized_ip(raw)
     if field == "cidr":
-        return _cidr(raw)
+        return normalized_cidr(raw)
     return str(raw)
 
 
 def matches(obj: BaseModel, kind: str, filters: Mapping[str, Sequence[Any]] | None) -> bool:
     for field, raw_values in (filters or {}).items():
-        values = [raw_values] if isinstance(raw_values, str | int | bool) else list(raw_values)
-        name = _ALIASES.get(field, field)
+        values = values_of(raw_values)
+        name = model_name(field)
         have = _field_values(obj, name)
         if have is None:
-            raise InvalidInput(f"{kind}s cannot be filtered by {field!r}", kind=kind, field=field)
+            raise not_filterable(kind, field)
         annotation = type(obj).model_fields.get(name)
         ok = False
         for current in have:
@@ -107,7 +79,7 @@ def matches(obj: BaseModel, kind: str, filters: Mapping[str, Sequence[Any]] | No
             try:
                 wanted = [_convert(sample, name, v) for v in values]
             except ValueError as exc:
-                raise InvalidInput(f"filter {field}: {exc}", kind=kind, field=field) from None
+                raise bad_value(kind, field, exc) from None
             if current in wanted or (current is not None and str(current) in map(str, wanted)):
                 ok = True
                 break

@@ -108,19 +108,6 @@ def check_gateway(cidr: str, gateway_ip: str) -> None:
         )
 
 
-def check_no_overlap(cidr: str, others: Iterable[Subnet]) -> None:
-    net = ipaddress.ip_network(cidr)
-    for other in others:
-        if net.overlaps(ipaddress.ip_network(other.cidr)):
-            raise Conflict(
-                f"cidr {cidr} overlaps cidr {other.cidr} of subnet {other.id} on network "
-                f"{other.network_id}",
-                kind="subnet",
-                object_id=other.id,
-                field="cidr",
-            )
-
-
 def subnet_of(ip: str, subnets: Iterable[Subnet]) -> Subnet | None:
     addr = ipaddress.ip_address(ip)
     for subnet in subnets:

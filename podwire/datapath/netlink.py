@@ -32,7 +32,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -340,10 +340,19 @@ class Rtnl:
         self.where = where  # for messages: "host" or the netns path
 
     @classmethod
-    def open(cls, netns: Netns | None = None) -> Rtnl:
+    def open(cls, netns: Netns | None = None, sysctls: Mapping[str, str] | None = None) -> Rtnl:
+        """Sockets in ``netns`` (the host's when None). ``sysctls`` are written
+        there first, on the same short-lived thread, so setting them costs no
+        second entry into the namespace (see write_sysctls)."""
+
+        def enter() -> tuple[socket.socket, socket.socket]:
+            if sysctls:
+                write_sysctls(sysctls)
+            return _socket_pair()
+
         if netns is None:
-            return cls(*_socket_pair(), "host")
-        return cls(*run_in_netns(netns, _socket_pair), netns.path)
+            return cls(*enter(), "host")
+        return cls(*run_in_netns(netns, enter), netns.path)
 
     def close(self) -> None:
         self.sock.close()
@@ -683,8 +692,8 @@ def _ext_ack(data: bytes, pos: int, flags: int) -> str:
 
 
 @contextmanager
-def rtnl(netns: Netns | None = None) -> Iterator[Rtnl]:
-    conn = Rtnl.open(netns)
+def rtnl(netns: Netns | None = None, sysctls: Mapping[str, str] | None = None) -> Iterator[Rtnl]:
+    conn = Rtnl.open(netns, sysctls)
     try:
         yield conn
     finally:
@@ -695,13 +704,25 @@ def rtnl(netns: Netns | None = None) -> Iterator[Rtnl]:
 # sysctl and ethtool in a namespace
 
 
+def write_sysctls(values: Mapping[str, str], *, skip_missing: bool = True) -> None:
+    """Write net.* sysctls ({"net/ipv4/conf/eth0/arp_notify": "1"}) in the
+    calling thread's namespace: /proc/sys/net shows the namespace of the
+    thread that opens it. A key whose file is missing (that address family
+    is off there) is skipped unless ``skip_missing`` is False."""
+    for key, value in values.items():
+        try:
+            with open(f"/proc/sys/{key}", "w") as handle:
+                handle.write(value)
+        except FileNotFoundError:
+            if not skip_missing:
+                raise
+
+
 def write_sysctl(netns: Netns | None, key: str, value: str) -> None:
-    """Write net.* sysctl ``key`` ("net/ipv6/conf/eth0/accept_dad") in ``netns``.
-    /proc/sys/net shows the namespace of the thread that opens it."""
+    """Write net.* sysctl ``key`` ("net/ipv6/conf/eth0/accept_dad") in ``netns``."""
 
     def write() -> None:
-        with open(f"/proc/sys/{key}", "w") as handle:
-            handle.write(value)
+        write_sysctls({key: value}, skip_missing=False)
 
     if netns is None:
         write()

@@ -14,21 +14,17 @@ import time
 from typing import Any
 
 from ovsdbapp import exceptions as ovsdbapp_exc
-from ovsdbapp.backend.ovs_idl import connection, idlutils
+from ovsdbapp.backend.ovs_idl import idlutils
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from podwire.errors import DatapathError, Unavailable
+from podwire.ovsdb import open_api
 
 DEFAULT_OVS_DB = "unix:/var/run/openvswitch/db.sock"
 _TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface")
 
 _shared: dict[str, OvsDb] = {}
 _shared_lock = threading.Lock()
-
-
-def _new_api_class() -> type[impl_idl.OvsdbIdl]:
-    # ovsdbapp keeps the connection on the API class; one subclass per remote.
-    return type("PodwireOvsApi", (impl_idl.OvsdbIdl,), {"_ovsdb_connection": None})
 
 
 class OvsDb:
@@ -47,27 +43,14 @@ class OvsDb:
             return db
 
     def _connect(self) -> Any:
-        box: dict[str, Any] = {}
-
-        def attempt() -> None:
-            try:
-                helper = idlutils.get_schema_helper(self.remote, "Open_vSwitch")
-                for table in _TABLES:
-                    helper.register_table(table)
-                idl = connection.OvsdbIdl(self.remote, helper)
-                conn = connection.Connection(idl, timeout=self.timeout)
-                box["api"] = _new_api_class()(conn)
-            except Exception as exc:
-                box["error"] = exc
-
-        # Bounded even when the remote never answers (no timeout of its own).
-        worker = threading.Thread(target=attempt, name="podwire-ovs-connect", daemon=True)
-        worker.start()
-        worker.join(self.timeout)
-        if "api" in box:
-            return box["api"]
-        why = f": {box['error']}" if "error" in box else f" within {self.timeout:g} s"
-        raise Unavailable(f"cannot reach the Open vSwitch database at {self.remote}{why}")
+        return open_api(
+            self.remote,
+            "Open_vSwitch",
+            _TABLES,
+            api_base=impl_idl.OvsdbIdl,
+            timeout=self.timeout,
+            what="the Open vSwitch database",
+        )
 
     def api(self) -> Any:
         with self._lock:

@@ -36,7 +36,7 @@ import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from podwire.datapath.netlink import NetlinkError, Netns, NetnsError, Rtnl, rtnl, run_in_netns
+from podwire.datapath.netlink import NetlinkError, Netns, NetnsError, Rtnl, rtnl
 from podwire.datapath.vif import Route
 from podwire.errors import Conflict, DatapathError, Drift, Exhausted, InvalidInput, NotFound
 
@@ -164,27 +164,21 @@ def create_pair(
         raise datapath_error(exc, f"creating veth {host_ifname} <-> {ifname}") from exc
 
 
-def announce_on_up(netns: Netns, ifname: str) -> None:
+def announce_sysctls(ifname: str) -> dict[str, str]:
     """Have the kernel announce the interface's addresses when it comes up
     (gratuitous ARP, unsolicited neighbour advertisement).
 
     Addresses are reused: a peer may still map one to the MAC of the
     container that had it before, and it would not ask again for seconds
     (or, on OVN, whose ARP responder answers for the switch, at all)."""
-
-    def write() -> None:
-        for key in (f"net/ipv4/conf/{ifname}/arp_notify", f"net/ipv6/conf/{ifname}/ndisc_notify"):
-            try:
-                with open(f"/proc/sys/{key}", "w") as handle:
-                    handle.write("1")
-            except FileNotFoundError:  # that address family is off in this netns
-                pass
-
-    run_in_netns(netns, write)
+    return {
+        f"net/ipv4/conf/{ifname}/arp_notify": "1",
+        f"net/ipv6/conf/{ifname}/ndisc_notify": "1",
+    }
 
 
 def announce_again(netns: Netns, ifname: str, mac: str) -> None:
-    """Repeat the announcements of ``announce_on_up`` now: setting the same MAC
+    """Repeat the announcements of ``announce_sysctls`` now: setting the same MAC
     again makes the kernel send them (NETDEV_CHANGEADDR). For data paths that
     forward nothing until a controller installs flows, so the ones sent when
     the link came up were lost (veth + OVS under ovn-controller)."""
@@ -207,11 +201,10 @@ def configure_container_end(
     """Addresses, up (with lo), routes on ``ifname`` inside ``netns``.
     Returns its ifindex there."""
     try:
-        with rtnl(netns) as inner:
+        with rtnl(netns, sysctls=announce_sysctls(ifname)) as inner:
             link = inner.link(ifname)
             if link is None:
                 raise DatapathError(f"{ifname} vanished from {netns.path} while plugging")
-            announce_on_up(netns, ifname)
             for cidr in addresses:
                 inner.add_address(link.index, cidr, nodad=True)
             inner.set_link(link.index, up=True)

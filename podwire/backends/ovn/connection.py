@@ -25,11 +25,12 @@ from typing import Any, TypeVar
 
 from ovs import stream
 from ovsdbapp import exceptions as ovsdbapp_exc
-from ovsdbapp.backend.ovs_idl import command, connection, idlutils
+from ovsdbapp.backend.ovs_idl import command
 from ovsdbapp.schema.ovn_northbound import impl_idl
 
 from podwire.backends.ovn.rows import TrackingIdl
 from podwire.errors import PodwireError, Unavailable
+from podwire.ovsdb import open_api
 
 T = TypeVar("T")
 
@@ -45,12 +46,6 @@ class _Call(command.BaseCommand):
 
     def run_idl(self, txn: Any) -> None:
         self.result = self.fn(txn, self.api.tables)
-
-
-def _new_api_class() -> type[impl_idl.OvnNbApiIdlImpl]:
-    # ovsdbapp keeps the connection on the API *class*; a private subclass per
-    # backend lets several backends (several databases) live in one process.
-    return type("PodwireNbApi", (impl_idl.OvnNbApiIdlImpl,), {"_ovsdb_connection": None})
 
 
 @dataclass(frozen=True)
@@ -88,26 +83,15 @@ class NbConnection:
         """Open the API, bounded by ``timeout`` even when the remote black-holes
         packets (schema fetch and connect have no timeout of their own)."""
         self._configure_ssl()
-        box: dict[str, Any] = {}
-
-        def attempt() -> None:
-            try:
-                helper = idlutils.get_schema_helper(self.remote, "OVN_Northbound")
-                for table in TABLES:
-                    helper.register_table(table)
-                idl = TrackingIdl(self.remote, helper)
-                conn = connection.Connection(idl, timeout=self.timeout)
-                box["api"] = _new_api_class()(conn)
-            except Exception as exc:
-                box["error"] = exc
-
-        worker = threading.Thread(target=attempt, name="podwire-ovn-connect", daemon=True)
-        worker.start()
-        worker.join(self.timeout)
-        if "api" in box:
-            return box["api"]
-        why = f": {box['error']}" if "error" in box else f" within {self.timeout:g} s"
-        raise Unavailable(f"cannot reach the OVN northbound database at {self.remote}{why}")
+        return open_api(
+            self.remote,
+            "OVN_Northbound",
+            TABLES,
+            api_base=impl_idl.OvnNbApiIdlImpl,
+            idl_class=TrackingIdl,
+            timeout=self.timeout,
+            what="the OVN northbound database",
+        )
 
     def api(self) -> Any:
         with self._lock:

@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from podwire.agent.core import Agent
 from podwire.config import Config
-from podwire.errors import PodwireError, Unavailable
+from podwire.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,3 @@ def _serve(config: Config) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("agent: stopped")
-
-
-def error_body(exc: PodwireError) -> dict[str, Any]:
-    return {"error": exc.to_dict()}

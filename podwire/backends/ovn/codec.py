@@ -79,10 +79,6 @@ def decode_fields(model: type[BaseModel], external_ids: dict[str, str]) -> dict[
     return out
 
 
-def podwire_id(external_ids: dict[str, str]) -> str | None:
-    return external_ids.get(PREFIX + "id")
-
-
 # --- Logical_Switch_Port addresses and port_security --------------------------
 
 # Entries of the addresses column that are keywords, not "MAC IP..." lists.

@@ -9,7 +9,11 @@ Everything the container sees (interface, MAC, MTU, addresses, routes) is
 checked by the suite itself, the same way for every kind.
 
 Adding a kind: write one harness class here and add one entry to
-``HARNESSES`` (with the marks its prerequisites need). Names of things a
+``HARNESSES`` (with the marks its prerequisites need). A harness builds its
+driver from the driver class itself, with private options (an nftables
+table, an OVS database), not through a registry: registries (the kind
+plugins) are the agent's business, and this suite must not depend on how
+they are shaped. Names of things a
 harness makes are unique, and ``close()`` removes all of them, even after a
 failed test.
 """
@@ -27,8 +31,7 @@ from typing import Any, ClassVar
 import pytest
 
 from podwire.datapath.base import Driver
-from podwire.datapath.registry import get_driver
-from podwire.datapath.vif import Route, VethBridge, VethOvs, Vif
+from podwire.datapath.vif import Route, VethBridge, VethOvs
 from tests.fixtures.common import require_command, require_root, unique
 
 # Test addresses only from 198.18.0.0/15 and 2001:db8::/32; a random /24 (and
@@ -80,15 +83,15 @@ class Harness:
     def driver(self) -> Driver:
         raise NotImplementedError
 
-    def vif(self, **overrides: Any) -> Vif:
+    def vif(self, **overrides: Any) -> Any:
         """A valid VIF of this kind, with fresh host-side names."""
         raise NotImplementedError
 
-    def leftovers(self, vif: Vif) -> list[str]:
+    def leftovers(self, vif: Any) -> list[str]:
         """What of ``vif`` is still on the host (empty when unplugged)."""
         raise NotImplementedError
 
-    def break_host_side(self, drift: str, vif: Vif) -> None:
+    def break_host_side(self, drift: str, vif: Any) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -107,16 +110,21 @@ class VethBridgeHarness(Harness):
     host_ends: list[str] = field(default_factory=list)
     v4: ipaddress.IPv4Network = field(init=False)
     v6: ipaddress.IPv6Network = field(init=False)
+    _driver: Driver | None = None
 
     def __post_init__(self) -> None:
         require_command("nft")
         self.v4, self.v6 = _subnets()
 
     def driver(self) -> Driver:
-        # A private nftables table: rules never mix with another test's.
-        return get_driver(self.kind, nft_table=self.table)
+        from podwire.datapath.veth_bridge import VethBridgeDriver
 
-    def vif(self, **overrides: Any) -> Vif:
+        if self._driver is None:
+            # A private nftables table: rules never mix with another test's.
+            self._driver = VethBridgeDriver(nft_table=self.table)
+        return self._driver
+
+    def vif(self, **overrides: Any) -> VethBridge:
         host_end = unique("pwch", 8)
         self.host_ends.append(host_end)
         index = len(self.host_ends) + 10
@@ -141,7 +149,7 @@ class VethBridgeHarness(Harness):
         )
         return f'"{host_end}"' in listing.stdout
 
-    def leftovers(self, vif: Vif) -> list[str]:
+    def leftovers(self, vif: Any) -> list[str]:
         assert isinstance(vif, VethBridge)
         out = []
         if host_link_exists(vif.host_ifname):
@@ -156,7 +164,7 @@ class VethBridgeHarness(Harness):
         "port-security-removed": "port_security",
     }
 
-    def break_host_side(self, drift: str, vif: Vif) -> None:
+    def break_host_side(self, drift: str, vif: Any) -> None:
         assert isinstance(vif, VethBridge)
         if drift == "host-end-deleted":
             _run("ip", "link", "del", vif.host_ifname)
@@ -190,6 +198,7 @@ class VethOvsHarness(Harness):
     host_ends: list[str] = field(default_factory=list)
     v4: ipaddress.IPv4Network = field(init=False)
     v6: ipaddress.IPv6Network = field(init=False)
+    _driver: Driver | None = None
 
     def __post_init__(self) -> None:
         from podwire.backends.ovn import OvnBackend
@@ -209,9 +218,14 @@ class VethOvsHarness(Harness):
         return Context(project_id="driver-contract")
 
     def driver(self) -> Driver:
-        return get_driver(self.kind, ovs_db=self.env.ovs_remote)
+        from podwire.datapath.veth_ovs import VethOvsDriver
 
-    def vif(self, **overrides: Any) -> Vif:
+        if self._driver is None:
+            # describe() asks this database; plug/unplug/check use the VIF's.
+            self._driver = VethOvsDriver(ovs_db=self.env.ovs_remote)
+        return self._driver
+
+    def vif(self, **overrides: Any) -> VethOvs:
         from podwire.model import PortCreate
 
         port = self.backend.create_port(self._ctx(), PortCreate(network_id=self.network_id))
@@ -240,7 +254,7 @@ class VethOvsHarness(Harness):
     def _ovs_ports(self) -> list[str]:
         return self.env.vsctl("list-ports", self.env.bridge).split()
 
-    def leftovers(self, vif: Vif) -> list[str]:
+    def leftovers(self, vif: Any) -> list[str]:
         assert isinstance(vif, VethOvs)
         out = []
         if host_link_exists(vif.host_ifname):
@@ -256,7 +270,7 @@ class VethOvsHarness(Harness):
         "tx-offload-on": "tx_checksum",
     }
 
-    def break_host_side(self, drift: str, vif: Vif) -> None:
+    def break_host_side(self, drift: str, vif: Any) -> None:
         assert isinstance(vif, VethOvs)
         if drift == "host-end-deleted":
             _run("ip", "link", "del", vif.host_ifname)

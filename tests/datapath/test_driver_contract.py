@@ -2,9 +2,9 @@
 data-path driver, in real network namespaces.
 
 Each kind is one entry of tests/datapath/harnesses.py's ``HARNESSES``: the
-harness builds a valid VIF with its host-side prerequisites and knows what
-the VIF may leave on the host; everything else is written here once, against
-``podwire.datapath.registry.get_driver`` and the protocol only. What the
+harness builds its driver and a valid VIF with its host-side prerequisites,
+and knows what the VIF may leave on the host; everything else is written
+here once, against the Driver protocol only. What the
 container sees is read with ``ip -j`` inside the namespace, not through
 podwire's own netlink code.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from podwire.datapath.base import DriverDescription, PluggedInterface
-from podwire.datapath.vif import Route, Vif, parse_vif
+from podwire.datapath.vif import Route
 from podwire.errors import Conflict, Drift, PodwireError
 from tests.datapath.harnesses import HARNESSES, Harness, host_link_exists
 from tests.fixtures.common import unique
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.root
 MakeNetns = Callable[[], tuple[str, str]]
 
 # Changes made by hand inside the container, each with the field check names.
-CONTAINER_DRIFTS: dict[str, tuple[str, Callable[[str, Vif], list[str]]]] = {
+CONTAINER_DRIFTS: dict[str, tuple[str, Callable[[str, Any], list[str]]]] = {
     "address-removed": (
         "addresses",
         lambda ifname, vif: ["addr", "del", vif.addresses[0], "dev", ifname],
@@ -139,7 +139,7 @@ def _container_links(netns: str) -> list[str]:
     return sorted(link["ifname"] for link in _ip_json(netns, "link", "show"))
 
 
-def _assert_container_sees_the_vif(netns: str, ifname: str, vif: Vif) -> None:
+def _assert_container_sees_the_vif(netns: str, ifname: str, vif: Any) -> None:
     link = _link(netns, ifname)
     assert link is not None, f"{ifname} missing from {netns}"
     assert link["address"] == vif.mac.lower()
@@ -185,8 +185,8 @@ def test_unplug_twice_from_the_record_alone(harness: Harness, make_netns_pair: M
     vif = harness.vif()
     driver.plug(vif, path, "eth1")
     # DEL works from the stored record: the VIF as JSON, read back.
-    stored = parse_vif(json.loads(json.dumps(vif.model_dump(mode="json"))))
-    assert stored == vif
+    stored = type(vif).model_validate(json.loads(vif.model_dump_json()))
+    assert stored == vif and stored is not vif
 
     driver.unplug(stored, path, "eth1")
     driver.unplug(stored, path, "eth1")

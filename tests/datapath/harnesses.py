@@ -111,6 +111,9 @@ class VethBridgeHarness(Harness):
     v4: ipaddress.IPv4Network = field(init=False)
     v6: ipaddress.IPv6Network = field(init=False)
     _driver: Driver | None = None
+    # The agent's own setting: unplug takes the pair down and deletes it on
+    # a worker (VethBridgeDriver docstring); leftovers() waits for that.
+    async_delete: bool = False
 
     def __post_init__(self) -> None:
         require_command("nft")
@@ -121,7 +124,7 @@ class VethBridgeHarness(Harness):
 
         if self._driver is None:
             # A private nftables table: rules never mix with another test's.
-            self._driver = VethBridgeDriver(nft_table=self.table)
+            self._driver = VethBridgeDriver(nft_table=self.table, async_delete=self.async_delete)
         return self._driver
 
     def vif(self, **overrides: Any) -> VethBridge:
@@ -151,6 +154,8 @@ class VethBridgeHarness(Harness):
 
     def leftovers(self, vif: Any) -> list[str]:
         assert isinstance(vif, VethBridge)
+        if self.async_delete:
+            self.driver().flush()  # type: ignore[attr-defined]
         out = []
         if host_link_exists(vif.host_ifname):
             out.append(f"host end {vif.host_ifname}")
@@ -320,6 +325,13 @@ def _veth_bridge(request: pytest.FixtureRequest) -> contextlib.AbstractContextMa
     return _closing(VethBridgeHarness())
 
 
+def _veth_bridge_async(
+    request: pytest.FixtureRequest,
+) -> contextlib.AbstractContextManager[Harness]:
+    require_root()
+    return _closing(VethBridgeHarness(async_delete=True))
+
+
 def _veth_ovs(request: pytest.FixtureRequest) -> contextlib.AbstractContextManager[Harness]:
     require_root()
     return _closing(VethOvsHarness(env=request.getfixturevalue("ovn_env")))
@@ -327,5 +339,7 @@ def _veth_ovs(request: pytest.FixtureRequest) -> contextlib.AbstractContextManag
 
 HARNESSES: dict[str, HarnessEntry] = {
     "veth_bridge": HarnessEntry(_veth_bridge, VethBridgeHarness),
+    # The same kind with the option the agent runs it with.
+    "veth_bridge-async": HarnessEntry(_veth_bridge_async, VethBridgeHarness),
     "veth_ovs": HarnessEntry(_veth_ovs, VethOvsHarness, (pytest.mark.ovn,)),
 }

@@ -289,9 +289,11 @@ def requested_first(
 
 def check_requested(subnet: SubnetLike, address: str, *, may_be_gateway: bool) -> None:
     """A caller-chosen address (canonical, inside the subnet) may not be the
-    IPv4 network or broadcast address; the gateway is only for router-like
-    owners (``may_be_gateway``: device_owner ``network:*``). Whether it is
-    free is the storage's question (``already_allocated``)."""
+    IPv4 network or broadcast address, nor the IPv6 subnet-router anycast
+    address (all routers of the link answer it: Neutron refuses it too); the
+    gateway is only for router-like owners (``may_be_gateway``: device_owner
+    ``network:*``). Whether it is free is the storage's question
+    (``already_allocated``)."""
     net = network(subnet.cidr)
     value = to_int(address)
     if (
@@ -301,6 +303,12 @@ def check_requested(subnet: SubnetLike, address: str, *, may_be_gateway: bool) -
     ):
         raise InvalidInput(
             f"fixed_ips: {address} is the network or broadcast address of {net}",
+            kind="port",
+            field="fixed_ips",
+        )
+    if net.version == 6 and net.prefixlen < 127 and value == int(net.network_address):
+        raise InvalidInput(
+            f"fixed_ips: {address} is the subnet-router anycast address of {net}",
             kind="port",
             field="fixed_ips",
         )

@@ -351,10 +351,10 @@ def test_requested_fixed_ips(backend: Backend) -> None:
     assert other.id != net.id
 
 
-def test_v6_subnet_router_address_is_never_handed_out_but_may_be_named(backend: Backend) -> None:
+def test_v6_subnet_router_address_is_never_handed_out_nor_taken(backend: Backend) -> None:
     # One IPAM (podwire/ipam.py) whatever the storage: the IPv6 subnet-router
-    # anycast address is in no pool, so no free pick takes it; a caller may
-    # name it (only the IPv4 network and broadcast addresses are refused).
+    # anycast address is in no pool, so no free pick takes it, and a caller
+    # naming it is refused, as Neutron does.
     ctx = project()
     net, (sub,) = network(backend, ctx, "2001:db8:1f::/125")
     assert sub.allocation_pools == [AllocationPool(start="2001:db8:1f::2", end="2001:db8:1f::7")]
@@ -362,8 +362,10 @@ def test_v6_subnet_router_address_is_never_handed_out_but_may_be_named(backend: 
     assert sorted(picked) == [f"2001:db8:1f::{i}" for i in range(2, 8)]
     with pytest.raises(Exhausted):
         port(backend, ctx, net.id)
-    named = port(backend, ctx, net.id, fixed_ips=[FixedIpRequest(ip_address="2001:db8:1f::")])
-    assert addresses(named) == ["2001:db8:1f::"]
+    before = snapshot(backend)
+    with pytest.raises(InvalidInput, match="subnet-router anycast"):
+        port(backend, ctx, net.id, fixed_ips=[FixedIpRequest(ip_address="2001:db8:1f::")])
+    assert snapshot(backend) == before
 
 
 def test_full_subnet_is_exhausted_and_changes_nothing(backend: Backend) -> None:

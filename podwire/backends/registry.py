@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from podwire import faults
 from podwire.backends.base import Backend
 from podwire.config import Config
 from podwire.errors import InvalidInput, Unavailable
@@ -51,11 +52,23 @@ def open_backend(config: Config) -> Backend:
             kind="config",
             field="backend",
         ) from None
+    # Tests only: PODWIRE_FAULTS names where to fail or crash. Read before the
+    # backend opens, so a malformed plan fails with nothing to close.
+    wrap_with_faults = faults.active()
     try:
-        return factory(config)
+        backend = factory(config)
     except ImportError as exc:
         raise Unavailable(
             f"backend {config.backend!r} cannot be loaded: {exc}",
             kind="config",
             field="backend",
         ) from exc
+    if wrap_with_faults:
+        from podwire.backends.faulty import FaultyBackend
+
+        try:
+            return FaultyBackend(backend)
+        except BaseException:
+            backend.close()
+            raise
+    return backend

@@ -42,6 +42,13 @@ Filters = Mapping[str, Sequence[str]]
 class Backend(Protocol):
     #: registry name: "embedded", "ovn", "remote", "neutron"
     name: str
+    #: capabilities the agent asks instead of naming backends:
+    #: the backend sets a port's status itself from the data plane (OVN's
+    #: ovn-controller binding), so the agent never marks ports ACTIVE;
+    derives_port_status: bool
+    #: the backend answers binding.vif_type for a port bound to a host, so
+    #: the agent writes only binding.host_id and reads the kind's hint back.
+    decides_vif_type: bool
 
     # networks
     def create_network(self, ctx: Context, req: NetworkCreate) -> Network: ...

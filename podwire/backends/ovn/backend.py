@@ -33,6 +33,8 @@ class OvnBackend(NetworkCalls, SubnetCalls, PortCalls, TrunkCalls):
     module."""
 
     name = "ovn"
+    derives_port_status = True
+    decides_vif_type = True
 
     @classmethod
     def from_config(cls, config: Config) -> OvnBackend:

@@ -44,8 +44,8 @@ from sqlalchemy.pool import NullPool
 
 from podwire.agent.types import Attachment, AttachmentState, Step
 from podwire.datapath.vif import VifBase
-from podwire.kinds.registry import parse_vif
 from podwire.errors import Conflict, NotFound
+from podwire.kinds.registry import parse_vif
 from podwire.model import new_id, utcnow
 
 _metadata = MetaData()
@@ -129,6 +129,7 @@ class AttachmentStore:
     def create(
         self,
         *,
+        attachment_id: str | None = None,
         container_id: str,
         ifname: str,
         netns: str | None,
@@ -146,7 +147,7 @@ class AttachmentStore:
         acts, with that step's intent."""
         now = utcnow()
         row = {
-            "id": new_id(),
+            "id": attachment_id or new_id(),
             "container_id": container_id,
             "ifname": ifname,
             "netns": netns,

@@ -167,8 +167,8 @@ def _query(kind: str, filters: Filters | None) -> list[tuple[str, str]]:
 
 class RemoteBackend:
     name = "remote"
-    derives_port_status = False
-    decides_vif_type = False
+    derives_port_status: bool = False
+    bound_vif_type: str | None = None
 
     def __init__(
         self,

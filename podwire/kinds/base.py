@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -194,9 +194,9 @@ class KindPlugin:
     def undo_backend(self, data: Mapping[str, Any]) -> None:
         """Undo ``apply_backend`` from the step's data alone."""
 
-    @contextlib.contextmanager
-    def hold(self, vif: VifBase) -> Iterator[None]:
-        yield
+    def hold(self, vif: VifBase) -> contextlib.AbstractContextManager[None]:
+        """Held from before the plug until the ADD plugged or undid all."""
+        return contextlib.nullcontext()
 
     def detached(self, vif: VifBase, network_id: str) -> None:
         """After a DEL of an attachment of this kind."""

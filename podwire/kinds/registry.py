@@ -10,8 +10,9 @@ attachment's kind (``decide``), the VIF class of a stored record
 here plus its plugin module (docs/kinds.md).
 
 Test-only kinds (``TEST_KINDS``) are registered only when the fault
-injection of podwire.faults is on (``PODWIRE_FAULTS`` set): a production
-agent never lists or builds them.
+injection of podwire.faults is on (``PODWIRE_FAULTS`` set), and then come
+first (so the test kind ``faulty_bridge`` serves what veth_bridge would): a
+production agent never lists or builds them.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ _lock = threading.Lock()
 def entries() -> dict[str, str]:
     """The registered kinds of this process (test kinds only under faults)."""
     if os.environ.get("PODWIRE_FAULTS"):
-        return {**KINDS, **TEST_KINDS}
+        return {**TEST_KINDS, **KINDS}
     return dict(KINDS)
 
 

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import cast
+from typing import Protocol, cast
 
 from podwire.datapath.base import Driver
 from podwire.datapath.vif import VethBridge, VifBase
@@ -52,7 +52,7 @@ class VethBridgeKind(KindPlugin):
 
     def build(self, ctx: BuildContext) -> VethBridge:
         return VethBridge(
-            **common_fields(ctx),  # type: ignore[arg-type]
+            **common_fields(ctx),
             bridge=bridge_name(ctx.network.id),
             host_ifname=host_veth_name(ctx.port.id),
             # The bridge answers on the gateway addresses (nothing is routed).
@@ -94,7 +94,7 @@ class VethBridgeKind(KindPlugin):
         self.bridges.close()
 
 
-class _BridgeDriver(Driver):
+class _BridgeDriver(Driver, Protocol):
     """The extras of VethBridgeDriver this plugin uses."""
 
     def flush(self, timeout: float = 30.0) -> None: ...

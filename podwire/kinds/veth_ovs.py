@@ -25,7 +25,7 @@ class VethOvsKind(KindPlugin):
     def build(self, ctx: BuildContext) -> VethOvs:
         ovn = ctx.config.ovn
         return VethOvs(
-            **common_fields(ctx),  # type: ignore[arg-type]
+            **common_fields(ctx),
             bridge=ovn.integration_bridge,
             host_ifname=short_name(HOST_VETH_PREFIX, ctx.port.id),
             # OVN names a Logical_Switch_Port after the port id.

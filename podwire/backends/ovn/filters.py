@@ -70,7 +70,7 @@ def matches(obj: BaseModel, kind: str, filters: Mapping[str, Sequence[Any]] | No
     if every or any_of:
         if "tags" not in type(obj).model_fields:
             raise not_filterable(kind, "tags")
-        if not tags_match(getattr(obj, "tags"), every, any_of):
+        if not tags_match(obj.model_dump(include={"tags"})["tags"], every, any_of):
             return False
     for field, raw_values in filters.items():
         values = values_of(raw_values)

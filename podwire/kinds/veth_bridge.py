@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Protocol, cast
+from typing import ClassVar, Protocol, cast
 
 from podwire.datapath.base import Driver
 from podwire.datapath.vif import VethBridge, VifBase
@@ -43,7 +43,7 @@ class VethBridgeKind(KindPlugin):
     name = "veth_bridge"
     vif_class = VethBridge
     datapath_hints = ("bridge",)
-    vif_types = ("veth_bridge", "bridge")
+    vif_types: ClassVar[tuple[str, ...]] = ("veth_bridge", "bridge")
     default_for = ("host",)
 
     def __init__(self, env: KindEnv) -> None:

@@ -27,8 +27,8 @@ from podwire.model import (
 
 from . import convert, macs
 from . import statements as stmt
-from .addresses import AddressAllocation
 from .filters import where
+from .ipam import AddressAllocation
 from .schema import allocations, ports, trunks
 from .store import utc_now
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
+from podwire import ipam
 from podwire.backends import rules
 from podwire.backends.base import Filters
-from podwire.errors import InvalidInput
 from podwire.model import Context, Subnet, SubnetCreate, SubnetUpdate, new_id
 
-from . import convert, ipam
+from . import convert
 from .filters import where
 from .schema import allocations, networks, subnets
 from .store import Store, utc_now
@@ -36,14 +36,9 @@ class SubnetCalls(Store):
 
     def create_subnet(self, ctx: Context, req: SubnetCreate) -> Subnet:
         project = rules.project_for(ctx, req.project_id, "subnet")
-        cidr = ipam.network(req.cidr)
-        gateway = ipam.default_gateway(cidr) if req.gateway_ip == "auto" else req.gateway_ip
-        if gateway is not None and req.gateway_ip != "auto":
-            self._check_gateway(cidr, gateway)
-        if req.allocation_pools is None:
-            ranges = ipam.default_pools(cidr, gateway)
-        else:
-            ranges = ipam.check_pools(cidr, ipam.parse_pools(req.allocation_pools), gateway)
+        cidr, gateway, ranges = ipam.subnet_addressing(
+            req.cidr, req.gateway_ip, req.allocation_pools
+        )
         rules.check_host_routes(req.host_routes, cidr.version)
 
         def work(conn: Connection) -> Subnet:
@@ -77,19 +72,6 @@ class SubnetCalls(Store):
             return self._subnets(conn, [subnets.c.id == subnet_id])[0]
 
         return self._write(work)
-
-    @staticmethod
-    def _check_gateway(cidr: ipam.IpNetwork, gateway: str) -> None:
-        value = ipam.to_int(gateway)
-        reserved = {int(cidr.network_address)}
-        if cidr.version == 4 and cidr.prefixlen < 31:
-            reserved.add(int(cidr.broadcast_address))
-        if cidr.prefixlen < cidr.max_prefixlen - 1 and value in reserved:
-            raise InvalidInput(
-                f"gateway_ip {gateway} is the network or broadcast address of {cidr}",
-                kind="subnet",
-                field="gateway_ip",
-            )
 
     def get_subnet(self, ctx: Context, subnet_id: str) -> Subnet:
         return self._read(lambda conn: convert.subnet(self._subnet_row(conn, ctx, subnet_id)))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from podwire.backends.ovn import codec, ipam, rows
+from podwire import ipam
+from podwire.backends.ovn import codec, rows
 from podwire.backends.ovn.tables import Row, addresses_of, name_of, optional, xids
 from podwire.model import FixedIp, Network, Port, Subnet, SubPort, Trunk
 

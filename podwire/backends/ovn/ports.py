@@ -79,34 +79,6 @@ class PortCalls(NbStore):
         raise rules.no_free_mac(network_id, self._mac_prefix)
 
     @staticmethod
-    def _allocate(
-        plan: list[tuple[Subnet, str | None]], used: set[str], device_owner: str
-    ) -> list[FixedIp]:
-        """Named addresses first, so "any free address" never takes one named later."""
-        result: list[FixedIp | None] = [None] * len(plan)
-        taken = set(used)
-        named: set[str] = set()
-        for i, (subnet, address) in enumerate(plan):
-            if address is None:
-                continue
-            canonical = str(ipaddress.ip_address(address))
-            if canonical in named:
-                raise rules.requested_twice(address)
-            ip = ipam.check_requested(
-                subnet, canonical, taken, may_be_gateway=device_owner.startswith("network:")
-            )
-            named.add(ip)
-            taken.add(ip)
-            result[i] = FixedIp(subnet_id=subnet.id, ip_address=ip)
-        for i, (subnet, address) in enumerate(plan):
-            if address is not None:
-                continue
-            ip = ipam.allocate(subnet, taken)
-            taken.add(ip)
-            result[i] = FixedIp(subnet_id=subnet.id, ip_address=ip)
-        return [r for r in result if r is not None]
-
-    @staticmethod
     def _write_port(lsp: Row, port: Port) -> None:
         """Every column of the port's row from the Port object."""
         ips = [f.ip_address for f in port.fixed_ips]
@@ -137,7 +109,7 @@ class PortCalls(NbStore):
             subnets = self._subnets_of(t, req.network_id)
             plan = rules.plan_fixed_ips(req.network_id, subnets, req.fixed_ips)
             used_ips, used_macs = usage(ls)
-            fixed_ips = self._allocate(plan, used_ips, req.device_owner)
+            fixed_ips = ipam.allocate(plan, used_ips, req.device_owner)
             now = utc_now()
             security = (
                 req.port_security_enabled
@@ -261,7 +233,7 @@ class PortCalls(NbStore):
                     address = reuse[1]
             resolved.append((subnet, address))
         owner = values.get("device_owner", current.device_owner)
-        return self._allocate(resolved, used_addresses(ls, exclude_port=current.id), owner)
+        return ipam.allocate(resolved, used_addresses(ls, exclude_port=current.id), owner)
 
     def delete_port(self, ctx: Context, port_id: str) -> None:
         def work(txn: Any, t: Tables) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from podwire import ipam
 from podwire.backends import rules
 from podwire.backends.base import Filters
-from podwire.backends.ovn import codec, ipam
+from podwire.backends.ovn import codec
 from podwire.backends.ovn.filters import matches
 from podwire.backends.ovn.objects import to_subnet
 from podwire.backends.ovn.store import NbStore
@@ -32,18 +33,11 @@ class SubnetCalls(NbStore):
 
     def create_subnet(self, ctx: Context, req: SubnetCreate) -> Subnet:
         project = rules.project_for(ctx, req.project_id, "subnet")
-        if req.gateway_ip == "auto":
-            gateway = ipam.default_gateway(req.cidr)
-        else:
-            gateway = req.gateway_ip
-            if gateway is not None:
-                ipam.check_gateway(req.cidr, gateway)
-        if req.allocation_pools is None:
-            pools = ipam.default_pools(req.cidr, gateway)
-        else:
-            pools = sorted(req.allocation_pools, key=lambda p: int(ipaddress.ip_address(p.start)))
-            ipam.check_pools(req.cidr, pools, gateway)
-        version = ipaddress.ip_network(req.cidr).version
+        net, gateway, ranges = ipam.subnet_addressing(
+            req.cidr, req.gateway_ip, req.allocation_pools
+        )
+        pools = ipam.as_allocation_pools(ranges, net.version)
+        version = net.version
         rules.check_host_routes(req.host_routes, version)
 
         def work(txn: Any, t: Tables) -> Subnet:

@@ -3,14 +3,16 @@
  * behaving exactly like the Python shim (podwire/frontends/cni/shim.py), but
  * starting in about half a millisecond instead of 25-70 ms.
  *
- * Wire contract (docs: TEAM.md "CNI shim <-> agent"):
+ * Wire contract (docs/cni.md, "The shim and the agent"):
  *   socket  = stdin config's top-level "agentSocket" string, else env
  *             PODWIRE_AGENT_SOCKET, else /run/podwire/agent.sock
  *   request = POST /v1/cni on that unix socket, one X-CNI-* header per CNI
  *             variable that is set, body = stdin unchanged
  *   answer  = the body goes to stdout unchanged, exit code = X-CNI-Exit
- * The shim answers by itself only VERSION, CNI error 11 when the agent cannot
- * be reached or answers garbage, and CNI error 4 for a CR/LF in a variable.
+ * The shim answers by itself only VERSION, CNI error 4 for a CR/LF in a
+ * variable, and, when the agent cannot be reached or answers garbage, CNI
+ * error 11 (try again later) or, if stdin cannot be a network config at all,
+ * error 6 (decode failure: no retry can succeed; the agent would say 6 too).
  *
  * No dependencies beyond libc: gcc -O2 -Wall -Wextra -Werror.
  */
@@ -63,7 +65,46 @@ static void buf_add(struct buf *b, const void *data, size_t len)
 static void buf_str(struct buf *b, const char *s) { buf_add(b, s, strlen(s)); }
 
 /* ---- The config scanner: a strict JSON reader that keeps two top-level
- * strings. Invalid JSON means "no config" (the agent then answers error 6). */
+ * strings. Invalid JSON means "no config" (the agent then answers error 6).
+ * A config is a JSON object in UTF-8 (RFC 8259), a leading BOM allowed: what
+ * the Python shim's _config() accepts. */
+
+#define UTF8_BOM "\xef\xbb\xbf"
+
+/* Python's UTF-8 decoder with "surrogatepass": no overlong forms, nothing
+ * above U+10FFFF, encoded surrogates (ED A0..BF xx) accepted. */
+static int utf8_valid(const unsigned char *p, size_t len)
+{
+    const unsigned char *end = p + len;
+    while (p < end) {
+        unsigned c = *p++;
+        int more;
+        unsigned lo = 0x80, hi = 0xbf;
+        if (c < 0x80)
+            continue;
+        if (c >= 0xc2 && c <= 0xdf)
+            more = 1;
+        else if (c >= 0xe0 && c <= 0xef) {
+            more = 2;
+            if (c == 0xe0)
+                lo = 0xa0;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            more = 3;
+            if (c == 0xf0)
+                lo = 0x90;
+            else if (c == 0xf4)
+                hi = 0x8f;
+        } else
+            return 0;
+        if (end - p < more || p[0] < lo || p[0] > hi)
+            return 0;
+        for (int i = 1; i < more; i++)
+            if ((p[i] & 0xc0) != 0x80)
+                return 0;
+        p += more;
+    }
+    return 1;
+}
 
 struct scan {
     const unsigned char *p, *end;
@@ -632,6 +673,19 @@ static int answer_complete(const struct buf *r)
     return 0;
 }
 
+/* Whether stdin is a network config (set once in main). */
+static int config_decodable;
+
+/* No answer from the agent: try again later (11), unless stdin is no network
+ * config at all; then no retry can succeed, and the answer is the agent's own
+ * for it, a decode failure (6), with why the agent said nothing. */
+static int unanswered(const char *version, const char *msg, const char *details)
+{
+    if (!config_decodable)
+        return cni_error(version, 6, "cannot decode the network config on stdin", msg);
+    return cni_error(version, 11, msg, details);
+}
+
 static int unreachable(const char *version, const char *path, int err)
 {
     char msg[512], details[256];
@@ -642,7 +696,7 @@ static int unreachable(const char *version, const char *path, int err)
         snprintf(msg, sizeof msg, "podwire agent unreachable at %.300s: %s", path, strerror(err));
         snprintf(details, sizeof details, "[Errno %d] %s", err, strerror(err));
     }
-    return cni_error(version, 11, msg, details);
+    return unanswered(version, msg, details);
 }
 
 int main(void)
@@ -652,7 +706,10 @@ int main(void)
     if (read_all(0, &in) < 0)
         in.len = 0; /* unreadable stdin is the agent's to judge, like empty stdin */
     buf_add(&in, "", 0);
-    if (scan_config(in.data, in.len, &cfg) != 0)
+    size_t bom = in.len >= 3 && memcmp(in.data, UTF8_BOM, 3) == 0 ? 3 : 0;
+    config_decodable = utf8_valid((const unsigned char *)in.data + bom, in.len - bom) &&
+                       scan_config(in.data + bom, in.len - bom, &cfg) == 0;
+    if (!config_decodable)
         memset(&cfg, 0, sizeof cfg);
     const char *version = cfg.cni_version && *cfg.cni_version ? cfg.cni_version : NULL;
 
@@ -698,7 +755,7 @@ int main(void)
     if (path_len > sizeof addr.sun_path) {
         char msg[512];
         snprintf(msg, sizeof msg, "podwire agent unreachable at %.300s: OSError", path);
-        return cni_error(version, 11, msg, "AF_UNIX path too long");
+        return unanswered(version, msg, "AF_UNIX path too long");
     }
     memcpy(addr.sun_path, path, path_len);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -735,7 +792,7 @@ int main(void)
     if (parse_answer(&resp, &exit_code, &body, why, sizeof why) < 0) {
         char msg[512];
         snprintf(msg, sizeof msg, "podwire agent at %.300s answered garbage", path);
-        return cni_error(version, 11, msg, why);
+        return unanswered(version, msg, why);
     }
     write_all(1, body.data, body.len);
     return (int)(exit_code & 0xff); /* as Python's sys.exit(n) */

@@ -62,8 +62,11 @@ class FaultyBackend:
         self.name = inner.name
 
     def __getattr__(self, attr: str) -> Any:
-        # Anything beyond the protocol (a backend's own extras) passes through
-        # unwrapped; the protocol's methods are all defined below.
+        # Anything beyond the protocol's methods (its data attributes, a
+        # backend's own extras) passes through unwrapped; the methods are all
+        # defined below.
+        if attr == "inner":  # not set yet (a failed __init__): no recursion
+            raise AttributeError(attr)
         return getattr(self.inner, attr)
 
     def _through(self, method: str, call: Callable[[], T]) -> T:

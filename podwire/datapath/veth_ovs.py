@@ -6,7 +6,8 @@ ADD, in order, each step pushed on an undo stack:
 1. the veth pair, container end configured (the shared veth helper);
 2. TX checksum offload off on both ends: OVS's userspace (netdev) datapath
    forwards the partial checksums a veth leaves for offload, and TCP then
-   fails while ping passes (RECIPES.md); harmless with the kernel datapath;
+   fails while ping passes (seen on the test machine); harmless with the kernel
+   datapath;
 3. the OVS interface, with iface-id, attached-mac and iface-status=active
    (what Neutron's and ovn-kubernetes' plugs write);
 4. the wait, bounded by ``VethOvs.bind_timeout``, until ovn-controller has

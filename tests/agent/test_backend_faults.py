@@ -54,3 +54,29 @@ def test_failed_create_port_gives_a_clean_error_and_leaves_nothing(
     assert deleted.code == 0, deleted.stdout
     assert agent.ports(net.id) == []
     assert agent.attachments() == []
+
+
+def test_kill_9_right_after_create_port_is_cleaned_up_on_restart(
+    start_agent: Any, make_netns: Any
+) -> None:
+    plan = [{"point": "backend.create_port:after", "action": "crash"}]
+    agent: AgentProcess = start_agent(env={"PODWIRE_FAULTS": json.dumps(plan)})
+    name = unique("pwf")
+    net = agent.create_network(name, f"198.18.{int(name[-4:], 16) % 250}.0/24")
+    ns = make_netns()
+    cid = unique("pwf", 12)
+
+    cut = agent.cni("ADD", netconf(net.name), container_id=cid, netns=netns_path(ns))
+    # The agent died with the call: the runtime is told to try again later.
+    assert cut.error_code == 11, cut.stdout
+    assert agent.proc is not None and agent.proc.wait(10) == -9
+    assert "injected crash at backend.create_port:after" in agent.log()
+    # The backend made the port; nobody heard of it.
+    assert [p.device_id for p in agent.ports(net.id)] == [cid]
+
+    agent.env.pop("PODWIRE_FAULTS")
+    agent.stop()
+    agent.start()
+    assert agent.ports(net.id) == []
+    assert agent.attachments() == []
+    assert _links_in(ns) == ["lo"]

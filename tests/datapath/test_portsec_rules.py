@@ -23,27 +23,27 @@ def test_port_elements_split_exact_and_cidr():
             AddressPair(ip="198.18.4.0/24", mac="02:00:00:00:00:06"),
         )
     )
-    el = port_elements("pwh1", sec)
-    assert el["secured"] == ['"pwh1"']
-    assert el["macs"] == ['"pwh1" . 02:00:00:00:00:05', '"pwh1" . 02:00:00:00:00:06']
-    assert '"pwh1" . 02:00:00:00:00:05 . 198.18.0.5' in el["src4"]
-    assert '"pwh1" . 02:00:00:00:00:05 . 0.0.0.0' in el["src4"]
-    assert el["net4"] == ['"pwh1" . 02:00:00:00:00:06 . 198.18.4.0/24']
-    assert '"pwh1" . 02:00:00:00:00:05 . 2001:db8::5' in el["src6"]
-    assert '"pwh1" . 02:00:00:00:00:05 . fe80::ff:fe00:5' in el["src6"]
+    el = port_elements("pwv1", sec)
+    assert el["secured"] == ['"pwv1"']
+    assert el["macs"] == ['"pwv1" . 02:00:00:00:00:05', '"pwv1" . 02:00:00:00:00:06']
+    assert '"pwv1" . 02:00:00:00:00:05 . 198.18.0.5' in el["src4"]
+    assert '"pwv1" . 02:00:00:00:00:05 . 0.0.0.0' in el["src4"]
+    assert el["net4"] == ['"pwv1" . 02:00:00:00:00:06 . 198.18.4.0/24']
+    assert '"pwv1" . 02:00:00:00:00:05 . 2001:db8::5' in el["src6"]
+    assert '"pwv1" . 02:00:00:00:00:05 . fe80::ff:fe00:5' in el["src6"]
     assert "net6" not in el
 
 
 def test_no_pairs_means_secured_and_nothing_allowed():
-    assert port_elements("pwh1", PortSecurity(allowed=())) == {"secured": ['"pwh1"']}
+    assert port_elements("pwv1", PortSecurity(allowed=())) == {"secured": ['"pwv1"']}
 
 
 @pytest.mark.parametrize(
     ("ifname", "pair"),
     [
-        ('pwh1" }; flush ruleset; {', AddressPair(ip="198.18.0.5", mac="02:00:00:00:00:05")),
-        ("pwh1", AddressPair(ip="198.18.0.5; drop", mac="02:00:00:00:00:05")),
-        ("pwh1", AddressPair(ip="198.18.0.5", mac="02:00:00:00:00:05 drop")),
+        ('pwv1" }; flush ruleset; {', AddressPair(ip="198.18.0.5", mac="02:00:00:00:00:05")),
+        ("pwv1", AddressPair(ip="198.18.0.5; drop", mac="02:00:00:00:00:05")),
+        ("pwv1", AddressPair(ip="198.18.0.5", mac="02:00:00:00:00:05 drop")),
     ],
 )
 def test_nothing_unchecked_reaches_nft(ifname, pair):

@@ -1,5 +1,6 @@
 """Both CNI shims (Python podwire-cni and the compiled shim/podwire-cni.c) under
-the same cases: they must be interchangeable transports (TEAM.md wire contract).
+the same cases: they must be interchangeable transports (the wire contract in
+docs/cni.md, "The shim and the agent").
 
 Transport cases run the shims against a small recording HTTP peer on a unix
 socket (what each shim sends, byte for byte, and how it treats broken answers);
@@ -164,8 +165,7 @@ def test_version_ignores_an_undecodable_config(shim: Path) -> None:
         (b'{"cniVersion": "0.4.0", "name": "n", "type": "podwire"}', "0.4.0"),
         (b'{"cniVersion": "1.0.0", "name": "n", "type": "podwire"}', "1.0.0"),
         (b'{"name": "n", "type": "podwire"}', "1.1.0"),
-        (b"{ not json", "1.1.0"),
-        (b"", "1.1.0"),
+        (b'\xef\xbb\xbf{"cniVersion": "1.0.0"}', "1.0.0"),  # a BOM is allowed
     ],
 )
 def test_agent_down_is_error_11(shim: Path, tmp_path: Path, stdin: bytes, version: str) -> None:
@@ -183,6 +183,56 @@ def test_agent_down_is_error_11(shim: Path, tmp_path: Path, stdin: bytes, versio
     answer = cni_error(proc)
     assert answer["code"] == 11
     assert answer["cniVersion"] == version
+
+
+UNDECODABLE = {
+    "not-json": b"{ not json",
+    "empty": b"",
+    "trailing-comma": b'{"cniVersion": "1.0.0", }',
+    "array": b'["cniVersion", "1.0.0"]',
+    "string": b'"cniVersion"',
+    "extra-data": b'{"cniVersion": "1.0.0"} {}',
+    "not-utf8": b'{"cniVersion": "1.0.0", "name": "\xff"}',
+    "overlong-utf8": b'{"cniVersion": "1.0.0", "name": "\xc0\xaf"}',
+    "control-char": b'{"cniVersion": "1.0.0", "name": "a\tb"}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNDECODABLE))
+@pytest.mark.parametrize("where", ["default-socket", "env-socket"])
+def test_undecodable_config_is_error_6_when_no_agent_answers(
+    shim: Path, tmp_path: Path, name: str, where: str
+) -> None:
+    """Nothing to retry: the answer is the agent's own for such stdin (6), not
+    "try again later" (11), and it says why the agent did not answer."""
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0"}
+    if where == "env-socket":
+        env["PODWIRE_AGENT_SOCKET"] = str(tmp_path / "nobody-listens.sock")
+    else:  # the default, /run/podwire/agent.sock, with no agent there
+        env["PODWIRE_AGENT_SOCKET"] = ""
+        if Path("/run/podwire/agent.sock").exists():
+            pytest.fail("an agent serves /run/podwire/agent.sock on this machine; stop it")
+    proc = run_shim(shim, UNDECODABLE[name], env)
+    answer = cni_error(proc)
+    assert answer["code"] == 6, answer
+    assert answer["cniVersion"] == "1.1.0"
+    assert answer["msg"] == "cannot decode the network config on stdin"
+    socket_path = "/run/podwire/agent.sock" if where == "default-socket" else str(tmp_path)
+    assert f"podwire agent unreachable at {socket_path}" in str(answer["details"])
+
+
+@pytest.mark.parametrize("name", sorted(UNDECODABLE))
+def test_undecodable_config_is_error_6_when_the_agent_answers_garbage(
+    shim: Path, peer: RecordingPeer, name: str
+) -> None:
+    peer.answer = b"hello\r\n\r\n"
+    env = {"CNI_COMMAND": "DEL", "PODWIRE_AGENT_SOCKET": str(peer.path)}
+    answer = cni_error(run_shim(shim, UNDECODABLE[name], env))
+    assert answer["code"] == 6, answer
+    assert "answered garbage" in str(answer["details"])
+    # The agent got it to judge first: the shim decides only without an answer.
+    (ex,) = peer.exchanges
+    assert ex.body == UNDECODABLE[name]
 
 
 def test_agent_socket_path_that_is_not_a_socket_is_error_11(shim: Path, tmp_path: Path) -> None:
@@ -433,6 +483,10 @@ def test_a_hung_agent_times_out_as_error_11_alike(
         (b'{"agentSocket": "/' + b"x" * 200 + b'"}', {"CNI_COMMAND": "ADD"}),
         (b'{"agentSocket": ""}', {"CNI_COMMAND": "ADD"}),
         (b"\xff\xfe not utf-8", {"CNI_COMMAND": "ADD"}),
+        (b"{ not json", {"CNI_COMMAND": "ADD"}),
+        (b'{"cniVersion": "0.4.0", "n": "\xed\xa0\x80"}', {"CNI_COMMAND": "ADD"}),
+        (b'\xef\xbb\xbf{"agentSocket": "/nonexistent/bom.sock"}', {"CNI_COMMAND": "ADD"}),
+        (b'{"agentSocket": "/nonexistent/\xff.sock"}', {"CNI_COMMAND": "ADD"}),
     ],
     ids=[
         "version",
@@ -447,6 +501,10 @@ def test_a_hung_agent_times_out_as_error_11_alike(
         "path-too-long",
         "empty-socket",
         "not-utf8",
+        "not-json",
+        "encoded-surrogate",
+        "bom-socket",
+        "not-utf8-socket",
     ],
 )
 def test_both_shims_answer_alike_by_themselves(

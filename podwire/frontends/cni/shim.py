@@ -4,8 +4,10 @@ Installed into the CNI bin directory as ``podwire``. It forwards the CNI_*
 environment (one X-CNI-* header per variable that is set) and stdin to
 ``POST /v1/cni`` on the agent's unix socket, writes the answer's body to
 stdout unchanged and exits with its X-CNI-Exit code. It answers by itself
-only VERSION, and error 11 when the agent cannot be reached or answers
-garbage (error 4 for an environment value that cannot be a header).
+only VERSION, error 4 for an environment value that cannot be a header, and,
+when the agent cannot be reached or answers garbage, error 11 (try again
+later) or, if stdin cannot be a network config at all, error 6 (decode
+failure: no retry can succeed, and it is what the agent would have said).
 
 Start-up time is the whole cost of a CNI call here, so: stdlib only, nothing
 imported at module level beyond os/sys, json only on the paths that need it
@@ -30,13 +32,24 @@ CNI_VARS = (
 TIMEOUT = float(os.environ.get("PODWIRE_CNI_TIMEOUT", "300"))
 
 
-def _config_version(stdin: bytes) -> str:
+def _config(stdin: bytes) -> dict[str, object] | None:
+    """The network config on stdin, or None when stdin cannot be one: a JSON
+    object in UTF-8 (RFC 8259), a leading BOM allowed. The C shim's scanner
+    accepts exactly this, so both shims judge stdin alike."""
     import json
 
+    if stdin.startswith(b"\xef\xbb\xbf"):
+        stdin = stdin[3:]
     try:
-        version = json.loads(stdin).get("cniVersion")
-    except Exception:
-        return LATEST
+        # surrogatepass: what json.loads(bytes) does with encoded surrogates.
+        config = json.loads(stdin.decode("utf-8", "surrogatepass"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError both
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _config_version(stdin: bytes) -> str:
+    version = (_config(stdin) or {}).get("cniVersion")
     return version if isinstance(version, str) and version else LATEST
 
 
@@ -50,12 +63,7 @@ def _error(stdin: bytes, code: int, msg: str, details: str = "") -> bytes:
 def _socket_path(stdin: bytes) -> str:
     # Parse only when the key can be there: most configs never set it.
     if b"agentSocket" in stdin:
-        import json
-
-        try:
-            path = json.loads(stdin).get("agentSocket")
-        except Exception:
-            path = None
+        path = (_config(stdin) or {}).get("agentSocket")
         if isinstance(path, str) and path:
             return path
     return os.environ.get("PODWIRE_AGENT_SOCKET") or DEFAULT_SOCKET
@@ -140,9 +148,18 @@ def run(stdin: bytes) -> tuple[int, bytes]:
         return _exchange(path, request)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        return 1, _error(stdin, 11, f"podwire agent unreachable at {path}: {reason}", str(exc))
+        return _unanswered(stdin, f"podwire agent unreachable at {path}: {reason}", str(exc))
     except ValueError as exc:
-        return 1, _error(stdin, 11, f"podwire agent at {path} answered garbage", str(exc))
+        return _unanswered(stdin, f"podwire agent at {path} answered garbage", str(exc))
+
+
+def _unanswered(stdin: bytes, msg: str, details: str) -> tuple[int, bytes]:
+    """No answer from the agent: try again later (11), unless stdin is no
+    network config at all; then no retry can succeed, and the answer is the
+    agent's own for it, a decode failure (6), with why the agent said nothing."""
+    if _config(stdin) is None:
+        return 1, _error(stdin, 6, "cannot decode the network config on stdin", msg)
+    return 1, _error(stdin, 11, msg, details)
 
 
 def main() -> None:

@@ -315,41 +315,40 @@ class Agent:
         return record
 
     def _suspend(self, args: tuple[str, str]) -> None:
+        """The record stays "ready": the door keeps whether it suspended an
+        interface in its own state (frontend_state), and a resume re-plugs
+        whatever is left. An interface already gone is success."""
         record = self._record(*args)
-        if record.vif is None or record.state not in ("ready", "suspended"):
+        if record.vif is None or record.state != "ready":
             raise Conflict(
                 f"attachment {record.id} is {record.state}, not ready",
                 kind="attachment",
                 object_id=record.id,
             )
-        # Marked first: a crash after it only costs the next resume a re-plug.
-        self.store.update(record.id, state="suspended")
-        self.drivers(record.vif.kind).unplug(record.vif, None, record.ifname)
-        self.write_network_status(record.container_id)
+        self.drivers(record.vif.kind).unplug(record.vif, record.netns, record.ifname)
 
     def _resume(self, args: tuple[str, str, str | None]) -> AttachedInterface:
         container_id, ifname, netns = args
         record = self._record(container_id, ifname)
-        if record.vif is None or record.state not in ("ready", "suspended"):
+        if record.vif is None or record.state != "ready":
             raise Conflict(
                 f"attachment {record.id} is {record.state}, not ready",
                 kind="attachment",
                 object_id=record.id,
             )
-        driver = self.drivers(record.vif.kind)
+        plugin = self.kinds.get(record.vif.kind)
         target = netns if netns is not None else record.netns
-        # What is left of the old interface goes first (unplug is idempotent).
-        driver.unplug(record.vif, target, record.ifname)
-        interface = driver.plug(record.vif, target, record.ifname)
-        self.store.update(record.id, state="ready", netns=netns)
-        self.write_network_status(container_id)
+        with plugin.hold(record.vif):
+            # What is left of the old interface goes first (unplug is idempotent).
+            plugin.driver().unplug(record.vif, target, record.ifname)
+            interface = plugin.driver().plug(record.vif, target, record.ifname)
+        if netns is not None:
+            self.store.update(record.id, netns=netns)
         port = self.backend.get_port(self.ctx, record.vif.port_id)
         used = {f.subnet_id for f in port.fixed_ips}
         network = self.backend.get_network(self.ctx, port.network_id)
         return AttachedInterface(
-            attachment=record.model_copy(
-                update={"state": "ready", "netns": target if netns is not None else record.netns}
-            ),
+            attachment=record.model_copy(update={"netns": target}),
             interface=interface,
             port=port,
             subnets=[s for s in self.subnets(network) if s.id in used],

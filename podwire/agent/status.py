@@ -79,7 +79,7 @@ def network_status(agent: Agent, records: list[Attachment]) -> list[dict[str, An
     """Multus ``network-status`` elements, one per plugged interface."""
     out = []
     for record in records:
-        if record.vif is None or record.state not in ("ready", "suspended"):
+        if record.vif is None or record.state != "ready":
             continue
         vif = record.vif
         element: dict[str, Any] = {

@@ -14,8 +14,7 @@ from podwire.kinds.registry import parse_vif
 from podwire.model import Port, Subnet
 
 Frontend = Literal["cni", "docker", "cli"]
-# "suspended": unplugged, port and record kept (Docker's Leave).
-AttachmentState = Literal["pending", "ready", "detaching", "suspended"]
+AttachmentState = Literal["pending", "ready", "detaching"]
 StepState = Literal["intent", "done"]
 
 # A record's VIF: read back as its kind's class, found through the kinds

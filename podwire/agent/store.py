@@ -35,6 +35,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -257,7 +258,9 @@ class AttachmentStore:
         states: tuple[str, ...] | None = None,
         container_id: str | None = None,
     ) -> list[Attachment]:
-        query = select(attachments).order_by(attachments.c.created_at, attachments.c.id)
+        # In the order written (SQLite's rowid): a container's interfaces
+        # in the order they were attached, within one second too.
+        query = select(attachments).order_by(literal_column("rowid"))
         if frontend is not None:
             query = query.where(attachments.c.frontend == frontend)
         if states is not None:

@@ -78,7 +78,6 @@ def _assert_nothing_left(agent: AgentProcess, net: Any, ns: str, port_ids: set[s
     faulty_dir = agent.state_dir / "faulty"
     assert not faulty_dir.exists() or list(faulty_dir.iterdir()) == []
     assert list((agent.state_dir / "network-status").glob("*.json")) == []
-    assert _links_in(ns) == ["lo"] and _addresses_in(ns) == []
     rules = PortSecurityTable()
     deadline = time.monotonic() + 5  # veth pairs are deleted in the background
     for port_id in port_ids:
@@ -87,6 +86,9 @@ def _assert_nothing_left(agent: AgentProcess, net: Any, ns: str, port_ids: set[s
             time.sleep(0.05)
         assert not _link_exists(host_end), host_end
         assert not rules.has_port(host_end), host_end
+    while _links_in(ns) != ["lo"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _links_in(ns) == ["lo"] and _addresses_in(ns) == []
 
 
 def _ports_seen(agent: AgentProcess, net: Any, seen: set[str]) -> None:

@@ -69,7 +69,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from podwire.agent.core import Agent
-    from podwire.agent.types import AttachRequest, DetachRequest
+    from podwire.agent.types import AttachRequest, DetachRequest, NetworkSelection
     from podwire.config import Config
     from podwire.model import NetworkCreate, SubnetCreate, parse
 
@@ -114,9 +114,8 @@ def main() -> int:
             agent.attach(
                 AttachRequest(
                     container_id=cid,
-                    ifname="eth0",
                     netns=f"/run/netns/{ns}",
-                    network=net.id,
+                    networks=[NetworkSelection(network=net.id, ifname="eth0")],
                     frontend="cni",
                 )
             )
@@ -136,7 +135,10 @@ def main() -> int:
             path = f"/run/netns/{ns}"
             agent.attach(
                 AttachRequest(
-                    container_id=cid, ifname="eth0", netns=path, network=net.id, frontend="cni"
+                    container_id=cid,
+                    netns=path,
+                    networks=[NetworkSelection(network=net.id, ifname="eth0")],
+                    frontend="cni",
                 )
             )
             agent.detach(
@@ -169,12 +171,11 @@ def main() -> int:
         for ns in namespaces:
             subprocess.run(["ip", "netns", "delete", ns], check=False)
         if network_id is not None:
-            from podwire.agent.vifs import bridge_name
-            from podwire.datapath.registry import get_driver
+            from podwire.kinds.veth_bridge import bridge_name
 
             bridge = bridge_name(network_id)
             try:
-                get_driver("veth_bridge").remove_bridge(bridge, force=True)
+                agent.drivers("veth_bridge").remove_bridge(bridge, force=True)  # type: ignore[attr-defined]
             except Exception as exc:  # a bench cleans up what it can
                 print(f"cannot remove {bridge}: {exc}", file=sys.stderr)
             agent.backend.delete_network(agent.ctx, network_id)

@@ -673,7 +673,7 @@ def _delete_network(agent: Agent, network: str) -> None:
     with contextlib.suppress(Exception):
         agent.cli("network", "delete", network)
     if network_id is not None:
-        from podwire.agent.vifs import bridge_name
+        from podwire.kinds.veth_bridge import bridge_name
 
         subprocess.run(["ip", "link", "delete", bridge_name(network_id)], capture_output=True)
 

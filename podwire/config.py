@@ -86,6 +86,10 @@ class AgentConfig(_Section):
     # used it for this long (0: at its last DEL); not at once, so that a
     # container restart does not delete and recreate the bridge.
     bridge_idle_seconds: float = Field(default=30.0, ge=0)
+    # Where this agent runs: "host" (containers on this machine's own
+    # networks) or "nested" (containers inside a VM, on its port). One input
+    # of the VIF kind decision (podwire.kinds.registry.decide).
+    node_mode: Literal["host", "nested"] = "host"
 
 
 class Config(_Section):

@@ -89,6 +89,8 @@ Uuid = Annotated[str, AfterValidator(_uuid)]
 VlanId = Annotated[int, Field(ge=1, le=4094)]
 Name = Annotated[str, Field(max_length=255)]
 ProjectId = Annotated[str, Field(min_length=1, max_length=255)]
+# A comma would split it in a ``tags=a,b`` query.
+Tag = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^,]+$")]
 
 NetworkType = Literal["local", "flat", "vlan", "vxlan", "geneve"]
 VnicType = Literal[
@@ -228,6 +230,9 @@ class Port(_Strict):
     allowed_address_pairs: list[AllowedAddressPair] = Field(default_factory=list)
     vnic_type: VnicType = "normal"
     binding: PortBinding = Field(default_factory=PortBinding)
+    # Neutron's tags. podwire marks the ports it creates with
+    # "podwire:host=<host>" and "podwire:purpose=<...>" (agent/ownership.py).
+    tags: list[Tag] = Field(default_factory=list)
     # Set when the port is a trunk's sub-port: (parent port id, VLAN id).
     # OVN stores exactly this as parent_name and tag.
     parent_port_id: str | None = None
@@ -351,6 +356,7 @@ class PortCreate(_Strict):
     allowed_address_pairs: list[AllowedAddressPair] = Field(default_factory=list)
     vnic_type: VnicType = "normal"
     binding: PortBinding | None = None
+    tags: list[Tag] = Field(default_factory=list)
 
 
 class PortUpdate(_Strict):
@@ -367,6 +373,7 @@ class PortUpdate(_Strict):
     allowed_address_pairs: list[AllowedAddressPair] | None = None
     vnic_type: VnicType | None = None
     binding: PortBinding | None = None
+    tags: list[Tag] | None = None
 
 
 class TrunkCreate(_Strict):

@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from podwire.agent.types import Attachment, AttachRequest, DetachRequest
+from podwire.agent.ports import LABEL_PORT_SOURCE
+from podwire.agent.types import Attachment, AttachRequest, DetachRequest, NetworkSelection
 from podwire.errors import Conflict, InvalidInput, NotFound
 from podwire.model import (
     AllocationPool,
@@ -586,17 +587,25 @@ class DockerSupport:
             else:
                 port = self._endpoint_port(network, wanted, mac, undo)
                 origin = "created"
+            labels = {LABEL_NETWORK: docker_network_id, LABEL_PORT_ORIGIN: origin}
+            if origin == "created":
+                # The agent's record then deletes it on undo (port.reserved).
+                labels[LABEL_PORT_SOURCE] = "reserved"
             result = self.agent.attach(
                 AttachRequest(
                     container_id=endpoint_id,
                     netns=None,
-                    ifname=endpoint_ifname(endpoint_id),
-                    network=network.id,
                     frontend=FRONTEND,
-                    port_id=port.id,
-                    labels={LABEL_NETWORK: docker_network_id, LABEL_PORT_ORIGIN: origin},
+                    networks=[
+                        NetworkSelection(
+                            network=network.id,
+                            ifname=endpoint_ifname(endpoint_id),
+                            port_id=port.id,
+                        )
+                    ],
+                    labels=labels,
                 )
-            )
+            ).interfaces[0]
             undo.pop_all()
 
         bound = result.port

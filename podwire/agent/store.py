@@ -35,6 +35,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -42,9 +43,10 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
-from podwire.agent.types import Attachment, AttachmentState
-from podwire.datapath.vif import Vif, parse_vif
+from podwire.agent.types import Attachment, AttachmentState, Step
+from podwire.datapath.vif import VifBase
 from podwire.errors import Conflict, NotFound
+from podwire.kinds.registry import parse_vif
 from podwire.model import new_id, utcnow
 
 _metadata = MetaData()
@@ -64,6 +66,11 @@ attachments = Table(
     Column("state", String(16), nullable=False),
     Column("frontend", String(16), nullable=False),
     Column("labels", Text, nullable=False, default="{}"),
+    Column("default_route", Boolean, nullable=False, default=True),
+    Column("frontend_state", Text, nullable=False, default="{}"),
+    # The recorded steps (JSON list of podwire.agent.types.Step), the undo
+    # stack DEL, GC and reconcile work from.
+    Column("steps", Text, nullable=False, default="[]"),
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
     # One interface name per container: two attachments named eth0 in one
@@ -92,6 +99,7 @@ class AttachmentStore:
         )
         event.listen(self._engine, "connect", _on_connect)
         _metadata.create_all(self._engine)
+        _add_missing_columns(self._engine)
         path.chmod(0o600)
         self._local = threading.local()
         self._conns_lock = threading.Lock()
@@ -122,6 +130,7 @@ class AttachmentStore:
     def create(
         self,
         *,
+        attachment_id: str | None = None,
         container_id: str,
         ifname: str,
         netns: str | None,
@@ -130,13 +139,16 @@ class AttachmentStore:
         labels: dict[str, str],
         port_id: str | None = None,
         owns_port: bool = True,
-        vif: Vif | None = None,
+        vif: VifBase | None = None,
+        default_route: bool = True,
+        frontend_state: dict[str, Any] | None = None,
+        steps: list[Step] | None = None,
     ) -> Attachment:
-        """The ADD's record (state pending), written before the plug; with
-        the port and VIF when they are known already."""
+        """The ADD's record (state pending), written before its first step
+        acts, with that step's intent."""
         now = utcnow()
         row = {
-            "id": new_id(),
+            "id": attachment_id or new_id(),
             "container_id": container_id,
             "ifname": ifname,
             "netns": netns,
@@ -147,6 +159,9 @@ class AttachmentStore:
             "state": "pending",
             "frontend": frontend,
             "labels": json.dumps(labels, sort_keys=True),
+            "default_route": default_route,
+            "frontend_state": json.dumps(frontend_state or {}, sort_keys=True),
+            "steps": _dump_steps(steps or []),
             "created_at": now.isoformat(),
             "updated_at": now.isoformat(),
         }
@@ -174,7 +189,10 @@ class AttachmentStore:
         network_id: str | None = None,
         port_id: str | None = None,
         owns_port: bool | None = None,
-        vif: Vif | None = None,
+        vif: VifBase | None = None,
+        steps: list[Step] | None = None,
+        netns: str | None = None,
+        frontend_state: dict[str, Any] | None = None,
     ) -> None:
         values: dict[str, Any] = {"updated_at": utcnow().isoformat()}
         if state is not None:
@@ -187,6 +205,12 @@ class AttachmentStore:
             values["owns_port"] = owns_port
         if vif is not None:
             values["vif"] = vif.model_dump_json()
+        if steps is not None:
+            values["steps"] = _dump_steps(steps)
+        if netns is not None:
+            values["netns"] = netns
+        if frontend_state is not None:
+            values["frontend_state"] = json.dumps(frontend_state, sort_keys=True)
         conn = self._conn()
         with conn.begin():
             conn.execute(
@@ -234,7 +258,9 @@ class AttachmentStore:
         states: tuple[str, ...] | None = None,
         container_id: str | None = None,
     ) -> list[Attachment]:
-        query = select(attachments).order_by(attachments.c.created_at, attachments.c.id)
+        # In the order written (SQLite's rowid): a container's interfaces
+        # in the order they were attached, within one second too.
+        query = select(attachments).order_by(literal_column("rowid"))
         if frontend is not None:
             query = query.where(attachments.c.frontend == frontend)
         if states is not None:
@@ -270,7 +296,25 @@ class AttachmentStore:
         return iter(self.list())
 
 
-def _to_attachment(row: RowMapping | dict[str, Any], vif: Vif | None = None) -> Attachment:
+def _dump_steps(steps: list[Step]) -> str:
+    return json.dumps([step.model_dump(mode="json") for step in steps])
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """A state dir from before the recorded steps: add their columns (old
+    records get no steps; DEL then falls back to their port and VIF)."""
+    with engine.begin() as conn:
+        have = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(attachments)")}
+        for name, ddl in (
+            ("default_route", "BOOLEAN NOT NULL DEFAULT 1"),
+            ("frontend_state", "TEXT NOT NULL DEFAULT '{}'"),
+            ("steps", "TEXT NOT NULL DEFAULT '[]'"),
+        ):
+            if name not in have:
+                conn.exec_driver_sql(f"ALTER TABLE attachments ADD COLUMN {name} {ddl}")
+
+
+def _to_attachment(row: RowMapping | dict[str, Any], vif: VifBase | None = None) -> Attachment:
     if vif is None and row["vif"]:
         vif = parse_vif(json.loads(row["vif"]))
     return Attachment(
@@ -285,6 +329,9 @@ def _to_attachment(row: RowMapping | dict[str, Any], vif: Vif | None = None) -> 
         state=row["state"],
         frontend=row["frontend"],
         labels=json.loads(row["labels"] or "{}"),
+        default_route=bool(row["default_route"]),
+        frontend_state=json.loads(row["frontend_state"] or "{}"),
+        steps=[Step.model_validate(step) for step in json.loads(row["steps"] or "[]")],
         created_at=datetime.fromisoformat(row["created_at"]),
         updated_at=datetime.fromisoformat(row["updated_at"]),
     )

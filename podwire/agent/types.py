@@ -4,40 +4,71 @@ not drivers or backends."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny
 
 from podwire.datapath.base import PluggedInterface
-from podwire.datapath.vif import Vif
+from podwire.datapath.vif import VifBase
+from podwire.kinds.registry import parse_vif
 from podwire.model import Port, Subnet
 
 Frontend = Literal["cni", "docker", "cli"]
 AttachmentState = Literal["pending", "ready", "detaching"]
+StepState = Literal["intent", "done"]
+
+# A record's VIF: read back as its kind's class, found through the kinds
+# registry; written with all of that class's fields.
+RecordedVif = Annotated[SerializeAsAny[VifBase], BeforeValidator(parse_vif)]
 
 
 class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class NetworkSelection(_Msg):
+    """One network of an attach request: one element of Multus's network
+    selection."""
+
+    network: str = Field(min_length=1)  # a network's name or id
+    # None: the agent picks the container's first free ethN.
+    ifname: str | None = Field(default=None, min_length=1, max_length=15)
+    # Runtime hints, all optional: fixed addresses and MAC (CNI args "ips",
+    # "mac"; docker --ip), an existing backend port to adopt (Zun's port=).
+    ips: list[str] = Field(default_factory=list)
+    mac: str | None = None
+    port_id: str | None = None
+    # True: this one owns the default routes and DNS (see agent/attach.py
+    # for the rule); None: the agent decides.
+    default_route: bool | None = None
+
+
 class AttachRequest(_Msg):
-    """One interface for one container on one network."""
+    """Interfaces for one container, one per selected network: attached in
+    order under the container's one lock; a failure undoes them all."""
 
     container_id: str = Field(min_length=1, max_length=255)
     # A path (/var/run/netns/NAME, /proc/PID/ns/net); None when the runtime
     # moves the interface itself (Docker): see datapath.base.
     netns: str | None
-    ifname: str = Field(default="eth0", min_length=1, max_length=15)
-    network: str  # a network's name or id
     frontend: Frontend = "cni"
-    # Runtime hints, all optional: a fixed MAC or addresses (CNI args "mac",
-    # "ips"; docker --ip), an existing backend port to use (Zun's port=<uuid>).
-    mac: str | None = None
-    ips: list[str] = Field(default_factory=list)
-    port_id: str | None = None
-    # Frontend-specific keys kept on the record (CNI's network name, docker's
-    # endpoint id): GC and the frontends find their attachments by them.
+    networks: list[NetworkSelection] = Field(min_length=1)
+    # Frontend-specific keys copied onto every record (CNI's network name,
+    # docker's endpoint id): GC and the frontends find their attachments by them.
     labels: dict[str, str] = Field(default_factory=dict)
+    # A door's own state, kept on the record (Docker's endpoint).
+    frontend_state: dict[str, Any] = Field(default_factory=dict)
+
+
+class Step(_Msg):
+    """One recorded step of an ADD: written with ``state="intent"`` and
+    everything its undo needs before it acts, marked ``done`` (with what it
+    learned, such as the port id) after. DEL, GC and the start-up reconcile
+    undo the steps in reverse from these alone (podwire.agent.steps)."""
+
+    name: str
+    state: StepState = "intent"
+    data: dict[str, Any] = Field(default_factory=dict)
 
 
 class Attachment(_Msg):
@@ -52,19 +83,28 @@ class Attachment(_Msg):
     # True when the agent created the port (DEL deletes it); False when the
     # caller brought an existing port (DEL only unbinds it).
     owns_port: bool = True
-    vif: Vif | None = None
+    vif: RecordedVif | None = None
     state: AttachmentState = "pending"
     frontend: Frontend = "cni"
     labels: dict[str, str] = Field(default_factory=dict)
+    # Whether this attachment owns the container's default routes and DNS.
+    default_route: bool = True
+    frontend_state: dict[str, Any] = Field(default_factory=dict)
+    steps: list[Step] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
 
 
-class AttachResult(_Msg):
+class AttachedInterface(_Msg):
     attachment: Attachment
     interface: PluggedInterface
     port: Port
     subnets: list[Subnet]
+
+
+class AttachResult(_Msg):
+    # In the order of the request's networks.
+    interfaces: list[AttachedInterface]
 
 
 class DetachRequest(_Msg):

@@ -114,8 +114,12 @@ def filters_from_query(kind: str, items: Iterable[tuple[str, str]]) -> dict[str,
                 raise NothingMatches
             continue
         if key in ("tags", "tags-any"):
-            # podwire keeps no tags: no object carries the asked one.
-            raise NothingMatches
+            if kind != "port":
+                # Only ports carry tags here: no other object has the asked one.
+                raise NothingMatches
+            # Comma-separated in Neutron's query; the backends split them.
+            out.setdefault(key, []).append(value)
+            continue
         if key == "fixed_ips" and kind == "port":
             sub, sep, sub_value = value.partition("=")
             if not sep or sub not in _FIXED_IP_KEYS:

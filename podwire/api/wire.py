@@ -175,7 +175,7 @@ def port_to_wire(p: Port) -> dict[str, Any]:
         "podwire:segmentation_id": p.segmentation_id,
         "extra_dhcp_opts": [],
         "qos_policy_id": None,
-        "tags": [],
+        "tags": list(p.tags),
         "revision_number": 0,
         "created_at": p.created_at,
         "updated_at": p.updated_at,

@@ -42,6 +42,15 @@ Filters = Mapping[str, Sequence[str]]
 class Backend(Protocol):
     #: registry name: "embedded", "ovn", "remote", "neutron"
     name: str
+    #: capabilities the agent asks instead of naming backends:
+    #: the backend sets a port's status itself from the data plane (OVN's
+    #: ovn-controller binding), so the agent never marks ports ACTIVE;
+    derives_port_status: bool
+    #: the binding.vif_type the backend itself answers for a port bound to a
+    #: host (OVN: "veth_ovs"), so the agent writes only binding.host_id and
+    #: decides the kind from the answer; None: the agent writes the kind it
+    #: chose.
+    bound_vif_type: str | None
 
     # networks
     def create_network(self, ctx: Context, req: NetworkCreate) -> Network: ...

@@ -5,7 +5,7 @@ turns the result into its own query (SQL clauses, a predicate on objects)."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from podwire.errors import InvalidInput
@@ -20,6 +20,31 @@ ALIASES = {
     "provider:physical_network": "physical_network",
     "tenant_id": "project_id",
 }
+
+
+# Neutron's tag filters: every tag of ``tags``, any tag of ``tags-any``
+# (values may be comma-separated, as in ``?tags=a,b``).
+TAG_FILTERS = ("tags", "tags-any")
+
+
+def split_tag_filters(
+    filters: Mapping[str, Sequence[Any]] | None,
+) -> tuple[dict[str, Sequence[Any]], list[str], list[str]]:
+    """(the other filters, tags all required, tags any of which will do)."""
+    rest = dict(filters or {})
+
+    def tags(name: str) -> list[str]:
+        raw = rest.pop(name, None)
+        if raw is None:
+            return []
+        return [t for v in values_of(raw) for t in str(v).split(",") if t]
+
+    return rest, tags("tags"), tags("tags-any")
+
+
+def tags_match(have: Sequence[str], every: Sequence[str], any_of: Sequence[str]) -> bool:
+    owned = set(have)
+    return all(t in owned for t in every) and (not any_of or any(t in owned for t in any_of))
 
 
 def model_name(field: str) -> str:

@@ -117,7 +117,7 @@ def _from_wire(model: type[_M], data: Any, renames: Mapping[str, str]) -> _M:
         raise errors.Unavailable(f"the server answered a {model.__name__} that is not an object")
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if key in _DROP:
+        if key in _DROP and key not in model.model_fields:  # ports keep their tags
             continue
         target = renames.get(key, key)
         if "." in target:
@@ -167,6 +167,8 @@ def _query(kind: str, filters: Filters | None) -> list[tuple[str, str]]:
 
 class RemoteBackend:
     name = "remote"
+    derives_port_status: bool = False
+    bound_vif_type: str | None = None
 
     def __init__(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, get_args
 
 import click
 
@@ -12,6 +12,7 @@ from podwire.cli.lookup import project_filter, resolve
 from podwire.cli.output import attr, show, show_list
 from podwire.cli.target import Target, error_exit, json_option, pass_target
 from podwire.errors import InvalidInput, PodwireError
+from podwire.model import DatapathHint
 
 NETWORK_FIELDS: dict[str, Callable[[Any], Any]] = {
     "id": attr("id"),
@@ -42,7 +43,9 @@ def network() -> None:
 @click.option("--shared", is_flag=True, help="usable by every project")
 @click.option(
     "--datapath",
-    type=click.Choice(["bridge", "ovs", "macvlan", "ipvlan", "vlan", "sriov", "vhostuser"]),
+    # The model's vocabulary of hints; which kind serves each is the
+    # agent's kinds registry (podwire.kinds.registry).
+    type=click.Choice(list(get_args(DatapathHint))),
 )
 @click.option("--network-type", type=click.Choice(["local", "flat", "vlan", "vxlan", "geneve"]))
 @click.option("--segmentation-id", type=int)

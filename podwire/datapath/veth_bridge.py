@@ -65,7 +65,7 @@ def effective_security(vif: VethBridge) -> PortSecurity:
 
 class VethBridgeDriver:
     name = "veth_bridge"
-    kinds = ("veth_bridge",)
+    kinds: tuple[str, ...] = ("veth_bridge",)
 
     def __init__(self, nft_table: str = DEFAULT_TABLE, async_delete: bool = False) -> None:
         self.portsec = PortSecurityTable(nft_table)

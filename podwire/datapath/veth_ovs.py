@@ -34,7 +34,7 @@ from podwire.errors import DatapathError, Drift, InvalidInput, PodwireError
 
 class VethOvsDriver:
     name = "veth_ovs"
-    kinds = ("veth_ovs",)
+    kinds: tuple[str, ...] = ("veth_ovs",)
 
     def __init__(self, ovs_db: str = DEFAULT_OVS_DB, timeout: float = 10.0) -> None:
         # Only describe() uses this remote; plug/unplug/check use the VIF's.

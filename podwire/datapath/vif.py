@@ -2,16 +2,17 @@
 
 The agent builds a VIF from a port, its network and subnets, and the node's
 settings; drivers see only VIFs, never backends. Every VIF is plain data
-(JSON round-trips through ``model_dump``/``parse_vif``) because the agent
+(JSON round-trips through ``model_dump`` and
+podwire.kinds.registry.parse_vif) because the agent
 stores it in the attachment record and DEL/CHECK/GC work from that record
 alone, even when the backend is gone.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Plain(BaseModel):
@@ -39,7 +40,12 @@ class PortSecurity(_Plain):
     allowed: tuple[AddressPair, ...] = ()
 
 
-class _VifBase(_Plain):
+class VifBase(_Plain):
+    """What every kind's VIF carries. A kind's class adds a ``kind`` literal
+    (its registry name) and its own fields; podwire.kinds.registry finds the
+    class by that name when a record is read back."""
+
+    kind: str
     port_id: str
     network_id: str
     mac: str
@@ -51,7 +57,7 @@ class _VifBase(_Plain):
     port_security: PortSecurity = Field(default_factory=PortSecurity)
 
 
-class VethBridge(_VifBase):
+class VethBridge(VifBase):
     """A veth pair; the host end is a port of a Linux bridge (one per network)."""
 
     kind: Literal["veth_bridge"] = "veth_bridge"
@@ -62,7 +68,7 @@ class VethBridge(_VifBase):
     bridge_addresses: tuple[str, ...] = ()
 
 
-class VethOvs(_VifBase):
+class VethOvs(VifBase):
     """A veth pair; the host end is on an OVS bridge with iface-id = the
     logical port, so ovn-controller binds it."""
 
@@ -78,7 +84,7 @@ class VethOvs(_VifBase):
     ovs_db: str = "unix:/var/run/openvswitch/db.sock"
 
 
-class MacvlanNested(_VifBase):
+class MacvlanNested(VifBase):
     """A macvlan on the VM's own NIC; the container's addresses are on the VM
     port's allowed_address_pairs."""
 
@@ -87,7 +93,7 @@ class MacvlanNested(_VifBase):
     mode: Literal["bridge", "private", "vepa", "passthru"] = "bridge"
 
 
-class IpvlanNested(_VifBase):
+class IpvlanNested(VifBase):
     """An ipvlan slave on the VM's NIC (shares the VM's MAC)."""
 
     kind: Literal["ipvlan_nested"] = "ipvlan_nested"
@@ -95,7 +101,7 @@ class IpvlanNested(_VifBase):
     mode: Literal["l2", "l3", "l3s"] = "l2"
 
 
-class VlanNested(_VifBase):
+class VlanNested(VifBase):
     """An 802.1Q sub-interface of the VM's NIC: a trunk sub-port (Neutron) or
     a parent port + tag (OVN)."""
 
@@ -104,7 +110,7 @@ class VlanNested(_VifBase):
     vlan_id: int
 
 
-class SriovVf(_VifBase):
+class SriovVf(VifBase):
     """A virtual function moved into the container (netdevice) or handed to a
     DPDK application through vfio-pci (no netdev in the container)."""
 
@@ -118,7 +124,7 @@ class SriovVf(_VifBase):
     vlan_id: int | None = None
 
 
-class VhostUser(_VifBase):
+class VhostUser(VifBase):
     """A vhost-user socket for a DPDK application; no netdev in the container.
     ``mode`` is the application's role: "server" means the application owns
     the socket and OVS connects to it (dpdkvhostuserclient)."""
@@ -131,22 +137,5 @@ class VhostUser(_VifBase):
     iface_id: str | None = None
 
 
-Vif = Annotated[
-    VethBridge | VethOvs | MacvlanNested | IpvlanNested | VlanNested | SriovVf | VhostUser,
-    Field(discriminator="kind"),
-]
-VIF_KINDS = (
-    "veth_bridge",
-    "veth_ovs",
-    "macvlan_nested",
-    "ipvlan_nested",
-    "vlan_nested",
-    "sriov_vf",
-    "vhostuser",
-)
-
-_vif_adapter: TypeAdapter[Vif] = TypeAdapter(Vif)
-
-
-def parse_vif(data: object) -> Vif:
-    return _vif_adapter.validate_python(data)
+# Drivers are typed against the base class; each checks its own class.
+Vif = VifBase

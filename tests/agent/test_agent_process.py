@@ -53,22 +53,6 @@ class _BackendWriteLock:
         self.conn.close()
 
 
-class _StoreWriteLock:
-    """Holds the agent's own record store's write lock: the ADD's record
-    write (after the port is created, before the plug) then waits."""
-
-    def __init__(self, agent: AgentProcess) -> None:
-        self.conn = sqlite3.connect(agent.state_dir / "agent.db", isolation_level=None)
-
-    def __enter__(self) -> _StoreWriteLock:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.conn.execute("ROLLBACK")
-        self.conn.close()
-
-
 def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -143,20 +127,20 @@ def test_restart_keeps_records_and_del_still_works(
     _wait_for(lambda: not _link_exists(host_end), timeout=5)
 
 
-def test_kill_9_mid_add_is_rolled_back_on_restart(
-    agent_proc: AgentProcess, make_netns: Any
-) -> None:
+def test_kill_9_mid_add_is_rolled_back_on_restart(start_agent: Any, make_netns: Any) -> None:
+    """Killed after the port was made and before the record said so (the
+    step's intent only): the restart finds the port by its tags and deletes it."""
+    import json
+
+    plan = [{"point": "step.port.create:after", "action": "crash"}]
+    agent_proc: AgentProcess = start_agent(env={"PODWIRE_FAULTS": json.dumps(plan)})
     net = _net(agent_proc)
     ns = make_netns()
     cid = unique("pwa", 12)
-    with _StoreWriteLock(agent_proc):
-        adder = threading.Thread(target=_add, args=(agent_proc, net, ns, cid))
-        adder.start()
-        # The port is created before the record (one record write before the
-        # plug): crash in that window, with a port no record knows.
-        _wait_for(lambda: any(p.device_id == cid for p in agent_proc.ports(net.id)))
-        agent_proc.kill()
-    adder.join(30)
+    assert _add(agent_proc, net, ns, cid).code != 0
+    assert agent_proc.proc is not None and agent_proc.proc.wait(10) == -signal.SIGKILL
+    assert [p.device_id for p in agent_proc.ports(net.id)] == [cid]  # made, unrecorded
+    agent_proc.env["PODWIRE_FAULTS"] = "[]"  # nothing fires now
     agent_proc.start()
     assert agent_proc.attachments() == []
     assert agent_proc.ports(net.id) == []
@@ -329,7 +313,7 @@ def test_bridge_removed_when_idle_and_when_its_network_is_deleted(
 ) -> None:
     import httpx
 
-    from podwire.agent.vifs import bridge_name
+    from podwire.kinds.veth_bridge import bridge_name
 
     config = tmp_path / "agent.toml"
     config.write_text("[agent]\nbridge_idle_seconds = 0.2\n")
@@ -373,7 +357,7 @@ def test_pairs_left_down_by_a_crash_are_swept_on_start(agent_proc: AgentProcess)
     """DEL takes a pair down and lets a worker delete it; an agent killed
     before the worker ran leaves the pair down. The next start deletes every
     such pair, and leaves up ones (another agent's plug in progress) alone."""
-    from podwire.agent.vifs import HOST_VETH_PREFIX
+    from podwire.kinds.veth_bridge import HOST_VETH_PREFIX
 
     retired = HOST_VETH_PREFIX + uuid.uuid4().hex[:12]
     in_progress = HOST_VETH_PREFIX + uuid.uuid4().hex[:12]

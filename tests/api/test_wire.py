@@ -47,7 +47,12 @@ def test_query_that_nothing_can_match() -> None:
     with pytest.raises(NothingMatches):
         filters_from_query("network", [("router:external", "True")])
     with pytest.raises(NothingMatches):
-        filters_from_query("port", [("tags", "x")])
+        filters_from_query("network", [("tags", "x")])
+    # Ports carry tags (podwire's ownership mark): those filters pass through.
+    assert filters_from_query("port", [("tags", "a,b"), ("tags-any", "c")]) == {
+        "tags": ["a,b"],
+        "tags-any": ["c"],
+    }
     assert filters_from_query("network", [("router:external", "false")]) == {}
 
 

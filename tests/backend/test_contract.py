@@ -433,7 +433,12 @@ def test_port_update(backend: Backend) -> None:
     assert backend.get_port(ctx, p.id) == updated
     # the binding is replaced as a whole (the API merges Neutron's binding:* one by one)
     moved = backend.update_port(ctx, p.id, PortUpdate(binding=PortBinding(host_id="host-b")))
-    assert moved.binding == PortBinding(host_id="host-b")
+    # A backend that decides the VIF type (OVN) answers it for a port bound
+    # to a host; the others keep "unbound" as asked.
+    decided = moved.binding.vif_type
+    assert decided == (backend.bound_vif_type or "unbound")
+    assert moved.binding == PortBinding(host_id="host-b", vif_type=decided)
+    assert backend.get_port(ctx, p.id).binding == moved.binding
 
 
 def test_port_update_fixed_ips(backend: Backend) -> None:
@@ -515,6 +520,32 @@ def test_port_filters(backend: Backend) -> None:
     assert v4.id in {ip.subnet_id for ip in a.fixed_ips}
     with pytest.raises(InvalidInput):
         backend.list_ports(ctx, {"no_such_field": ["x"]})
+
+
+def test_port_tags_are_kept_and_filtered(backend: Backend) -> None:
+    """Neutron's tags: podwire's ownership mark on the ports it creates."""
+    ctx = project()
+    net, _ = network(backend, ctx, "198.18.24.0/24")
+    mine = ["podwire:host=h1", "podwire:purpose=attachment"]
+    a = port(backend, ctx, net.id, tags=mine)
+    b = port(backend, ctx, net.id, tags=["podwire:host=h2", "podwire:purpose=attachment"])
+    c = port(backend, ctx, net.id)
+    assert a.tags == mine and c.tags == []
+    assert backend.get_port(ctx, a.id).tags == mine
+    ids = lambda ports: sorted(p.id for p in ports)  # noqa: E731
+    assert ids(backend.list_ports(ctx, {"tags": mine})) == [a.id]
+    assert ids(backend.list_ports(ctx, {"tags": [",".join(mine)]})) == [a.id]
+    assert ids(backend.list_ports(ctx, {"tags": ["podwire:purpose=attachment"]})) == sorted(
+        [a.id, b.id]
+    )
+    any_host = {"tags-any": ["podwire:host=h1", "podwire:host=h2"]}
+    assert ids(backend.list_ports(ctx, any_host)) == sorted([a.id, b.id])
+    assert backend.list_ports(ctx, {"tags": ["podwire:host=h3"]}) == []
+    # Tags combine with the other filters, and an update replaces them.
+    assert ids(backend.list_ports(ctx, {"tags": mine, "network_id": [net.id]})) == [a.id]
+    updated = backend.update_port(ctx, c.id, PortUpdate(tags=["x"]))
+    assert updated.tags == ["x"] == backend.get_port(ctx, c.id).tags
+    assert backend.update_port(ctx, c.id, PortUpdate(name="n")).tags == ["x"]
 
 
 def test_unknown_objects_are_not_found(backend: Backend) -> None:

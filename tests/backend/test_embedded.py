@@ -264,3 +264,37 @@ def _one_network_per_segment(backend: EmbeddedBackend) -> None:
     backend.create_network(alice, NetworkCreate(network_type="geneve", segmentation_id=5000))
     with pytest.raises(Conflict):
         backend.create_network(bob, NetworkCreate(network_type="geneve", segmentation_id=5000))
+
+
+def test_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A database from before ports had tags (schema 1) opens: the column is
+    added, old ports read with no tags, new ones keep theirs."""
+    import sqlite3
+
+    from podwire.model import Context, NetworkCreate, PortCreate
+
+    path = tmp_path / "old.db"
+    url = f"sqlite:///{path}"
+    ctx = Context(project_id="p1")
+    backend = EmbeddedBackend(url)
+    net = backend.create_network(ctx, NetworkCreate(name="n"))
+    old = backend.create_port(ctx, PortCreate(network_id=net.id))
+    backend.close()
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("ALTER TABLE ports DROP COLUMN tags")
+        db.execute("UPDATE podwire_meta SET value = '1' WHERE key = 'schema_version'")
+    db.close()
+
+    backend = EmbeddedBackend(url)
+    try:
+        assert backend.get_port(ctx, old.id).tags == []
+        new = backend.create_port(ctx, PortCreate(network_id=net.id, tags=["podwire:host=h"]))
+        assert [p.id for p in backend.list_ports(ctx, {"tags": ["podwire:host=h"]})] == [new.id]
+    finally:
+        backend.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM podwire_meta WHERE key = 'schema_version'").fetchone() == (
+        "2",
+    )
+    db.close()

@@ -108,7 +108,7 @@ def test_disconnect_rm_and_network_rm_release_everything(docker_env: DockerEnv) 
     assert docker_env.agent.ports(backend_net.id) == []
     assert not [a for a in docker_env.agent.attachments() if a["port_id"] == again.id]
 
-    from podwire.agent.vifs import bridge_name
+    from podwire.kinds.veth_bridge import bridge_name
 
     assert bridge_name(backend_net.id) in _bridges()
     docker_env.docker("network", "rm", net)

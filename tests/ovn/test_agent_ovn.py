@@ -256,6 +256,14 @@ def test_podwire_agent_command_with_ovn_flags(
             time.sleep(0.05)
         status = agent.get("/v1/status")
         assert "ovn" in str(status)
+        # The configured OVS database (not the default path) is the one its
+        # kind describes: STATUS says veth_ovs is available (described in
+        # the background: wait for the first description).
+        deadline = time.monotonic() + 30
+        while not (drivers := {d["name"]: d for d in agent.get("/v1/status")["drivers"]}):
+            assert time.monotonic() < deadline, "no kind described"
+            time.sleep(0.1)
+        assert drivers["veth_ovs"]["available"], drivers["veth_ovs"]
         _cli(agent, "network", "create", name, "--subnet", "198.18.12.0/24")
         _, path = ovn_netns()
         added = agent.cni("ADD", netconf(name), container_id="c-cli", netns=path)

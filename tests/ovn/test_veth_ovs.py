@@ -16,7 +16,6 @@ import pytest
 
 from podwire.backends.ovn import OvnBackend
 from podwire.datapath.netlink import get_tx_checksum, set_tx_checksum
-from podwire.datapath.registry import get_driver
 from podwire.datapath.veth_ovs import VethOvsDriver
 from podwire.datapath.vif import VethOvs
 from podwire.errors import DatapathError, Drift
@@ -101,8 +100,19 @@ def _ip(port: Port) -> str:
     return port.fixed_ips[0].ip_address
 
 
-def test_registry_has_veth_ovs() -> None:
-    assert type(get_driver("veth_ovs")).__name__ == "VethOvsDriver"
+def test_veth_ovs_kind_describes_the_configured_ovs_database(ovn_env: OvnEnv) -> None:
+    """STATUS on an agent whose OVS database is not at the default path:
+    the kind's driver and describe() use the configured one."""
+    from podwire.config import Config
+    from podwire.kinds import registry
+    from podwire.kinds.base import KindEnv
+
+    config = Config.model_validate({"ovn": {"ovs_db": ovn_env.ovs_remote}})
+    plugin = registry.plugin_class("veth_ovs")(KindEnv(config, None, None, lambda _: False))  # type: ignore[arg-type]
+    assert type(plugin.driver()).__name__ == "VethOvsDriver"
+    described = plugin.describe()
+    assert described.available, described.reason
+    assert described.kinds == ["veth_ovs"]
 
 
 def test_two_namespaces_ping_and_carry_tcp(

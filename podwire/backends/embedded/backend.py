@@ -24,6 +24,8 @@ class EmbeddedBackend(NetworkCalls, SubnetCalls, PortCalls, TrunkCalls):
     transactions come from store.Store, each kind of object from its module."""
 
     name = "embedded"
+    derives_port_status: bool = False
+    bound_vif_type: str | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> EmbeddedBackend:

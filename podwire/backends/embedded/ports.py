@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from podwire.backends import rules
 from podwire.backends.base import Filters
+from podwire.backends.filtering import split_tag_filters, tags_match
 from podwire.errors import Conflict, Exhausted
 from podwire.model import (
     AllowedAddressPair,
@@ -144,6 +145,7 @@ class PortCalls(AddressAllocation):
                 "binding_profile": binding["profile"] if binding else {},
                 "binding_vif_type": binding["vif_type"] if binding else "unbound",
                 "binding_vif_details": binding["vif_details"] if binding else {},
+                "tags": list(req.tags),
                 "created_at": now,
                 "updated_at": now,
             }
@@ -161,8 +163,13 @@ class PortCalls(AddressAllocation):
         return self._read(work)
 
     def list_ports(self, ctx: Context, filters: Filters | None = None) -> list[Port]:
-        clauses = [*self._port_scope(ctx), *where(ports, "port", filters)]
-        return self._read(lambda conn: self._ports(conn, clauses))
+        # Tags are a JSON list: matched here, the other filters in SQL.
+        rest, every, any_of = split_tag_filters(filters)
+        clauses = [*self._port_scope(ctx), *where(ports, "port", rest)]
+        found = self._read(lambda conn: self._ports(conn, clauses))
+        if every or any_of:
+            found = [p for p in found if tags_match(p.tags, every, any_of)]
+        return found
 
     def update_port(self, ctx: Context, port_id: str, req: PortUpdate) -> Port:
         def work(conn: Connection) -> Port:
@@ -185,6 +192,8 @@ class PortCalls(AddressAllocation):
                 values["security_groups"] = list(req.security_groups)
             if req.allowed_address_pairs is not None:
                 values["allowed_address_pairs"] = self._pairs(req.allowed_address_pairs)
+            if req.tags is not None:
+                values["tags"] = list(req.tags)
             if req.binding is not None:
                 values.update(
                     binding_host_id=req.binding.host_id,

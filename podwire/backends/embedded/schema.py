@@ -30,7 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-SCHEMA_VERSION = 1
+# 2: ports.tags (Neutron tags; podwire's ownership mark). 1 is upgraded in place.
+SCHEMA_VERSION = 2
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -148,6 +149,7 @@ ports = Table(
     Column("binding_profile", JSON, nullable=False),
     Column("binding_vif_type", String(64), nullable=False),
     Column("binding_vif_details", JSON, nullable=False),
+    Column("tags", JSON, nullable=False, default=list),
     *_stamps(),
     # Neutron's rule: a MAC is unique within its network (one L2 domain).
     UniqueConstraint("network_id", "mac_address", name="uq_ports_network_mac"),

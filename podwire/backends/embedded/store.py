@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, Select, insert, select, text
+from sqlalchemy import Connection, Row, Select, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from podwire.backends import rules
@@ -127,6 +127,11 @@ class Store:
         version = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
         if version is None:
             conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+        elif version == "1":
+            conn.execute(text("ALTER TABLE ports ADD COLUMN tags JSON NOT NULL DEFAULT '[]'"))
+            conn.execute(
+                update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
+            )
         elif version != str(SCHEMA_VERSION):
             raise Unavailable(
                 f"database {self._where()} has schema version {version};"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from podwire.backends.ovn.connection import SslFiles
 from podwire.backends.ovn.networks import NetworkCalls
-from podwire.backends.ovn.ports import PortCalls
+from podwire.backends.ovn.ports import BOUND_VIF_TYPE, PortCalls
 from podwire.backends.ovn.subnets import SubnetCalls
 from podwire.backends.ovn.trunks import TrunkCalls
 from podwire.config import Config
@@ -33,6 +33,8 @@ class OvnBackend(NetworkCalls, SubnetCalls, PortCalls, TrunkCalls):
     module."""
 
     name = "ovn"
+    derives_port_status: bool = True
+    bound_vif_type: str | None = BOUND_VIF_TYPE
 
     @classmethod
     def from_config(cls, config: Config) -> OvnBackend:

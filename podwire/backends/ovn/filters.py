@@ -17,6 +17,8 @@ from podwire.backends.filtering import (
     normalized_cidr,
     normalized_ip,
     not_filterable,
+    split_tag_filters,
+    tags_match,
     values_of,
 )
 
@@ -32,6 +34,7 @@ _NOT_FILTERABLE = {
     "sub_ports",
     "subnets",
     "binding",
+    "tags",
 }
 
 
@@ -63,7 +66,13 @@ def _convert(sample: Any, field: str, raw: Any) -> Any:
 
 
 def matches(obj: BaseModel, kind: str, filters: Mapping[str, Sequence[Any]] | None) -> bool:
-    for field, raw_values in (filters or {}).items():
+    filters, every, any_of = split_tag_filters(filters)
+    if every or any_of:
+        if "tags" not in type(obj).model_fields:
+            raise not_filterable(kind, "tags")
+        if not tags_match(obj.model_dump(include={"tags"})["tags"], every, any_of):
+            return False
+    for field, raw_values in filters.items():
         values = values_of(raw_values)
         name = model_name(field)
         have = _field_values(obj, name)

@@ -53,6 +53,17 @@ _PORT_NATIVE = frozenset(
 )
 
 
+# What a port bound to a host plugs as on OVN: the backend decides it (as
+# Neutron's ML2/OVN answers binding:vif_type), the agent does not guess.
+BOUND_VIF_TYPE = "veth_ovs"
+
+
+def decided_binding(binding: PortBinding) -> PortBinding:
+    if binding.host_id and binding.vif_type in ("", "unbound"):
+        return binding.model_copy(update={"vif_type": BOUND_VIF_TYPE})
+    return binding
+
+
 class PortCalls(NbStore):
     """create/get/list/update/delete of ports."""
 
@@ -121,7 +132,8 @@ class PortCalls(NbStore):
                 security_groups=list(req.security_groups or []),
                 allowed_address_pairs=list(req.allowed_address_pairs),
                 vnic_type=req.vnic_type,
-                binding=req.binding or PortBinding(),
+                binding=decided_binding(req.binding or PortBinding()),
+                tags=list(req.tags),
                 created_at=now,
                 updated_at=now,
             )
@@ -172,6 +184,8 @@ class PortCalls(NbStore):
             values: dict[str, Any] = req.model_dump(
                 exclude_unset=True, exclude_none=True, exclude={"fixed_ips", "mac_address"}
             )
+            if req.binding is not None:
+                values["binding"] = decided_binding(req.binding).model_dump()
             if "status" in values and lsp.up == [True]:
                 values.pop("status")  # OVN says the port is up; that is the truth
             if req.mac_address is not None and req.mac_address != current.mac_address:

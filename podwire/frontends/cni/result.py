@@ -44,11 +44,13 @@ def convert(result: dict[str, Any], version: str) -> dict[str, Any]:
 
 
 def render(result: AttachResult, version: str, prev: dict[str, Any] | None) -> dict[str, Any]:
-    iface = result.interface
-    vif = result.attachment.vif
+    # One network per CNI call for now: its one interface.
+    attached = result.interfaces[0]
+    iface = attached.interface
+    vif = attached.attachment.vif
     interfaces: list[dict[str, Any]] = []
     if iface.host_ifname:
-        host = {"name": iface.host_ifname, "mac": _host_mac(result)}
+        host = {"name": iface.host_ifname, "mac": iface.extra.get("host_mac")}
         interfaces.append({k: v for k, v in host.items() if v})
     container: dict[str, Any] = {"name": iface.ifname, "mac": iface.mac, "sandbox": iface.sandbox}
     if iface.mtu is not None:
@@ -57,11 +59,11 @@ def render(result: AttachResult, version: str, prev: dict[str, Any] | None) -> d
     if not interfaces[-1].get("mac"):
         interfaces[-1].pop("mac", None)
 
-    subnets = {s.id: s for s in result.subnets}
+    subnets = {s.id: s for s in attached.subnets}
     ips: list[dict[str, Any]] = []
     addresses = list(iface.addresses) or (list(vif.addresses) if vif else [])
     by_ip = {a.split("/")[0]: a for a in addresses}
-    for fip in result.port.fixed_ips:
+    for fip in attached.port.fixed_ips:
         address = by_ip.get(fip.ip_address)
         if address is None:
             continue
@@ -97,10 +99,6 @@ def render(result: AttachResult, version: str, prev: dict[str, Any] | None) -> d
         "dns": _merge_dns(base["dns"], dns),
     }
     return convert(merged, version)
-
-
-def _host_mac(result: AttachResult) -> str | None:
-    return result.interface.extra.get("host_mac")
 
 
 def _prev(prev: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Kind plugins: one per data path (podwire.kinds.registry lists them)."""

@@ -27,6 +27,7 @@ from podwire.agent.gate import Gate, Ticket
 from podwire.agent.store import AttachmentStore
 from podwire.agent.types import (
     AgentStatus,
+    AttachedInterface,
     Attachment,
     AttachRequest,
     AttachResult,
@@ -137,6 +138,15 @@ class Agent:
     # --- entry points: admission, per-container order, bounded work ----------------
 
     def attach(self, req: AttachRequest) -> AttachResult:
+        if len(req.networks) != 1:
+            # This stand-in attaches one network per request; the core
+            # reshape (issue 8) attaches several under one undo stack.
+            raise InvalidInput(
+                f"this agent attaches one network per request, not {len(req.networks)}",
+                kind="attachment",
+                object_id=req.container_id,
+                field="networks",
+            )
         return self._guarded(req.container_id, self._attach, req)
 
     def detach(self, req: DetachRequest) -> None:
@@ -157,6 +167,38 @@ class Agent:
 
     def status(self) -> AgentStatus:
         return self._status()
+
+    # --- the narrow API of the doors (Docker's endpoint lifecycle) -----------------
+    # A stand-in until the core reshape lands with the same names.
+
+    def list_attachments(
+        self, container_id: str | None = None, frontend: str | None = None
+    ) -> list[Attachment]:
+        return self.store.list(frontend=frontend, container_id=container_id)
+
+    def suspend(self, container_id: str, ifname: str) -> None:
+        """Unplug the data path, keep the port and the record (Docker's Leave).
+        An interface already gone is success."""
+        self._guarded(container_id, lambda _: self._suspend(container_id, ifname), None)
+
+    def resume(self, container_id: str, ifname: str, netns: str | None = None) -> AttachedInterface:
+        """Plug again from the record (Docker's Join after a Leave)."""
+        return self._guarded(
+            container_id, lambda _: self._resume(container_id, ifname, netns), None
+        )
+
+    def set_frontend_state(
+        self, container_id: str, ifname: str, state: dict[str, Any]
+    ) -> Attachment:
+        """Replace the door's own state on the record."""
+        return self._guarded(
+            container_id, lambda _: self._set_frontend_state(container_id, ifname, state), None
+        )
+
+    def network_deleted(self, network: Network) -> None:
+        """A network was deleted (its backend network is gone or going): what
+        this host keeps for it goes too (today: its veth_bridge bridge)."""
+        self.remove_network_bridge(network)
 
     def remove_network_bridge(self, network: Network) -> bool:
         """A deleted network's host bridge (veth_bridge data path) goes: it
@@ -214,6 +256,58 @@ class Agent:
             if ticket is not None:
                 ticket.release()
 
+    # --- suspend, resume, a door's state ----------------------------------------------
+
+    def _recorded(self, container_id: str, ifname: str) -> Attachment:
+        record = self.store.find(container_id, ifname)
+        if record is None or record.state != "ready" or record.vif is None:
+            raise NotFound(
+                f"no ready attachment of container {container_id} interface {ifname}"
+                + (f" (state {record.state})" if record is not None else ""),
+                kind="attachment",
+                object_id=container_id,
+            )
+        return record
+
+    def _suspend(self, container_id: str, ifname: str) -> None:
+        record = self._recorded(container_id, ifname)
+        assert record.vif is not None
+        self.drivers(record.vif.kind).unplug(record.vif, record.netns, record.ifname)
+
+    def _resume(self, container_id: str, ifname: str, netns: str | None) -> AttachedInterface:
+        record = self._recorded(container_id, ifname)
+        vif = record.vif
+        assert vif is not None
+        driver = self.drivers(vif.kind)
+        with self._bridges.using(vif):
+            # What is left of the old interface goes first (unplug is idempotent).
+            driver.unplug(vif, netns or record.netns, record.ifname)
+            interface = driver.plug(vif, netns or record.netns, record.ifname)
+        if record.port_id is None:
+            raise NotFound(f"attachment {record.id} has no port", kind="attachment")
+        port = self.backend.get_port(self.ctx, record.port_id)
+        _network, subnets = self._networks.get(record.network_id)
+        held = {f.subnet_id for f in port.fixed_ips}
+        return AttachedInterface(
+            attachment=record,
+            interface=interface,
+            port=port,
+            subnets=[s for s in subnets if s.id in held],
+        )
+
+    def _set_frontend_state(
+        self, container_id: str, ifname: str, state: dict[str, Any]
+    ) -> Attachment:
+        record = self.store.find(container_id, ifname)
+        if record is None:
+            raise NotFound(
+                f"no attachment of container {container_id} interface {ifname}",
+                kind="attachment",
+                object_id=container_id,
+            )
+        self.store.update(record.id, frontend_state=state)
+        return record.model_copy(update={"frontend_state": dict(state)})
+
     # --- ADD --------------------------------------------------------------------------
 
     def _attach(self, req: AttachRequest) -> AttachResult:
@@ -270,6 +364,7 @@ class Agent:
                 port_id=port.id,
                 owns_port=owns_port,
                 vif=vif,
+                frontend_state=req.frontend_state,
             )
             undo.callback(_quietly, "delete record", self.store.delete, record.id)
             stages.mark("record_pending")
@@ -291,11 +386,16 @@ class Agent:
                 "state": "ready",
             }
         )
+        on_subnets = {f.subnet_id for f in port.fixed_ips}
         return AttachResult(
-            attachment=ready,
-            interface=interface,
-            port=port,
-            subnets=[s for s in subnets if s.id in {f.subnet_id for f in port.fixed_ips}],
+            interfaces=[
+                AttachedInterface(
+                    attachment=ready,
+                    interface=interface,
+                    port=port,
+                    subnets=[s for s in subnets if s.id in on_subnets],
+                )
+            ]
         )
 
     def _take_port(

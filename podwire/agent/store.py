@@ -64,6 +64,9 @@ attachments = Table(
     Column("state", String(16), nullable=False),
     Column("frontend", String(16), nullable=False),
     Column("labels", Text, nullable=False, default="{}"),
+    # A door's own state (JSON). NULL reads as {}: rows written before the
+    # column existed need no migration.
+    Column("frontend_state", Text, nullable=True),
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
     # One interface name per container: two attachments named eth0 in one
@@ -80,6 +83,15 @@ def _on_connect(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _add_frontend_state(engine: Engine) -> None:
+    """A store made before ``frontend_state`` existed gets the column (NULL
+    in every old row, read as {})."""
+    with engine.begin() as conn:
+        names = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(attachments)")}
+        if "frontend_state" not in names:
+            conn.exec_driver_sql("ALTER TABLE attachments ADD COLUMN frontend_state TEXT")
+
+
 class AttachmentStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +104,7 @@ class AttachmentStore:
         )
         event.listen(self._engine, "connect", _on_connect)
         _metadata.create_all(self._engine)
+        _add_frontend_state(self._engine)
         path.chmod(0o600)
         self._local = threading.local()
         self._conns_lock = threading.Lock()
@@ -131,6 +144,7 @@ class AttachmentStore:
         port_id: str | None = None,
         owns_port: bool = True,
         vif: Vif | None = None,
+        frontend_state: dict[str, Any] | None = None,
     ) -> Attachment:
         """The ADD's record (state pending), written before the plug; with
         the port and VIF when they are known already."""
@@ -147,6 +161,7 @@ class AttachmentStore:
             "state": "pending",
             "frontend": frontend,
             "labels": json.dumps(labels, sort_keys=True),
+            "frontend_state": json.dumps(frontend_state or {}, sort_keys=True),
             "created_at": now.isoformat(),
             "updated_at": now.isoformat(),
         }
@@ -175,6 +190,7 @@ class AttachmentStore:
         port_id: str | None = None,
         owns_port: bool | None = None,
         vif: Vif | None = None,
+        frontend_state: dict[str, Any] | None = None,
     ) -> None:
         values: dict[str, Any] = {"updated_at": utcnow().isoformat()}
         if state is not None:
@@ -187,6 +203,8 @@ class AttachmentStore:
             values["owns_port"] = owns_port
         if vif is not None:
             values["vif"] = vif.model_dump_json()
+        if frontend_state is not None:
+            values["frontend_state"] = json.dumps(frontend_state, sort_keys=True)
         conn = self._conn()
         with conn.begin():
             conn.execute(
@@ -285,6 +303,7 @@ def _to_attachment(row: RowMapping | dict[str, Any], vif: Vif | None = None) -> 
         state=row["state"],
         frontend=row["frontend"],
         labels=json.loads(row["labels"] or "{}"),
+        frontend_state=json.loads(row.get("frontend_state") or "{}"),
         created_at=datetime.fromisoformat(row["created_at"]),
         updated_at=datetime.fromisoformat(row["updated_at"]),
     )

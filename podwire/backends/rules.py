@@ -279,10 +279,6 @@ def no_free_mac(network_id: str, prefix: str) -> Exhausted:
     )
 
 
-def requested_twice(address: str) -> InvalidInput:
-    return InvalidInput(f"fixed_ips: {address} is requested twice", kind="port", field="fixed_ips")
-
-
 def check_pairs(pairs: Iterable[AllowedAddressPair]) -> None:
     """allowed_address_pairs may not list one (ip, mac) twice."""
     seen: set[tuple[str, str | None]] = set()

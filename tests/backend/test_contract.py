@@ -351,6 +351,21 @@ def test_requested_fixed_ips(backend: Backend) -> None:
     assert other.id != net.id
 
 
+def test_v6_subnet_router_address_is_never_handed_out_but_may_be_named(backend: Backend) -> None:
+    # One IPAM (podwire/ipam.py) whatever the storage: the IPv6 subnet-router
+    # anycast address is in no pool, so no free pick takes it; a caller may
+    # name it (only the IPv4 network and broadcast addresses are refused).
+    ctx = project()
+    net, (sub,) = network(backend, ctx, "2001:db8:1f::/125")
+    assert sub.allocation_pools == [AllocationPool(start="2001:db8:1f::2", end="2001:db8:1f::7")]
+    picked = [addresses(port(backend, ctx, net.id))[0] for _ in range(6)]
+    assert sorted(picked) == [f"2001:db8:1f::{i}" for i in range(2, 8)]
+    with pytest.raises(Exhausted):
+        port(backend, ctx, net.id)
+    named = port(backend, ctx, net.id, fixed_ips=[FixedIpRequest(ip_address="2001:db8:1f::")])
+    assert addresses(named) == ["2001:db8:1f::"]
+
+
 def test_full_subnet_is_exhausted_and_changes_nothing(backend: Backend) -> None:
     ctx = project()
     net, (sub,) = network(backend, ctx, "198.18.16.0/29")  # pool .2-.6: five addresses

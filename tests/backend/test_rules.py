@@ -290,7 +290,6 @@ def test_macs_and_addresses() -> None:
         rules.requested_mac("n", "fa:16:3e:00:00:01", True)
     assert err.value.message == "mac_address fa:16:3e:00:00:01 is already used on network n"
     assert isinstance(rules.no_free_mac("n", "fa:16:3e"), Exhausted)
-    assert rules.requested_twice("198.18.0.1").message == "fixed_ips: 198.18.0.1 is requested twice"
 
 
 def test_members() -> None:

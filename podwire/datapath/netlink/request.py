@@ -1,0 +1,90 @@
+"""The request/response loop: one rtnetlink request, its replies up to the
+ACK, and the kernel's refusal as NetlinkError."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import struct
+import threading
+from typing import Any, Self
+
+from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP
+
+from podwire.datapath.netlink.constants import NLMSG_DONE, NLMSG_ERROR
+from podwire.datapath.netlink.replies import ext_ack
+
+_seq = itertools.count(1)
+_seq_lock = threading.Lock()
+
+
+def next_seq() -> int:
+    with _seq_lock:
+        return next(_seq) & 0x7FFFFFFF or 1
+
+
+class NetlinkError(OSError):
+    """The kernel refused a request: ``errno`` and its extended-ack text."""
+
+    def __init__(self, code: int, request: str, kernel_message: str = "") -> None:
+        text = os.strerror(code)
+        if kernel_message:
+            text = f"{text} ({kernel_message})"
+        super().__init__(code, f"{request}: {text}")
+        self.request = request
+        self.kernel_message = kernel_message
+
+
+class RtnlSocket:
+    """The sockets of one Rtnl and the request/response loop its calls share."""
+
+    def __init__(self, sock: socket.socket, inet: socket.socket, where: str) -> None:
+        self.sock = sock
+        self.inet = inet
+        self.where = where  # for messages: "host" or the netns path
+
+    def close(self) -> None:
+        self.sock.close()
+        self.inet.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _request(
+        self, msg: Any, msg_type: int, flags: int, what: str
+    ) -> list[tuple[bytes, int, int, int]]:
+        """Send one request; return its reply messages as (buffer, type,
+        payload start, payload end). Raises NetlinkError on a NACK."""
+        seq = next_seq()
+        msg["header"]["type"] = msg_type
+        msg["header"]["flags"] = flags
+        msg["header"]["sequence_number"] = seq
+        msg.encode()
+        self.sock.send(msg.data)
+        replies: list[tuple[bytes, int, int, int]] = []
+        while True:
+            data = self.sock.recv(65536)
+            pos = 0
+            while pos + 16 <= len(data):
+                length, mtype, mflags, mseq, _pid = struct.unpack_from("IHHII", data, pos)
+                if length < 16:
+                    break
+                end = pos + length
+                if mseq == seq:
+                    if mtype == NLMSG_ERROR:
+                        code = -struct.unpack_from("i", data, pos + 16)[0]
+                        if code == 0:
+                            return replies
+                        raise NetlinkError(
+                            code, f"{what} in {self.where}", ext_ack(data, pos, mflags)
+                        )
+                    if mtype == NLMSG_DONE:
+                        return replies
+                    replies.append((data, mtype, pos + 16, end))
+                pos += (length + 3) & ~3
+            if not flags & (NLM_F_ACK | NLM_F_DUMP):
+                return replies

@@ -18,7 +18,7 @@ with warnings.catch_warnings():
 
 from podwire.errors import InvalidInput, NotFound
 from podwire.frontends.docker import create_app
-from podwire.frontends.docker.ipam import allocation_pools, interface_addresses
+from podwire.frontends.docker.addresses import allocation_pools, interface_addresses
 from podwire.frontends.docker.terms import (
     EndpointInterface,
     JoinInfo,

@@ -5,7 +5,8 @@ the agent's narrow API, one object per agent (what app.py serves).
 * networks.py   CreateNetwork / DeleteNetwork (created or adopted), reconcile
 * endpoints.py  CreateEndpoint / DeleteEndpoint / Join / Leave, on attachments
 * reservations.py  backend ports holding addresses before an endpoint exists
-* records.py    the door's pool and network records; ipam.py the arithmetic
+* records.py    the door's pool and network records; addresses.py its address
+                checks over the shared IPAM (podwire.ipam)
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from podwire.agent.types import Attachment, AttachRequest, DetachRequest, NetworkSelection
 from podwire.errors import Conflict, InvalidInput, NotFound
-from podwire.frontends.docker.ipam import interface_addresses
+from podwire.frontends.docker.addresses import interface_addresses
 from podwire.frontends.docker.records import DockerRecords
 from podwire.frontends.docker.reservations import Reservations, is_reservation, quietly
 from podwire.frontends.docker.terms import (

@@ -15,7 +15,7 @@ from contextlib import ExitStack, suppress
 from typing import TYPE_CHECKING
 
 from podwire.errors import Conflict, InvalidInput, NotFound, PodwireError
-from podwire.frontends.docker.ipam import allocation_pools, gateway_in, parse_cidr
+from podwire.frontends.docker.addresses import allocation_pools, gateway_in, parse_cidr
 from podwire.frontends.docker.records import DockerRecords, NetworkRecord, PoolRecord
 from podwire.frontends.docker.reservations import Reservations, quietly
 from podwire.frontends.docker.terms import LOCAL_ADDRESS_SPACE, OPT_NAME, OPT_NETWORK, PoolData

@@ -14,8 +14,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from podwire.errors import Conflict, InvalidInput
+from podwire.frontends.docker.addresses import address_in, default_gateway, parse_cidr
 from podwire.frontends.docker.endpoints import Endpoints, EndpointState
-from podwire.frontends.docker.ipam import address_in, default_gateway, parse_cidr
 from podwire.frontends.docker.records import DockerRecords, PoolRecord
 from podwire.frontends.docker.reservations import Reservations, is_reservation
 from podwire.frontends.docker.terms import FRONTEND, LOCAL_ADDRESS_SPACE
@@ -133,7 +133,7 @@ class Pools:
                     subnet = self._agent.backend.get_subnet(self._agent.ctx, pool.subnet_id)
                     if subnet.gateway_ip:
                         return f"{subnet.gateway_ip}/{cidr.prefixlen}"
-                wanted = default_gateway(cidr)
+                return f"{default_gateway(cidr)}/{cidr.prefixlen}"
             return f"{wanted}/{cidr.prefixlen}"
 
         assert pool.network_id is not None

@@ -144,6 +144,33 @@ def test_ipam_pool_lifecycle_and_overlap(plugin: httpx.Client, docker_agent: Doc
     call(plugin, "IpamDriver.ReleasePool", {"PoolID": again["PoolID"]})
 
 
+def test_gateway_follows_the_shared_ipam_rules(plugin: httpx.Client) -> None:
+    """The gateway Docker gets unasked is the backends' default gateway (the
+    first usable address); a pool with no usable room for one is refused."""
+    v4, v6 = random_subnets()
+    for cidr, gateway in ((v4, v4.replace(".0/24", ".1/24")), (v6, v6.replace("::/64", "::1/64"))):
+        pool = call(plugin, "IpamDriver.RequestPool", {"Pool": cidr, "V6": ":" in cidr}).json()
+        gw = call(
+            plugin,
+            "IpamDriver.RequestAddress",
+            {
+                "PoolID": pool["PoolID"],
+                "Options": {"RequestAddressType": "com.docker.network.gateway"},
+            },
+        ).json()
+        assert gw["Address"] == gateway
+        assert call(plugin, "IpamDriver.ReleasePool", {"PoolID": pool["PoolID"]}).json() == {}
+    single = v4.replace(".0/24", ".9/32")
+    pool = call(plugin, "IpamDriver.RequestPool", {"Pool": single}).json()
+    refused = call(
+        plugin,
+        "IpamDriver.RequestAddress",
+        {"PoolID": pool["PoolID"], "Options": {"RequestAddressType": "com.docker.network.gateway"}},
+    ).json()
+    assert "no room for a gateway" in refused["Error"]
+    assert call(plugin, "IpamDriver.ReleasePool", {"PoolID": pool["PoolID"]}).json() == {}
+
+
 def _exists(ifname: str) -> bool:
     from pathlib import Path
 

@@ -355,3 +355,51 @@ def test_leave_restart_join_replugs_from_the_record(
     release = {"PoolID": pool_id, "Address": address}
     assert call(plugin, "IpamDriver.ReleaseAddress", release).json() == {}
     _delete_network(plugin, nid, pool_id, gw)
+
+
+@pytest.mark.parametrize("id_recorded", [True, False], ids=["id-recorded", "before-the-id"])
+def test_restart_undoes_a_create_network_cut_short(
+    plugin: httpx.Client, docker_agent: DockerAgent, id_recorded: bool
+) -> None:
+    """What a crash inside CreateNetwork leaves: the door's "creating" record
+    and a backend network with its subnet (with or without the network's id
+    written back to the record). At start the door deletes both, so nothing
+    leaks, and Docker's next CreateNetwork for that id works from scratch."""
+    import uuid
+
+    from podwire.frontends.docker.records import DockerRecords, NetworkRecord
+    from podwire.model import NetworkCreate, SubnetCreate
+
+    v4, _ = random_subnets()
+    nid = uuid.uuid4().hex * 2
+    docker_agent.stop()
+    backend, ctx = docker_agent.backend, docker_agent.ctx
+    left = backend.create_network(
+        ctx, NetworkCreate(name=f"docker-{nid[:12]}", description=f"docker network {nid}")
+    )
+    backend.create_subnet(ctx, SubnetCreate(network_id=left.id, cidr=v4))
+    DockerRecords(docker_agent.state_dir / "docker").put_network(
+        NetworkRecord(
+            docker_network_id=nid,
+            network_id=left.id if id_recorded else None,
+            created=True,
+            state="creating",
+        )
+    )
+    docker_agent.close_backend()
+    docker_agent.start()
+
+    from podwire.errors import NotFound
+
+    with pytest.raises(NotFound):
+        docker_agent.backend.get_network(docker_agent.ctx, left.id)
+    assert DockerRecords(docker_agent.state_dir / "docker").network(nid) is None
+    pool_id, gw = _create_network(plugin, nid, v4)
+    (network,) = [
+        n for n in docker_agent.backend.list_networks(docker_agent.ctx) if nid[:12] in n.name
+    ]
+    assert network.id != left.id
+    _delete_network(plugin, nid, pool_id, gw)
+    assert not [
+        n for n in docker_agent.backend.list_networks(docker_agent.ctx) if nid[:12] in n.name
+    ]

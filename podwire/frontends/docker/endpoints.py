@@ -93,8 +93,7 @@ class Endpoints:
         if not endpoint_id:
             raise InvalidInput("EndpointID is empty", field="EndpointID")
         backend, ctx = self._agent.backend, self._agent.ctx
-        net_record = self._records.require_network(docker_network_id)
-        network = backend.get_network(ctx, net_record.network_id)
+        network = backend.get_network(ctx, self._records.backend_network_id(docker_network_id))
         subnets = backend.list_subnets(ctx, {"network_id": [network.id]})
         wanted = interface_addresses(interface.address, interface.address_v6, subnets)
         mac = interface.mac or None

@@ -45,8 +45,11 @@ class Networks:
         if not docker_network_id:
             raise InvalidInput("NetworkID is empty", field="NetworkID")
         with self._records.lock:
-            if self._records.network(docker_network_id) is not None:
+            existing = self._records.network(docker_network_id)
+            if existing is not None and existing.state == "ready":
                 return  # libnetwork replays CreateNetwork after a restart
+            if existing is not None:
+                self._undo_creating(existing)  # one the start-up reconcile could not undo
             datas = [*ipv4, *ipv6]
             if not datas:
                 raise InvalidInput("the network has no IPAM pool: give it a --subnet")
@@ -71,6 +74,7 @@ class Networks:
                     pool.network_id = network.id
                     pool.subnet_id = subnet.id
                     self._records.put_pool(pool)
+                undo.callback(quietly, "unlink pools", self._unlink_pools, docker_network_id)
                 self._records.put_network(
                     NetworkRecord(
                         docker_network_id=docker_network_id, network_id=network.id, created=created
@@ -103,10 +107,19 @@ class Networks:
     ) -> tuple[Network, list[Subnet]]:
         backend, ctx = self._agent.backend, self._agent.ctx
         name = options.get(OPT_NAME) or f"docker-{docker_network_id[:12]}"
+        # Written before the backend acts: a crash from here on is undone at
+        # start from this record (reconcile), by the network's id once the
+        # backend has answered, else by its description.
+        intent = NetworkRecord(
+            docker_network_id=docker_network_id, network_id=None, created=True, state="creating"
+        )
+        self._records.put_network(intent)
+        undo.callback(quietly, "forget network", self._records.delete_network, docker_network_id)
         network = backend.create_network(
-            ctx, NetworkCreate(name=name, description=f"docker network {docker_network_id}")
+            ctx, NetworkCreate(name=name, description=_description(docker_network_id))
         )
         undo.callback(quietly, "delete network", self._delete_backend_network, network.id)
+        self._records.put_network(intent.model_copy(update={"network_id": network.id}))
         subnets = []
         for pool, data in zip(pools, datas, strict=True):
             cidr = parse_cidr(data.pool, "Pool")
@@ -163,7 +176,9 @@ class Networks:
             record = self._records.network(docker_network_id)
             if record is None:
                 return
-            if record.created:
+            if record.network_id is None:
+                pass  # a CreateNetwork that never reached the backend
+            elif record.created:
                 self._delete_backend_network(record.network_id)
             else:
                 self._ports.delete_unused(record.network_id)
@@ -209,8 +224,10 @@ class Networks:
           and its pools are unlinked: an endpoint on it then fails with
           "not a podwire network" instead of a backend error, and a later
           DeleteNetwork or ReleasePool from Docker succeeds;
+        * a record still "creating" is a CreateNetwork the agent died in:
+          what the backend made goes, and the record (``_undo_creating``);
         * a pool linked to a Docker network with no record (a crash inside
-          CreateNetwork) is unlinked, so Docker's replayed CreateNetwork can
+          CreateNetwork) is unlinked, so Docker's next CreateNetwork can
           link it again;
         * reservations no endpoint took, on the networks of the records, are
           left alone: Docker holds them (RequestAddress answered) until its
@@ -222,6 +239,11 @@ class Networks:
         with self._records.lock:
             for record in self._records.networks():
                 try:
+                    if record.state == "creating":
+                        self._undo_creating(record)
+                        dropped.append(record.docker_network_id)
+                        continue
+                    assert record.network_id is not None
                     backend.get_network(ctx, record.network_id)
                 except NotFound:
                     log.warning(
@@ -242,3 +264,30 @@ class Networks:
                     self._records.put_pool(pool)
                     unlinked.append(pool.id)
         return {"dropped_networks": dropped, "unlinked_pools": unlinked}
+
+    def _undo_creating(self, record: NetworkRecord) -> None:
+        """A CreateNetwork the agent died in: Docker got no answer, so it has
+        no such network. Delete what the backend made (by id, or when the
+        crash came before the id was written, by the description naming the
+        Docker network id, unique to it) and forget the record."""
+        log.warning(
+            "docker network %s: undoing a CreateNetwork cut short", record.docker_network_id
+        )
+        if record.network_id is not None:
+            ids = [record.network_id]
+        else:
+            description = _description(record.docker_network_id)
+            ids = [
+                n.id
+                for n in self._agent.backend.list_networks(self._agent.ctx)
+                if n.description == description
+            ]
+        for network_id in ids:
+            self._delete_backend_network(network_id)
+        self._records.delete_network(record.docker_network_id)
+
+
+def _description(docker_network_id: str) -> str:
+    """The backend network's description: names the Docker network, so a
+    crash before its id was recorded can still find it."""
+    return f"docker network {docker_network_id}"

@@ -20,7 +20,7 @@ import os
 import threading
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -49,10 +49,15 @@ class PoolRecord(_Record):
 
 class NetworkRecord(_Record):
     docker_network_id: str
-    network_id: str
+    # None only while "creating", before the backend has answered.
+    network_id: str | None
     # True: podwire created the backend network and deletes it with the
     # Docker network. False: adopted, left as found.
     created: bool
+    # "creating": written before the backend network is created, so that a
+    # crash inside CreateNetwork is undone at start (networks.reconcile);
+    # "ready" once the network, its subnets and the pools' links are there.
+    state: Literal["creating", "ready"] = "ready"
 
 
 class JsonDir:
@@ -132,16 +137,17 @@ class DockerRecords:
         data = self._networks.get(docker_network_id)
         return NetworkRecord.model_validate(data) if data else None
 
-    def require_network(self, docker_network_id: str) -> NetworkRecord:
+    def backend_network_id(self, docker_network_id: str) -> str:
+        """The backend network of a Docker network that CreateNetwork finished."""
         record = self.network(docker_network_id)
-        if record is None:
+        if record is None or record.state != "ready" or record.network_id is None:
             raise NotFound(
                 f"docker network {docker_network_id} is not a podwire network (not created "
                 "through this agent)",
                 kind="network",
                 object_id=docker_network_id,
             )
-        return record
+        return record.network_id
 
     def put_network(self, record: NetworkRecord) -> None:
         self._networks.put(record.docker_network_id, record.model_dump())

@@ -4,8 +4,9 @@
 ``podwire server`` serves it with ``podwire.api.auth.TokenFileAuth``, the
 agent mounts it on its unix socket with ``TrustAllAuth``.
 
-The names are re-exported lazily: the remote backend and the CLI import
-``podwire.api.wire`` without paying for FastAPI.
+The names are re-exported lazily: importing the package costs nothing
+until the app is used. The wire format lives in podwire.neutron, shared
+with the remote backend.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Neutron v2.0 subset over HTTP: ``create_app(backend, auth)``.
 
 Handlers are thin: authenticate, read the JSON body, map Neutron's names to
-the model (podwire.api.wire), call the backend in the threadpool (backends
+the model (podwire.neutron.wire), call the backend in the threadpool (backends
 are synchronous), map back and answer with orjson. Every PodwireError
 becomes a Neutron error body in one handler; FastAPI's own request
 validation is not used for bodies (it would answer 422 with its own shape),
@@ -24,9 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from podwire.api import wire
 from podwire.api.auth import Auth
-from podwire.api.filters import NothingMatches, filters_from_query
 from podwire.api.openapi import install_openapi, request_body
 from podwire.backends.base import Backend
 from podwire.errors import InvalidInput, NotFound, PodwireError
@@ -42,6 +40,8 @@ from podwire.model import (
     TrunkCreate,
     TrunkUpdate,
 )
+from podwire.neutron import wire
+from podwire.neutron.filters import NothingMatches, filters_from_query
 
 log = logging.getLogger(__name__)
 

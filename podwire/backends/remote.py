@@ -20,8 +20,6 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from podwire import errors
-from podwire.api import wire
-from podwire.api.filters import FILTERABLE
 from podwire.backends.base import Filters
 from podwire.config import Config
 from podwire.model import (
@@ -40,6 +38,8 @@ from podwire.model import (
     TrunkCreate,
     TrunkUpdate,
 )
+from podwire.neutron import wire
+from podwire.neutron.filters import FILTERABLE
 
 _M = TypeVar("_M", bound=BaseModel)
 

@@ -101,6 +101,6 @@ def agent(
                 "remote.token": server_token,
             },
         )
-        from podwire.agent.service import run_agent
+        from podwire.daemon import run_agent
 
         run_agent(config)

@@ -82,7 +82,7 @@ def test_socket_mode_stale_replaced_and_removed_on_sigterm(start_agent: Any) -> 
             [
                 sys.executable,
                 "-m",
-                "podwire.agent",
+                "podwire.daemon",
                 *("--state-dir", str(state_dir), "--socket", str(agent.socket)),
             ],
             capture_output=True,

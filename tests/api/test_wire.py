@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from podwire.api import wire
-from podwire.api.filters import NothingMatches, filters_from_query
 from podwire.errors import InvalidInput
+from podwire.neutron import wire
+from podwire.neutron.filters import NothingMatches, filters_from_query
 
 
 def test_query_maps_neutron_names_and_ors_repeated_values() -> None:

@@ -4,6 +4,7 @@ failure is {"Err": ...} naming the cause, and leaves nothing behind."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from typing import Any
 
@@ -143,6 +144,33 @@ def test_ipam_pool_lifecycle_and_overlap(plugin: httpx.Client, docker_agent: Doc
     call(plugin, "IpamDriver.ReleasePool", {"PoolID": again["PoolID"]})
 
 
+def test_gateway_follows_the_shared_ipam_rules(plugin: httpx.Client) -> None:
+    """The gateway Docker gets unasked is the backends' default gateway (the
+    first usable address); a pool with no usable room for one is refused."""
+    v4, v6 = random_subnets()
+    for cidr, gateway in ((v4, v4.replace(".0/24", ".1/24")), (v6, v6.replace("::/64", "::1/64"))):
+        pool = call(plugin, "IpamDriver.RequestPool", {"Pool": cidr, "V6": ":" in cidr}).json()
+        gw = call(
+            plugin,
+            "IpamDriver.RequestAddress",
+            {
+                "PoolID": pool["PoolID"],
+                "Options": {"RequestAddressType": "com.docker.network.gateway"},
+            },
+        ).json()
+        assert gw["Address"] == gateway
+        assert call(plugin, "IpamDriver.ReleasePool", {"PoolID": pool["PoolID"]}).json() == {}
+    single = v4.replace(".0/24", ".9/32")
+    pool = call(plugin, "IpamDriver.RequestPool", {"Pool": single}).json()
+    refused = call(
+        plugin,
+        "IpamDriver.RequestAddress",
+        {"PoolID": pool["PoolID"], "Options": {"RequestAddressType": "com.docker.network.gateway"}},
+    ).json()
+    assert "no room for a gateway" in refused["Error"]
+    assert call(plugin, "IpamDriver.ReleasePool", {"PoolID": pool["PoolID"]}).json() == {}
+
+
 def _exists(ifname: str) -> bool:
     from pathlib import Path
 
@@ -216,6 +244,162 @@ def test_full_flow_by_hand_leave_rejoin_and_forced_release(
         == {}
     )
     assert call(plugin, "IpamDriver.ReleasePool", {"PoolID": pool["PoolID"]}).json() == {}
+    assert not [
+        n for n in docker_agent.backend.list_networks(docker_agent.ctx) if nid[:12] in n.name
+    ]
+
+
+def _create_network(plugin: httpx.Client, nid: str, v4: str) -> tuple[str, str]:
+    """RequestPool, the gateway, CreateNetwork, as dockerd orders them."""
+    pool = call(plugin, "IpamDriver.RequestPool", {"AddressSpace": "", "Pool": v4}).json()
+    gw = call(
+        plugin,
+        "IpamDriver.RequestAddress",
+        {"PoolID": pool["PoolID"], "Options": {"RequestAddressType": "com.docker.network.gateway"}},
+    ).json()["Address"]
+    created = call(
+        plugin,
+        "NetworkDriver.CreateNetwork",
+        {"NetworkID": nid, "IPv4Data": [{"Pool": v4, "Gateway": gw}], "Options": {}},
+    ).json()
+    assert created == {}
+    return pool["PoolID"], gw
+
+
+def _delete_network(plugin: httpx.Client, nid: str, pool_id: str, gw: str) -> None:
+    assert call(plugin, "NetworkDriver.DeleteNetwork", {"NetworkID": nid}).json() == {}
+    release = {"PoolID": pool_id, "Address": gw}
+    assert call(plugin, "IpamDriver.ReleaseAddress", release).json() == {}
+    assert call(plugin, "IpamDriver.ReleasePool", {"PoolID": pool_id}).json() == {}
+
+
+def test_restart_forgets_a_network_whose_backend_network_went(
+    plugin: httpx.Client, docker_agent: DockerAgent
+) -> None:
+    """The backend network of a Docker network is deleted while the agent is
+    down: at start the door drops its record and unlinks the pool, so the
+    endpoint fails naming the cause, Docker's replayed CreateNetwork links
+    the pool again, and Docker's deletes all succeed."""
+    import uuid
+
+    v4, _ = random_subnets()
+    nid = uuid.uuid4().hex * 2
+    pool_id, gw = _create_network(plugin, nid, v4)
+    (network,) = [
+        n for n in docker_agent.backend.list_networks(docker_agent.ctx) if nid[:12] in n.name
+    ]
+    docker_agent.stop()
+    for subnet in docker_agent.backend.list_subnets(docker_agent.ctx, {"network_id": [network.id]}):
+        docker_agent.backend.delete_subnet(docker_agent.ctx, subnet.id)
+    docker_agent.backend.delete_network(docker_agent.ctx, network.id)
+    docker_agent.close_backend()
+    docker_agent.start()
+
+    body = {"NetworkID": nid, "EndpointID": uuid.uuid4().hex * 2, "Interface": {}, "Options": {}}
+    assert (
+        "not a podwire network" in call(plugin, "NetworkDriver.CreateEndpoint", body).json()["Err"]
+    )
+    # The pool is Docker's still (same id, reference counted), but on no network.
+    unlinked = call(plugin, "IpamDriver.RequestAddress", {"PoolID": pool_id}).json()
+    assert "not on a network yet" in unlinked["Error"]
+    again = call(
+        plugin,
+        "NetworkDriver.CreateNetwork",
+        {"NetworkID": nid, "IPv4Data": [{"Pool": v4, "Gateway": gw}], "Options": {}},
+    ).json()
+    assert again == {}
+    address = call(plugin, "IpamDriver.RequestAddress", {"PoolID": pool_id}).json()["Address"]
+    assert ipaddress.ip_interface(address) in ipaddress.ip_network(v4)
+    assert (
+        call(plugin, "IpamDriver.ReleaseAddress", {"PoolID": pool_id, "Address": address}).json()
+        == {}
+    )
+    _delete_network(plugin, nid, pool_id, gw)
+    assert not [
+        n for n in docker_agent.backend.list_networks(docker_agent.ctx) if nid[:12] in n.name
+    ]
+
+
+def test_leave_restart_join_replugs_from_the_record(
+    plugin: httpx.Client, docker_agent: DockerAgent
+) -> None:
+    """Leave's mark is on the endpoint's attachment record, so a Join after an
+    agent restart still plugs the interface again."""
+    import uuid
+
+    v4, _ = random_subnets()
+    nid, eid = uuid.uuid4().hex * 2, uuid.uuid4().hex * 2
+    pool_id, gw = _create_network(plugin, nid, v4)
+    address = call(plugin, "IpamDriver.RequestAddress", {"PoolID": pool_id}).json()["Address"]
+    endpoint = {"NetworkID": nid, "EndpointID": eid}
+    created = call(
+        plugin, "NetworkDriver.CreateEndpoint", {**endpoint, "Interface": {"Address": address}}
+    ).json()
+    assert "MacAddress" in created["Interface"]
+    src = call(plugin, "NetworkDriver.Join", endpoint).json()["InterfaceName"]["SrcName"]
+    assert call(plugin, "NetworkDriver.Leave", endpoint).json() == {}
+    assert not _exists(src)
+    (record,) = docker_agent.attachments()
+    assert record["frontend_state"]["unplugged"] is True
+    assert record["frontend_state"]["docker_network_id"] == nid
+
+    docker_agent.restart()
+    assert call(plugin, "NetworkDriver.Join", endpoint).json()["InterfaceName"]["SrcName"] == src
+    assert _exists(src)
+    (record,) = docker_agent.attachments()
+    assert record["frontend_state"]["unplugged"] is False
+
+    assert call(plugin, "NetworkDriver.Leave", endpoint).json() == {}
+    assert call(plugin, "NetworkDriver.DeleteEndpoint", endpoint).json() == {}
+    assert docker_agent.attachments() == []
+    release = {"PoolID": pool_id, "Address": address}
+    assert call(plugin, "IpamDriver.ReleaseAddress", release).json() == {}
+    _delete_network(plugin, nid, pool_id, gw)
+
+
+@pytest.mark.parametrize("id_recorded", [True, False], ids=["id-recorded", "before-the-id"])
+def test_restart_undoes_a_create_network_cut_short(
+    plugin: httpx.Client, docker_agent: DockerAgent, id_recorded: bool
+) -> None:
+    """What a crash inside CreateNetwork leaves: the door's "creating" record
+    and a backend network with its subnet (with or without the network's id
+    written back to the record). At start the door deletes both, so nothing
+    leaks, and Docker's next CreateNetwork for that id works from scratch."""
+    import uuid
+
+    from podwire.frontends.docker.records import DockerRecords, NetworkRecord
+    from podwire.model import NetworkCreate, SubnetCreate
+
+    v4, _ = random_subnets()
+    nid = uuid.uuid4().hex * 2
+    docker_agent.stop()
+    backend, ctx = docker_agent.backend, docker_agent.ctx
+    left = backend.create_network(
+        ctx, NetworkCreate(name=f"docker-{nid[:12]}", description=f"docker network {nid}")
+    )
+    backend.create_subnet(ctx, SubnetCreate(network_id=left.id, cidr=v4))
+    DockerRecords(docker_agent.state_dir / "docker").put_network(
+        NetworkRecord(
+            docker_network_id=nid,
+            network_id=left.id if id_recorded else None,
+            created=True,
+            state="creating",
+        )
+    )
+    docker_agent.close_backend()
+    docker_agent.start()
+
+    from podwire.errors import NotFound
+
+    with pytest.raises(NotFound):
+        docker_agent.backend.get_network(docker_agent.ctx, left.id)
+    assert DockerRecords(docker_agent.state_dir / "docker").network(nid) is None
+    pool_id, gw = _create_network(plugin, nid, v4)
+    (network,) = [
+        n for n in docker_agent.backend.list_networks(docker_agent.ctx) if nid[:12] in n.name
+    ]
+    assert network.id != left.id
+    _delete_network(plugin, nid, pool_id, gw)
     assert not [
         n for n in docker_agent.backend.list_networks(docker_agent.ctx) if nid[:12] in n.name
     ]

@@ -16,18 +16,16 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from podwire.agent.docker_support import (
+from podwire.errors import InvalidInput, NotFound
+from podwire.frontends.docker import create_app
+from podwire.frontends.docker.addresses import allocation_pools, interface_addresses
+from podwire.frontends.docker.terms import (
     EndpointInterface,
     JoinInfo,
     PoolData,
-    PoolRecord,
     StaticRoute,
-    _allocation_pools,
-    _interface_addresses,
     endpoint_ifname,
 )
-from podwire.errors import InvalidInput, NotFound
-from podwire.frontends.docker import create_app
 from podwire.model import Subnet
 
 
@@ -193,17 +191,13 @@ def test_endpoint_ifname_is_short_and_cannot_collide_with_hex_names() -> None:
     assert "-" in name
 
 
-def _pool(cidr: str, sub: str | None) -> PoolRecord:
-    return PoolRecord(id="x", address_space="S", cidr=cidr, sub_pool=sub)
-
-
 def test_ip_range_becomes_allocation_pools_around_the_gateway() -> None:
-    assert _allocation_pools(_pool("198.18.0.0/24", None), "198.18.0.1") is None
-    pools = _allocation_pools(_pool("198.18.0.0/24", "198.18.0.0/25"), "198.18.0.1")
+    assert allocation_pools("198.18.0.0/24", None, "198.18.0.1") is None
+    pools = allocation_pools("198.18.0.0/24", "198.18.0.0/25", "198.18.0.1")
     assert [(p.start, p.end) for p in pools or []] == [("198.18.0.2", "198.18.0.127")]
-    pools = _allocation_pools(_pool("198.18.0.0/24", "198.18.0.128/25"), "198.18.0.1")
+    pools = allocation_pools("198.18.0.0/24", "198.18.0.128/25", "198.18.0.1")
     assert [(p.start, p.end) for p in pools or []] == [("198.18.0.128", "198.18.0.254")]
-    pools = _allocation_pools(_pool("198.18.0.0/24", "198.18.0.0/26"), "198.18.0.10")
+    pools = allocation_pools("198.18.0.0/24", "198.18.0.0/26", "198.18.0.10")
     assert [(p.start, p.end) for p in pools or []] == [
         ("198.18.0.1", "198.18.0.9"),
         ("198.18.0.11", "198.18.0.63"),
@@ -213,11 +207,11 @@ def test_ip_range_becomes_allocation_pools_around_the_gateway() -> None:
 def test_interface_addresses_map_to_subnets_or_fail_naming_the_field() -> None:
     s4 = Subnet(id="s4", project_id="p", network_id="n", ip_version=4, cidr="198.18.0.0/24")
     s6 = Subnet(id="s6", project_id="p", network_id="n", ip_version=6, cidr="2001:db8::/64")
-    got = _interface_addresses(EndpointInterface("198.18.0.5/24", "2001:db8::5/64"), [s4, s6])
+    got = interface_addresses("198.18.0.5/24", "2001:db8::5/64", [s4, s6])
     assert got == [(s4, "198.18.0.5"), (s6, "2001:db8::5")]
     with pytest.raises(InvalidInput, match=re.escape("Address 198.18.1.5/24 is on no subnet")):
-        _interface_addresses(EndpointInterface("198.18.1.5/24"), [s4, s6])
+        interface_addresses("198.18.1.5/24", "", [s4, s6])
     with pytest.raises(InvalidInput, match=re.escape("AddressIPv6 198.18.0.5/24 is not IPv6")):
-        _interface_addresses(EndpointInterface("", "198.18.0.5/24"), [s4, s6])
+        interface_addresses("", "198.18.0.5/24", [s4, s6])
     with pytest.raises(InvalidInput, match="not an address"):
-        _interface_addresses(EndpointInterface("banana"), [s4])
+        interface_addresses("banana", "", [s4])

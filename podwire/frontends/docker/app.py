@@ -2,7 +2,7 @@
 plugin calls (POST /Plugin.Activate, /NetworkDriver.*, /IpamDriver.*).
 
 This module only translates: JSON in, a call on the DockerService (the
-agent's docker_support), JSON out. Errors are translated in one place
+door's meaning, door.DockerDoor), JSON out. Errors are translated in one place
 (``_err``): a body that does not decode or validate is 400 with
 ``{"Err": ...}``; a podwire error is ``{"Err": ...}`` with 200, as libnetwork
 expects from a driver that understood the request but could not do it; an
@@ -23,13 +23,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from podwire.agent.docker_support import (
+from podwire.errors import PodwireError
+from podwire.frontends.docker import messages as m
+from podwire.frontends.docker.terms import (
+    GLOBAL_ADDRESS_SPACE,
+    LOCAL_ADDRESS_SPACE,
     EndpointInterface,
     JoinInfo,
     PoolData,
 )
-from podwire.errors import PodwireError
-from podwire.frontends.docker import messages as m
 from podwire.model import validation_error
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 class DockerService(Protocol):
-    """What the protocol needs; podwire.agent.docker_support.DockerSupport."""
+    """What the protocol needs; podwire.frontends.docker.door.DockerDoor."""
 
     def request_pool(
         self, address_space: str, pool: str, sub_pool: str, v6: bool
@@ -230,8 +232,6 @@ def _ipam_capabilities(svc: DockerService, body: bytes) -> dict[str, Any]:
 
 
 def _address_spaces(svc: DockerService, body: bytes) -> dict[str, Any]:
-    from podwire.agent.docker_support import GLOBAL_ADDRESS_SPACE, LOCAL_ADDRESS_SPACE
-
     return {
         "LocalDefaultAddressSpace": LOCAL_ADDRESS_SPACE,
         "GlobalDefaultAddressSpace": GLOBAL_ADDRESS_SPACE,

@@ -1,6 +1,6 @@
-"""``python -m podwire.agent``: the agent without the CLI (tests, debugging).
-``podwire agent`` (podwire/cli.py) is the user-facing command; both call
-run_agent with the same Config."""
+"""``python -m podwire.daemon``: the agent process without the CLI (tests,
+debugging). ``podwire agent`` (podwire/cli.py) is the user-facing command;
+both call run_agent with the same Config."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from podwire.errors import PodwireError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m podwire.agent")
+    parser = argparse.ArgumentParser(prog="python -m podwire.daemon")
     parser.add_argument("--config", type=Path)
     parser.add_argument("--state-dir", type=Path)
     parser.add_argument("--socket", type=Path)
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
                 "remote.url": args.remote_url,
             },
         )
-        from podwire.agent.service import run_agent
+        from podwire.daemon.run import run_agent
 
         run_agent(config)
     except PodwireError as exc:

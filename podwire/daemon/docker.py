@@ -1,4 +1,5 @@
-"""Serving the plugin socket inside the agent process, beside its local API.
+"""Serving the Docker plugin socket inside the agent process, beside its
+local API.
 
 dockerd finds the plugin by its socket, /run/docker/plugins/NAME.sock (NAME
 is the driver name users pass to -d and --ipam-driver). The socket is bound
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from podwire.daemon.sockets import bind_unix_socket
+
 if TYPE_CHECKING:
     from podwire.agent.core import Agent
 
@@ -32,14 +35,16 @@ class _SecondServer(uvicorn.Server):
 
 class DockerPluginServer:
     def __init__(self, agent: Agent, path: Path) -> None:
-        from podwire.agent.service import bind_unix_socket
-        from podwire.frontends.docker import plugin_app
+        from podwire.frontends.docker import DockerDoor, plugin_app
 
         self.path = path
+        door = DockerDoor(agent)
+        # Before the socket is bound: dockerd reaches no record being mended.
+        door.reconcile()
         self._sock = bind_unix_socket(path)
         self._server = _SecondServer(
             uvicorn.Config(
-                plugin_app(agent),
+                plugin_app(agent, door),
                 log_level="warning",
                 access_log=False,
                 lifespan="off",

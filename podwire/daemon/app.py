@@ -1,0 +1,101 @@
+"""The agent's HTTP API on its unix socket, as one ASGI app.
+
+Routes:
+  POST /v1/cni           the CNI shim transport (see TEAM.md's wire contract)
+  GET  /v1/status        AgentStatus
+  GET  /v1/attachments   every attachment record
+  /v2.0/...              the Neutron v2.0 subset (podwire.api), caller = admin:
+                         the socket is root-only (mode 0600), that is the auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from podwire.agent.core import Agent
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def build_app(agent: Agent) -> ASGIApp:
+    """The whole local API as one ASGI app."""
+    from podwire.frontends.cni.handler import handle as handle_cni
+
+    async def cni(request: Request) -> Response:
+        body = await request.body()
+        code, out = await handle_cni(agent, request.headers, body)
+        return Response(out, headers={"X-CNI-Exit": str(code)}, media_type="application/json")
+
+    async def status(_request: Request) -> Response:
+        loop = asyncio.get_running_loop()
+        state = await loop.run_in_executor(None, agent.status)
+        return JSONResponse(state.model_dump(mode="json"))
+
+    async def attachments(request: Request) -> Response:
+        """All records; ``?frontend=cni&container_id=...`` narrow the list."""
+        loop = asyncio.get_running_loop()
+        query = request.query_params
+        records = await loop.run_in_executor(
+            None,
+            lambda: agent.list_attachments(
+                container_id=query.get("container_id"), frontend=query.get("frontend")
+            ),
+        )
+        return JSONResponse({"attachments": [r.model_dump(mode="json") for r in records]})
+
+    local = Starlette(
+        routes=[
+            Route("/v1/cni", cni, methods=["POST"]),
+            Route("/v1/status", status, methods=["GET"]),
+            Route("/v1/attachments", attachments, methods=["GET"]),
+        ]
+    )
+    neutron = _neutron_app(agent)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if neutron is not None and scope["type"] == "http" and not path.startswith("/v1/"):
+            await neutron(scope, receive, send)
+        else:
+            await local(scope, receive, send)
+
+    return app
+
+
+def _neutron_app(agent: Agent) -> ASGIApp | None:
+    import importlib
+
+    try:
+        api = importlib.import_module("podwire.api")
+        create_app, trust_all = api.create_app, api.TrustAllAuth
+    except (ImportError, AttributeError):  # no API app in this build: serve /v1 only
+        return None
+    app: ASGIApp = create_app(_TellsTheAgent(agent), trust_all(agent.config.agent.project_id))
+    return app
+
+
+class _TellsTheAgent:
+    """The agent's backend for its /v2.0 API: a network deleted through the
+    agent is also reported to it (``Agent.network_deleted``), so that what
+    this host keeps for the network (its bridge) goes too."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._agent.backend, name)
+
+    def delete_network(self, ctx: Any, network_id: str) -> None:
+        network = self._agent.backend.get_network(ctx, network_id)
+        self._agent.backend.delete_network(ctx, network_id)
+        self._agent.network_deleted(network)

@@ -1,0 +1,86 @@
+"""Run the agent process: the agent, its API on its socket, and the Docker
+plugin beside it when configured."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from typing import Any
+
+from podwire.agent.core import Agent
+from podwire.config import Config
+from podwire.daemon.app import build_app
+from podwire.daemon.sockets import bind_unix_socket, lock_state_dir
+
+log = logging.getLogger(__name__)
+
+
+def run_agent(config: Config) -> None:
+    """Serve until SIGTERM or SIGINT; then stop accepting, finish the requests
+    in flight, close the backend and the store, and remove the socket."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    state_lock = lock_state_dir(config.state_dir)
+    try:
+        _serve(config)
+    finally:
+        os.close(state_lock)
+
+
+def _serve(config: Config) -> None:
+    import uvicorn
+
+    agent = Agent.from_config(config)
+    socket_path = config.agent.socket
+    sock: socket.socket | None = None
+    plugin: Any = None  # the docker plugin server, when config.agent.serve_docker
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_app(agent),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=30,
+        )
+    )
+
+    # Before uvicorn installs its handlers (reconcile, bind) a signal must
+    # still stop us; and uvicorn re-raises the signal it caught once it has
+    # shut down, which with this handler lands here instead of killing the
+    # process before the cleanup below.
+    def stop(_sig: int, _frame: object) -> None:
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        # Bound first: a second agent on this socket stops here, before its
+        # reconcile could roll back the first one's ADDs in flight.
+        sock = bind_unix_socket(socket_path)
+        report = agent.reconcile()
+        log.info("agent: reconcile %s", report)
+        log.info("agent: serving %s (backend %s)", socket_path, agent.backend.name)
+        if config.agent.serve_docker:
+            from podwire.daemon.docker import DockerPluginServer
+
+            # The door reconciles its own records after the agent's.
+            plugin = DockerPluginServer(agent, config.agent.docker_plugin_socket)
+            asyncio.run(plugin.run_beside(server.serve(sockets=[sock])))
+        else:
+            asyncio.run(server.serve(sockets=[sock]))
+    finally:
+        if plugin is not None:
+            plugin.close()
+        if sock is not None:
+            sock.close()
+            with contextlib.suppress(FileNotFoundError):
+                socket_path.unlink()
+        agent.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("agent: stopped")

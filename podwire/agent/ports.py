@@ -4,8 +4,8 @@
   the attachment it is for (podwire.agent.ownership);
 - ``port.adopt``: the caller named an existing port (Zun's ``port=<uuid>``);
 - ``port.reserved``: a door reserved it for this attachment (Docker's IPAM
-  made it at CreateEndpoint): the request's labels say
-  ``podwire.port-source=reserved``; undone by deleting it;
+  made it at CreateEndpoint; ``NetworkSelection.port_reserved``); undone
+  by deleting it;
 - ``port.pool``: the agent's pool hook (``Agent.port_pool``) hands out a
   ready port; undone by giving it back.
 
@@ -29,8 +29,6 @@ from podwire.model import Network, Port, PortBinding, PortCreate, PortUpdate, pa
 if TYPE_CHECKING:
     from podwire.agent.core import Agent
 
-LABEL_PORT_SOURCE = "podwire.port-source"
-
 
 class PortPool(Protocol):
     """A source of ready ports (pre-created, pre-bound), for fast ADDs."""
@@ -45,7 +43,7 @@ def source_of(
 ) -> tuple[str, dict[str, Any]]:
     """(the port step's name, its intent), decided before anything acts."""
     if sel.port_id:
-        if req.labels.get(LABEL_PORT_SOURCE) == "reserved":
+        if sel.port_reserved:
             return steps.PORT_RESERVED, {"port_id": sel.port_id}
         return steps.PORT_ADOPT, {"port_id": sel.port_id}
     if agent.port_pool is not None and not sel.ips and not sel.mac:

@@ -38,6 +38,10 @@ class NetworkSelection(_Msg):
     ips: list[str] = Field(default_factory=list)
     mac: str | None = None
     port_id: str | None = None
+    # True: ``port_id`` is a reservation a door made for this attachment
+    # (Docker's IPAM): the attachment owns it from now on and DEL deletes it.
+    # False: the caller's port, given back unbound at DEL.
+    port_reserved: bool = False
     # True: this one owns the default routes and DNS (see agent/attach.py
     # for the rule); None: the agent decides.
     default_route: bool | None = None

@@ -117,6 +117,10 @@ class Endpoints:
                             network=network.id,
                             ifname=endpoint_ifname(endpoint_id),
                             port_id=port.id,
+                            # A port made from Docker's reservations is the
+                            # endpoint's own: the agent deletes it at DEL
+                            # (and after a crash), the user's is given back.
+                            port_reserved=origin == "created",
                         )
                     ],
                     frontend_state=state.model_dump(),
@@ -263,18 +267,13 @@ class Endpoints:
         return info
 
     def delete_endpoint(self, docker_network_id: str, endpoint_id: str) -> None:
-        record = self.record(endpoint_id)
+        # The agent deletes a port made from reservations (its step
+        # port.reserved) and gives a user's port back.
         self._agent.detach(
             DetachRequest(
                 container_id=endpoint_id, ifname=endpoint_ifname(endpoint_id), frontend=FRONTEND
             )
         )
-        if (
-            record is not None
-            and record.port_id
-            and EndpointState.of(record).port_origin == "created"
-        ):
-            self._ports.delete_port(record.port_id)
 
     def join(self, docker_network_id: str, endpoint_id: str) -> JoinInfo:
         record = self._require_record(endpoint_id)

@@ -27,12 +27,14 @@ from podwire.agent.gate import Gate, Ticket
 from podwire.agent.store import AttachmentStore
 from podwire.agent.types import (
     AgentStatus,
+    AttachedInterface,
     Attachment,
     AttachRequest,
     AttachResult,
     CheckRequest,
     DetachRequest,
     GcRequest,
+    NetworkSelection,
 )
 from podwire.agent.vifs import HOST_VETH_PREFIX, PortContext, build_vif, choose_vif_kind
 from podwire.backends.base import Backend
@@ -158,6 +160,19 @@ class Agent:
     def status(self) -> AgentStatus:
         return self._status()
 
+    def list_attachments(
+        self, container_id: str | None = None, frontend: str | None = None
+    ) -> list[Attachment]:
+        return self.store.list(container_id=container_id, frontend=frontend)
+
+    def network_status(self, container_id: str) -> list[dict[str, Any]]:
+        """The container's interfaces as Multus's ``network-status`` elements,
+        from the records alone (no backend call), in attach order."""
+        return [
+            network_status_element(record)
+            for record in self.store.list(container_id=container_id, states=("ready",))
+        ]
+
     def remove_network_bridge(self, network: Network) -> bool:
         """A deleted network's host bridge (veth_bridge data path) goes: it
         holds the gateway addresses. Refused, and logged, while attachments
@@ -219,95 +234,108 @@ class Agent:
     def _attach(self, req: AttachRequest) -> AttachResult:
         stages = Stages("ADD")
         # Under the container's lock: nothing else of this container runs,
-        # so this check holds until the record is written.
-        existing = self.store.find(req.container_id, req.ifname)
-        if existing is not None:
-            raise Conflict(
-                f"container {req.container_id} already has an interface {req.ifname} "
-                f"(attachment {existing.id}, state {existing.state}); DEL it first",
-                kind="attachment",
-                object_id=req.container_id,
-                field="ifname",
-            )
+        # so what these read holds until the records are written.
+        existing = self.store.list(container_id=req.container_id)
+        ifnames = _choose_ifnames(req, existing)
+        owner = _default_owner(req, existing)
         stages.mark("record_find")
-        # ``held`` outlives ``undo``: a failed ADD is undone before the
-        # network's bridge is released to a removal.
+        # One undo stack for every interface: a later one failing undoes the
+        # earlier ones. ``held`` outlives ``undo``: a failed ADD is undone
+        # before the networks' bridges are released to a removal.
+        attached: list[AttachedInterface] = []
         with ExitStack() as held, ExitStack() as undo:
-            network, subnets = self._networks.get(req.network)
-            stages.mark("network_lookup")
-            # A crash from here until the record is written leaves a port
-            # that names this container and host and no record: the start-up
-            # reconcile (orphan sweep) and a DEL without record both delete it.
-            try:
-                port, owns_port = self._take_port(req, network, undo)
-            except NotFound as exc:
-                if exc.kind != "network":
-                    raise
-                # The cached network is gone (deleted, or its name now names
-                # another one): never use it; look it up afresh.
-                self._networks.forget(req.network)
-                network, subnets = self._networks.get(req.network)
-                port, owns_port = self._take_port(req, network, undo)
-            if not {f.subnet_id for f in port.fixed_ips} <= {s.id for s in subnets}:
-                # A subnet newer than the cache: the port is on it.
-                subnets = self._networks.refresh_subnets(req.network, network)
-            stages.mark("port_create")
-
-            vif = build_vif(PortContext(self.backend.name, network, port, subnets, self.config))
-            driver = self.drivers(vif.kind)
-            stages.mark("vif_build")
-            # The network's bridge is not removed while this ADD plugs into it.
-            held.enter_context(self._bridges.using(vif))
-            # One write before plugging, with everything a rollback needs: a
-            # crash mid-plug is undone from it.
-            record = self.store.create(
-                container_id=req.container_id,
-                ifname=req.ifname,
-                netns=req.netns,
-                network=network.id,
-                frontend=req.frontend,
-                labels={**req.labels, "podwire.network": req.network},
-                port_id=port.id,
-                owns_port=owns_port,
-                vif=vif,
-            )
-            undo.callback(_quietly, "delete record", self.store.delete, record.id)
-            stages.mark("record_pending")
-            undo.callback(_quietly, "unplug", driver.unplug, vif, req.netns, req.ifname)
-            interface = driver.plug(vif, req.netns, req.ifname)
-            stages.mark("plug")
-
-            self.store.update(record.id, state="ready")
-            stages.mark("record_ready")
+            for index, (selection, ifname) in enumerate(zip(req.networks, ifnames, strict=True)):
+                attached.append(
+                    self._attach_one(req, selection, ifname, index == owner, held, undo, stages)
+                )
             undo.pop_all()
-        self._activator.submit(port)
+        for one in attached:
+            self._activator.submit(one.port)
         stages.done()
-        ready = record.model_copy(
-            update={
-                "network_id": network.id,
-                "port_id": port.id,
-                "owns_port": owns_port,
-                "vif": vif,
-                "state": "ready",
-            }
+        return AttachResult(interfaces=attached)
+
+    def _attach_one(
+        self,
+        req: AttachRequest,
+        selection: NetworkSelection,
+        ifname: str,
+        owns_default: bool,
+        held: ExitStack,
+        undo: ExitStack,
+        stages: Stages,
+    ) -> AttachedInterface:
+        network, subnets = self._networks.get(selection.network)
+        stages.mark("network_lookup")
+        # A crash from here until the record is written leaves a port
+        # that names this container and host and no record: the start-up
+        # reconcile (orphan sweep) and a DEL without record both delete it.
+        try:
+            port, owns_port = self._take_port(req, selection, ifname, network, undo)
+        except NotFound as exc:
+            if exc.kind != "network":
+                raise
+            # The cached network is gone (deleted, or its name now names
+            # another one): never use it; look it up afresh.
+            self._networks.forget(selection.network)
+            network, subnets = self._networks.get(selection.network)
+            port, owns_port = self._take_port(req, selection, ifname, network, undo)
+        if not {f.subnet_id for f in port.fixed_ips} <= {s.id for s in subnets}:
+            # A subnet newer than the cache: the port is on it.
+            subnets = self._networks.refresh_subnets(selection.network, network)
+        stages.mark("port_create")
+
+        vif = build_vif(PortContext(self.backend.name, network, port, subnets, self.config))
+        if not owns_default:
+            vif = _without_default_routes(vif)
+        driver = self.drivers(vif.kind)
+        stages.mark("vif_build")
+        # The network's bridge is not removed while this ADD plugs into it.
+        held.enter_context(self._bridges.using(vif))
+        # One write before plugging, with everything a rollback needs: a
+        # crash mid-plug is undone from it.
+        record = self.store.create(
+            container_id=req.container_id,
+            ifname=ifname,
+            netns=req.netns,
+            network=network.id,
+            frontend=req.frontend,
+            labels={**req.labels, "podwire.network": selection.network},
+            port_id=port.id,
+            owns_port=owns_port,
+            vif=vif,
+            default_route=owns_default,
+            frontend_state=req.frontend_state,
         )
-        return AttachResult(
-            attachment=ready,
+        undo.callback(_quietly, "delete record", self.store.delete, record.id)
+        stages.mark("record_pending")
+        undo.callback(_quietly, "unplug", driver.unplug, vif, req.netns, ifname)
+        interface = driver.plug(vif, req.netns, ifname)
+        stages.mark("plug")
+
+        self.store.update(record.id, state="ready")
+        stages.mark("record_ready")
+        return AttachedInterface(
+            attachment=record.model_copy(update={"state": "ready"}),
             interface=interface,
             port=port,
             subnets=[s for s in subnets if s.id in {f.subnet_id for f in port.fixed_ips}],
         )
 
     def _take_port(
-        self, req: AttachRequest, network: Network, undo: ExitStack
+        self,
+        req: AttachRequest,
+        selection: NetworkSelection,
+        ifname: str,
+        network: Network,
+        undo: ExitStack,
     ) -> tuple[Port, bool]:
-        """The port for this ADD (created, or the caller's adopted) with its
-        undo step; and whether the agent owns it."""
-        if req.port_id:
-            port = self._adopt_port(req, network)
+        """The port for this interface (created, or the caller's adopted)
+        with its undo step; and whether the agent owns it."""
+        if selection.port_id:
+            port = self._adopt_port(req, selection.port_id, network)
             undo.callback(_quietly, "release port", self._release_port, port.id)
             return port, False
-        port = self._create_port(req, network)
+        port = self._create_port(req, selection, ifname, network)
         undo.callback(_quietly, "delete port", self._delete_port, port.id)
         return port, True
 
@@ -337,15 +365,17 @@ class Agent:
         kind = choose_vif_kind(self.backend.name, network, vnic_type)
         return PortBinding(host_id=self.config.host_id, vif_type=kind)
 
-    def _create_port(self, req: AttachRequest, network: Network) -> Port:
-        fixed_ips = [{"ip_address": ip} for ip in req.ips] if req.ips else None
+    def _create_port(
+        self, req: AttachRequest, selection: NetworkSelection, ifname: str, network: Network
+    ) -> Port:
+        fixed_ips = [{"ip_address": ip} for ip in selection.ips] if selection.ips else None
         request = parse(
             PortCreate,
             {
                 "network_id": network.id,
                 "project_id": network.project_id,
-                "name": port_name(req.container_id, req.ifname),
-                "mac_address": req.mac,
+                "name": port_name(req.container_id, ifname),
+                "mac_address": selection.mac,
                 "fixed_ips": fixed_ips,
                 "device_id": req.container_id,
                 "device_owner": device_owner(req.frontend),
@@ -355,9 +385,8 @@ class Agent:
         )
         return self.backend.create_port(self.ctx, request)
 
-    def _adopt_port(self, req: AttachRequest, network: Network) -> Port:
-        assert req.port_id is not None
-        port = self.backend.get_port(self.ctx, req.port_id)
+    def _adopt_port(self, req: AttachRequest, port_id: str, network: Network) -> Port:
+        port = self.backend.get_port(self.ctx, port_id)
         if port.network_id != network.id:
             raise InvalidInput(
                 f"port {port.id} is on network {port.network_id}, not {network.id}",
@@ -1025,3 +1054,109 @@ def _quietly(what: str, fn: Callable[..., Any], *args: Any) -> None:
         fn(*args)
     except Exception:
         log.exception("undo step %r failed", what)
+
+
+# --- several networks per container -------------------------------------------------
+
+_DEFAULT_DESTINATIONS = ("0.0.0.0/0", "::/0")
+
+
+def _choose_ifnames(req: AttachRequest, existing: list[Attachment]) -> list[str]:
+    """Each selection's interface name: its own, else the first ethN free
+    in the container (counting the ones this request names)."""
+    taken = {r.ifname: r for r in existing}
+    named = [s.ifname for s in req.networks if s.ifname]
+    for name in named:
+        if named.count(name) > 1:
+            raise InvalidInput(
+                f"interface {name} is named twice in one request",
+                kind="attachment",
+                object_id=req.container_id,
+                field="ifname",
+            )
+        if name in taken:
+            record = taken[name]
+            raise Conflict(
+                f"container {req.container_id} already has an interface {name} "
+                f"(attachment {record.id}, state {record.state}); DEL it first",
+                kind="attachment",
+                object_id=req.container_id,
+                field="ifname",
+            )
+    used = set(taken) | set(named)
+    out: list[str] = []
+    for selection in req.networks:
+        if selection.ifname is not None:
+            out.append(selection.ifname)
+            continue
+        free = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
+        used.add(free)
+        out.append(free)
+    return out
+
+
+def _default_owner(req: AttachRequest, existing: list[Attachment]) -> int | None:
+    """Which selection (index) owns the default routes and DNS: the one
+    saying so; else, if no interface of the container owns them yet, the
+    first. At most one interface of a container owns them."""
+    saying = [i for i, s in enumerate(req.networks) if s.default_route]
+    if len(saying) > 1:
+        raise InvalidInput(
+            f"{len(saying)} networks ask for the default route; at most one may",
+            kind="attachment",
+            object_id=req.container_id,
+            field="default_route",
+        )
+    owner = next((r for r in existing if r.default_route), None)
+    if owner is not None:
+        if saying:
+            raise Conflict(
+                f"container {req.container_id} already has its default route on "
+                f"{owner.ifname} (attachment {owner.id}); DEL it first",
+                kind="attachment",
+                object_id=req.container_id,
+                field="default_route",
+            )
+        return None
+    return saying[0] if saying else 0
+
+
+def _without_default_routes(vif: Vif) -> Vif:
+    """A non-owner's VIF: its on-link and host routes only, no DNS."""
+    routes = tuple(r for r in vif.routes if r.destination not in _DEFAULT_DESTINATIONS)
+    return vif.model_copy(update={"routes": routes, "dns_nameservers": ()})
+
+
+def network_status_element(record: Attachment) -> dict[str, Any]:
+    """One element of Multus's ``network-status`` annotation."""
+    vif = record.vif
+    element: dict[str, Any] = {
+        "name": record.labels.get("podwire.network", record.network_id),
+        "interface": record.ifname,
+        "ips": [a.split("/")[0] for a in vif.addresses] if vif else [],
+        "mac": vif.mac if vif else "",
+        "default": record.default_route,
+        "dns": {"nameservers": list(vif.dns_nameservers)} if vif and vif.dns_nameservers else {},
+    }
+    device_info = _device_info(vif)
+    if device_info:
+        element["device-info"] = device_info
+    return element
+
+
+def _device_info(vif: Vif | None) -> dict[str, Any] | None:
+    """The device-info spec's element, for VIFs that are a device or a socket
+    (by their fields: the kinds with a PCI address or a vhost-user socket)."""
+    pci_address = getattr(vif, "pci_address", None)
+    if pci_address:
+        return {"type": "pci", "version": "1.1.0", "pci": {"pci-address": pci_address}}
+    socket_dir = getattr(vif, "socket_dir", None)
+    if socket_dir:
+        mode = getattr(vif, "mode", "server")
+        path = f"{socket_dir.rstrip('/')}/{getattr(vif, 'socket_name', '')}"
+        return {
+            "type": "vhost-user",
+            "version": "1.1.0",
+            "vhost-user": {"mode": mode, "path": path},
+        }
+    return None

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from podwire.agent.types import Attachment, AttachRequest, DetachRequest
+from podwire.agent.types import Attachment, AttachRequest, DetachRequest, NetworkSelection
 from podwire.errors import Conflict, InvalidInput, NotFound
 from podwire.model import (
     AllocationPool,
@@ -590,13 +590,17 @@ class DockerSupport:
                 AttachRequest(
                     container_id=endpoint_id,
                     netns=None,
-                    ifname=endpoint_ifname(endpoint_id),
-                    network=network.id,
+                    networks=[
+                        NetworkSelection(
+                            network=network.id,
+                            ifname=endpoint_ifname(endpoint_id),
+                            port_id=port.id,
+                        )
+                    ],
                     frontend=FRONTEND,
-                    port_id=port.id,
                     labels={LABEL_NETWORK: docker_network_id, LABEL_PORT_ORIGIN: origin},
                 )
-            )
+            ).interfaces[0]
             undo.pop_all()
 
         bound = result.port

@@ -64,6 +64,9 @@ attachments = Table(
     Column("state", String(16), nullable=False),
     Column("frontend", String(16), nullable=False),
     Column("labels", Text, nullable=False, default="{}"),
+    # Whether this interface owns the container's default routes and DNS.
+    Column("default_route", Boolean, nullable=False, default=False),
+    Column("frontend_state", Text, nullable=False, default="{}"),
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
     # One interface name per container: two attachments named eth0 in one
@@ -92,6 +95,7 @@ class AttachmentStore:
         )
         event.listen(self._engine, "connect", _on_connect)
         _metadata.create_all(self._engine)
+        _add_missing_columns(self._engine)
         path.chmod(0o600)
         self._local = threading.local()
         self._conns_lock = threading.Lock()
@@ -131,6 +135,8 @@ class AttachmentStore:
         port_id: str | None = None,
         owns_port: bool = True,
         vif: Vif | None = None,
+        default_route: bool = False,
+        frontend_state: dict[str, Any] | None = None,
     ) -> Attachment:
         """The ADD's record (state pending), written before the plug; with
         the port and VIF when they are known already."""
@@ -147,6 +153,8 @@ class AttachmentStore:
             "state": "pending",
             "frontend": frontend,
             "labels": json.dumps(labels, sort_keys=True),
+            "default_route": default_route,
+            "frontend_state": json.dumps(frontend_state or {}, sort_keys=True),
             "created_at": now.isoformat(),
             "updated_at": now.isoformat(),
         }
@@ -270,6 +278,20 @@ class AttachmentStore:
         return iter(self.list())
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """A store written by an older agent lacks the newer columns: add them
+    (SQLite's ALTER TABLE ADD COLUMN), with their defaults."""
+    added = {
+        "default_route": "BOOLEAN NOT NULL DEFAULT 0",
+        "frontend_state": "TEXT NOT NULL DEFAULT '{}'",
+    }
+    with engine.begin() as conn:
+        have = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(attachments)")}
+        for name, ddl in added.items():
+            if name not in have:
+                conn.exec_driver_sql(f"ALTER TABLE attachments ADD COLUMN {name} {ddl}")
+
+
 def _to_attachment(row: RowMapping | dict[str, Any], vif: Vif | None = None) -> Attachment:
     if vif is None and row["vif"]:
         vif = parse_vif(json.loads(row["vif"]))
@@ -285,6 +307,8 @@ def _to_attachment(row: RowMapping | dict[str, Any], vif: Vif | None = None) -> 
         state=row["state"],
         frontend=row["frontend"],
         labels=json.loads(row["labels"] or "{}"),
+        default_route=bool(row["default_route"]),
+        frontend_state=json.loads(row["frontend_state"] or "{}"),
         created_at=datetime.fromisoformat(row["created_at"]),
         updated_at=datetime.fromisoformat(row["updated_at"]),
     )

@@ -20,24 +20,36 @@ class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class NetworkSelection(_Msg):
+    """One element of Multus's network selection: one network of a container."""
+
+    network: str  # a network's name or id
+    # None: the agent picks the first free ethN of the container.
+    ifname: str | None = Field(default=None, min_length=1, max_length=15)
+    # Runtime hints, all optional: a fixed MAC or addresses (CNI args "mac",
+    # "ips"; docker --ip), an existing backend port to adopt (Zun's port=<uuid>).
+    ips: list[str] = Field(default_factory=list)
+    mac: str | None = None
+    port_id: str | None = None
+    # True: this one owns the default routes and DNS (see Agent._default_owner).
+    default_route: bool | None = None
+
+
 class AttachRequest(_Msg):
-    """One interface for one container on one network."""
+    """One container's interfaces on one or more networks, attached in order
+    under one lock and one undo stack: all of them, or none."""
 
     container_id: str = Field(min_length=1, max_length=255)
     # A path (/var/run/netns/NAME, /proc/PID/ns/net); None when the runtime
     # moves the interface itself (Docker): see datapath.base.
     netns: str | None
-    ifname: str = Field(default="eth0", min_length=1, max_length=15)
-    network: str  # a network's name or id
     frontend: Frontend = "cni"
-    # Runtime hints, all optional: a fixed MAC or addresses (CNI args "mac",
-    # "ips"; docker --ip), an existing backend port to use (Zun's port=<uuid>).
-    mac: str | None = None
-    ips: list[str] = Field(default_factory=list)
-    port_id: str | None = None
-    # Frontend-specific keys kept on the record (CNI's network name, docker's
-    # endpoint id): GC and the frontends find their attachments by them.
+    networks: list[NetworkSelection] = Field(min_length=1)
+    # Frontend-specific keys copied onto every record (CNI's network name,
+    # docker's endpoint id): GC and the frontends find their attachments by them.
     labels: dict[str, str] = Field(default_factory=dict)
+    # A door's own state, kept on the record (Docker's endpoint).
+    frontend_state: dict[str, Any] = Field(default_factory=dict)
 
 
 class Attachment(_Msg):
@@ -56,15 +68,22 @@ class Attachment(_Msg):
     state: AttachmentState = "pending"
     frontend: Frontend = "cni"
     labels: dict[str, str] = Field(default_factory=dict)
+    # Whether this interface owns the container's default routes and DNS.
+    default_route: bool = False
+    frontend_state: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
 
 
-class AttachResult(_Msg):
+class AttachedInterface(_Msg):
     attachment: Attachment
     interface: PluggedInterface
     port: Port
     subnets: list[Subnet]
+
+
+class AttachResult(_Msg):
+    interfaces: list[AttachedInterface]  # in the order of request.networks
 
 
 class DetachRequest(_Msg):

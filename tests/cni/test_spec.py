@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from podwire.agent.types import Attachment, AttachResult
+from podwire.agent.types import AttachedInterface, Attachment
 from podwire.datapath.base import PluggedInterface
 from podwire.datapath.vif import Route, VethBridge
 from podwire.frontends.cni import versions
@@ -76,7 +76,7 @@ def test_cni_args() -> None:
         parse_cni_args("novalue")
 
 
-def _result() -> AttachResult:
+def _result() -> AttachedInterface:
     v4 = Subnet(
         id="s4",
         project_id="p",
@@ -138,7 +138,7 @@ def _result() -> AttachResult:
         addresses=list(vif.addresses),
         host_ifname="pwvx",
     )
-    return AttachResult(attachment=att, interface=iface, port=port, subnets=[v4, v6])
+    return AttachedInterface(attachment=att, interface=iface, port=port, subnets=[v4, v6])
 
 
 def test_result_shapes_per_version() -> None:

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from podwire.agent.core import Agent
-from podwire.agent.types import Attachment, AttachRequest, CheckRequest, DetachRequest, GcRequest
+from podwire.agent.types import (
+    Attachment,
+    AttachRequest,
+    CheckRequest,
+    DetachRequest,
+    GcRequest,
+    NetworkSelection,
+)
 from podwire.frontends.cni import result as results
 from podwire.frontends.cni import versions
 from podwire.frontends.cni.errors import CniError, Code, from_podwire
@@ -198,16 +205,13 @@ async def _add(agent: Agent, inv: Invocation) -> dict[str, Any]:
     req = AttachRequest(
         container_id=inv.container_id,
         netns=inv.netns,
-        ifname=inv.ifname,
-        network=inv.network,
+        networks=[NetworkSelection(network=inv.network, ifname=inv.ifname, mac=mac, ips=ips)],
         frontend="cni",
-        mac=mac,
-        ips=ips,
         labels={LABEL_NETWORK: inv.cni_name},
     )
     attached = await agent.submit(agent.attach, req)
     prev = inv.config.get("prevResult")
-    return results.render(attached, inv.version, prev if prev is not None else None)
+    return results.render(attached.interfaces[0], inv.version, prev)
 
 
 def check_prev_result(inv: Invocation, record: Attachment) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from podwire.agent.types import AttachResult
+from podwire.agent.types import AttachedInterface
 from podwire.frontends.cni.errors import CniError, Code
 from podwire.frontends.cni.versions import at_least
 
@@ -43,7 +43,7 @@ def convert(result: dict[str, Any], version: str) -> dict[str, Any]:
     return out
 
 
-def render(result: AttachResult, version: str, prev: dict[str, Any] | None) -> dict[str, Any]:
+def render(result: AttachedInterface, version: str, prev: dict[str, Any] | None) -> dict[str, Any]:
     iface = result.interface
     vif = result.attachment.vif
     interfaces: list[dict[str, Any]] = []
@@ -99,7 +99,7 @@ def render(result: AttachResult, version: str, prev: dict[str, Any] | None) -> d
     return convert(merged, version)
 
 
-def _host_mac(result: AttachResult) -> str | None:
+def _host_mac(result: AttachedInterface) -> str | None:
     return result.interface.extra.get("host_mac")
 
 

@@ -1098,7 +1098,8 @@ def _choose_ifnames(req: AttachRequest, existing: list[Attachment]) -> list[str]
 def _default_owner(req: AttachRequest, existing: list[Attachment]) -> int | None:
     """Which selection (index) owns the default routes and DNS: the one
     saying so; else, if no interface of the container owns them yet, the
-    first. At most one interface of a container owns them."""
+    first (that does not say False). At most one interface of a container
+    owns them."""
     saying = [i for i, s in enumerate(req.networks) if s.default_route]
     if len(saying) > 1:
         raise InvalidInput(
@@ -1118,7 +1119,10 @@ def _default_owner(req: AttachRequest, existing: list[Attachment]) -> int | None
                 field="default_route",
             )
         return None
-    return saying[0] if saying else 0
+    if saying:
+        return saying[0]
+    # Else the first that does not decline it (False: "never this one").
+    return next((i for i, s in enumerate(req.networks) if s.default_route is None), None)
 
 
 def _without_default_routes(vif: Vif) -> Vif:

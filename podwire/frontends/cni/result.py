@@ -4,7 +4,8 @@
 it; 1.1.0 adds ``mtu`` to interfaces. With a ``prevResult`` (podwire chained
 after another plugin) our interfaces, ips and routes are appended to it and
 the ips' interface indexes shifted accordingly, as the spec asks of a plugin
-that adds interfaces in a chain.
+that adds interfaces in a chain. A config naming several networks gets all
+of its interfaces in one result.
 """
 
 from __future__ import annotations
@@ -43,7 +44,41 @@ def convert(result: dict[str, Any], version: str) -> dict[str, Any]:
     return out
 
 
-def render(result: AttachedInterface, version: str, prev: dict[str, Any] | None) -> dict[str, Any]:
+def render(
+    attached: list[AttachedInterface], version: str, prev: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Every interface of the ADD, in order: each one's host side (when it
+    has one) then its container side; each ip names its container
+    interface's index; routes and DNS of all of them (only the default
+    route's owner has default routes and DNS)."""
+    base: dict[str, Any] = {"interfaces": [], "ips": [], "routes": [], "dns": {}}
+    if prev is not None:
+        base = _prev(prev)
+    interfaces = list(base["interfaces"])
+    ips = list(base["ips"])
+    routes = list(base["routes"])
+    dns = base["dns"]
+    for one in attached:
+        ours, our_ips, our_routes, our_dns = _one(one)
+        interfaces += ours
+        container_index = len(interfaces) - 1
+        ips += [{**entry, "interface": container_index} for entry in our_ips]
+        routes += our_routes
+        dns = _merge_dns(dns, our_dns)
+    merged = {
+        "cniVersion": version,
+        "interfaces": interfaces,
+        "ips": ips,
+        "routes": routes,
+        "dns": dns,
+    }
+    return convert(merged, version)
+
+
+def _one(
+    result: AttachedInterface,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """One interface's entries: (interfaces, ips, routes, dns)."""
     iface = result.interface
     vif = result.attachment.vif
     interfaces: list[dict[str, Any]] = []
@@ -81,22 +116,7 @@ def render(result: AttachedInterface, version: str, prev: dict[str, Any] | None)
     dns: dict[str, Any] = {}
     if vif and vif.dns_nameservers:
         dns["nameservers"] = list(vif.dns_nameservers)
-
-    base: dict[str, Any] = {"interfaces": [], "ips": [], "routes": [], "dns": {}}
-    if prev is not None:
-        base = _prev(prev)
-    offset = len(base["interfaces"])
-    container_index = offset + len(interfaces) - 1
-    for entry in ips:
-        entry["interface"] = container_index
-    merged = {
-        "cniVersion": version,
-        "interfaces": base["interfaces"] + interfaces,
-        "ips": base["ips"] + ips,
-        "routes": base["routes"] + routes,
-        "dns": _merge_dns(base["dns"], dns),
-    }
-    return convert(merged, version)
+    return interfaces, ips, routes, dns
 
 
 def _host_mac(result: AttachedInterface) -> str | None:

@@ -3,7 +3,9 @@
 Routes:
   POST /v1/cni           the CNI shim transport (see TEAM.md's wire contract)
   GET  /v1/status        AgentStatus
-  GET  /v1/attachments   every attachment record
+  GET  /v1/attachments[/{container_id}], /v1/containers/{id}/network-status
+                         attachment records and Multus network-status
+                         (podwire.daemon.attachments)
   /v2.0/...              the Neutron v2.0 subset (podwire.api), caller = admin:
                          the socket is root-only (mode 0600), that is the auth.
 
@@ -44,6 +46,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 def build_app(agent: Agent) -> ASGIApp:
     """The whole local API as one ASGI app."""
+    from podwire.daemon.attachments import routes as attachment_routes
     from podwire.frontends.cni.handler import handle as handle_cni
 
     async def cni(request: Request) -> Response:
@@ -56,23 +59,11 @@ def build_app(agent: Agent) -> ASGIApp:
         state = await loop.run_in_executor(None, agent.status)
         return JSONResponse(state.model_dump(mode="json"))
 
-    async def attachments(request: Request) -> Response:
-        """All records; ``?frontend=cni&container_id=...`` narrow the list."""
-        loop = asyncio.get_running_loop()
-        query = request.query_params
-        records = await loop.run_in_executor(
-            None,
-            lambda: agent.store.list(
-                frontend=query.get("frontend"), container_id=query.get("container_id")
-            ),
-        )
-        return JSONResponse({"attachments": [r.model_dump(mode="json") for r in records]})
-
     local = Starlette(
         routes=[
             Route("/v1/cni", cni, methods=["POST"]),
             Route("/v1/status", status, methods=["GET"]),
-            Route("/v1/attachments", attachments, methods=["GET"]),
+            *attachment_routes(agent),
         ]
     )
     neutron = _neutron_app(agent)

@@ -1,0 +1,45 @@
+"""The embedded backend's statements, built once: building a statement
+costs more than running it on SQLite (the port-create hot path)."""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, insert, select, update
+
+from .schema import allocations, networks, ports, subnets, subports, trunks
+
+# The port columns plus its trunk membership, as convert.port expects them.
+PORT_COLUMNS = select(
+    ports,
+    trunks.c.port_id.label("parent_port_id"),
+    subports.c.segmentation_id.label("sub_vlan"),
+).select_from(
+    ports.outerjoin(subports, subports.c.port_id == ports.c.id).outerjoin(
+        trunks, trunks.c.id == subports.c.trunk_id
+    )
+)
+
+
+NETWORK_BY_ID = select(networks).where(networks.c.id == bindparam("b_id"))
+NETWORK_BY_ID_LOCKED = NETWORK_BY_ID.with_for_update()
+SUBNETS_OF_NETWORK = (
+    select(subnets).where(subnets.c.network_id == bindparam("b_network")).order_by(subnets.c.id)
+)
+SUBNETS_OF_NETWORK_LOCKED = SUBNETS_OF_NETWORK.with_for_update()
+MAC_USED = select(ports.c.id).where(
+    ports.c.network_id == bindparam("b_network"), ports.c.mac_address == bindparam("b_mac")
+)
+TAKEN = select(allocations.c.ip_address).where(
+    allocations.c.subnet_id == bindparam("b_subnet"),
+    allocations.c.ip_address.in_(bindparam("b_addresses", expanding=True)),
+)
+HOLDER = select(allocations.c.port_id).where(
+    allocations.c.subnet_id == bindparam("b_subnet"),
+    allocations.c.ip_address == bindparam("b_address"),
+)
+INSERT_PORT = insert(ports)
+INSERT_ALLOCATION = insert(allocations)
+SET_IPAM_LAST = (
+    update(subnets)
+    .where(subnets.c.id == bindparam("b_subnet"))
+    .values(ipam_last=bindparam("b_last"))
+)

@@ -1,0 +1,5 @@
+"""``python -m podwire.cli``."""
+
+from podwire.cli import main
+
+main()

@@ -35,6 +35,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -242,7 +243,9 @@ class AttachmentStore:
         states: tuple[str, ...] | None = None,
         container_id: str | None = None,
     ) -> list[Attachment]:
-        query = select(attachments).order_by(attachments.c.created_at, attachments.c.id)
+        # In the order written (rowid; created_at has whole seconds only):
+        # a container's interfaces come out in the order they were attached.
+        query = select(attachments).order_by(literal_column("attachments.rowid"))
         if frontend is not None:
             query = query.where(attachments.c.frontend == frontend)
         if states is not None:

@@ -264,6 +264,9 @@ def test_networks_key_parsed_into_selections() -> None:
     assert (third.network, third.ifname, third.default_route) == ("c", None, False)
     assert from_config({"name": "x", "network": "y"}, "eth0")[0].network == "y"
     assert from_config({"name": "x"}, "eth0")[0].network == "x"
+    # one network per config (podman --network a,b) may decline the default route
+    [declined] = from_config({"name": "x", "network": "y", "default-route": False}, "eth1")
+    assert (declined.ifname, declined.default_route) == ("eth1", False)
 
 
 @pytest.mark.parametrize(
@@ -297,6 +300,8 @@ def test_networks_key_parsed_into_selections() -> None:
             "networks[1].default-route",
         ),
         ({"networks": [{"name": "a", "port": ""}]}, "networks[0].port"),
+        ({"networks": [{"name": "a"}], "default-route": True}, "default-route"),
+        ({"network": "a", "default-route": "no"}, "default-route"),
     ],
 )
 def test_networks_key_rejected_with_code_7_naming_the_key(config: dict[str, Any], key: str) -> None:

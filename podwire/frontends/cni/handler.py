@@ -220,12 +220,13 @@ def _check_gateways(inv: Invocation, attached: AttachResult) -> None:
         ours = {s.gateway_ip for s in one.subnets if s.gateway_ip}
         foreign = [g for g in gateways if g not in ours]
         if foreign:
+            key = f"networks[{index}].default-route" if inv.many else "default-route"
             raise CniError(
                 Code.INVALID_CONFIG,
-                f"networks[{index}].default-route names {', '.join(foreign)}, not a gateway "
-                f"of network {one.attachment.labels.get('podwire.network', '')!r} "
+                f"{key} names {', '.join(foreign)}, not a gateway of network "
+                f"{one.attachment.labels.get('podwire.network', '')!r} "
                 f"(its gateways: {', '.join(sorted(ours)) or 'none'})",
-                f"networks[{index}].default-route",
+                key,
             )
 
 

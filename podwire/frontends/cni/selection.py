@@ -40,8 +40,9 @@ def valid_ifname(name: str) -> bool:
 
 def from_config(config: dict[str, Any], ifname: str) -> list[NetworkSelection]:
     """The selections of a config; the first one is plugged as ``ifname``
-    (CNI_IFNAME; empty for STATUS and GC). Hints (mac, ips) of the runtime apply to the first one
-    only, and only where its element gives none: see ``with_hints``."""
+    (CNI_IFNAME; empty for STATUS and GC). Hints (mac, ips) of the runtime
+    apply to the first one only, and only where its element gives none: see
+    ``with_hints``."""
     has_one, has_many = "network" in config, "networks" in config
     if has_one and has_many:
         raise _invalid(
@@ -53,7 +54,15 @@ def from_config(config: dict[str, Any], ifname: str) -> list[NetworkSelection]:
             raise _invalid(
                 'network config names no podwire network ("network" or "name")', "network"
             )
-        return [NetworkSelection(network=ref, ifname=ifname or None)]
+        # One network per config (podman's --network a,b): "default-route"
+        # says whether this one may own the container's default route.
+        default_route = _optional(config, "default-route", "", _default_route)
+        return [NetworkSelection(network=ref, ifname=ifname or None, default_route=default_route)]
+    if "default-route" in config:
+        raise _invalid(
+            'with "networks", "default-route" goes on the element that owns it',
+            "default-route",
+        )
 
     elements = config["networks"]
     if not isinstance(elements, list) or not elements:
@@ -91,7 +100,8 @@ def requested_gateways(config: dict[str, Any]) -> dict[int, list[str]]:
     ``from_config`` accepted): the ADD checks them against the subnets'."""
     elements = config.get("networks")
     if not isinstance(elements, list):
-        return {}
+        single = config.get("default-route")
+        return {0: [str(g) for g in single]} if isinstance(single, list) and single else {}
     return {
         i: [str(g) for g in e["default-route"]]
         for i, e in enumerate(elements)
@@ -146,7 +156,7 @@ def _optional(
 ) -> Any:
     if key not in element or element[key] is None:
         return None
-    return check(element[key], f"{where}.{key}")
+    return check(element[key], f"{where}.{key}" if where else key)
 
 
 def _ifname(value: Any, where: str) -> str:

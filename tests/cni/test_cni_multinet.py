@@ -292,3 +292,15 @@ def test_one_config_per_network_like_podman(
             == 0
         )
     assert agent_proc.ports() == [] and agent_proc.attachments() == []
+
+
+def test_malformed_prev_result_undoes_the_add(
+    agent_proc: AgentProcess, nets: tuple[Any, Any], make_netns: Any
+) -> None:
+    a, b = nets
+    ns = make_netns()
+    conf = {**_multi("multi", {"name": a.name}, {"name": b.name}), "prevResult": {"ips": "x"}}
+    answer = agent_proc.cni("ADD", conf, container_id=unique("pwm", 12), netns=netns_path(ns))
+    assert answer.error_code == 6, answer.stdout
+    assert agent_proc.ports() == [] and agent_proc.attachments() == []
+    assert "eth1" not in _ip(ns, "link")

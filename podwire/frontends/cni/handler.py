@@ -205,11 +205,12 @@ async def _add(agent: Agent, inv: Invocation) -> dict[str, Any]:
     attached = await agent.submit(agent.attach, req)
     try:
         _check_gateways(inv, attached)
+        return results.render(attached.interfaces, inv.version, inv.config.get("prevResult"))
     except CniError:
-        await _del(agent, inv)  # nothing half-made: the whole ADD goes
+        # A gateway that is not the network's, a malformed prevResult: the
+        # whole ADD goes, nothing half-made stays behind the error.
+        await _del(agent, inv)
         raise
-    prev = inv.config.get("prevResult")
-    return results.render(attached.interfaces, inv.version, prev)
 
 
 def _check_gateways(inv: Invocation, attached: AttachResult) -> None:

@@ -11,7 +11,9 @@ Default-route rule: at most one selection may say ``default_route=True``
 (else InvalidInput); if the container already has an attachment owning the
 default route, a new one saying True is a Conflict and one saying None does
 not get it; if none owns it yet and no selection says True, the request's
-first selection owns it. Only the owner gets default routes and DNS.
+first selection not saying False owns it (False: never this one, so that a
+runtime calling once per network in no fixed order, as podman does, can pin
+the owner). Only the owner gets default routes and DNS.
 """
 
 from __future__ import annotations
@@ -93,7 +95,12 @@ def plan(req: AttachRequest, existing: list[Attachment]) -> list[Planned]:
             object_id=req.container_id,
             field="default_route",
         )
-    owning = None if owner is not None else (wanted[0] if wanted else 0)
+    if owner is not None:
+        owning = None
+    elif wanted:
+        owning = wanted[0]
+    else:  # the first that does not refuse it (False: never this one)
+        owning = next((i for i, s in enumerate(req.networks) if s.default_route is not False), None)
 
     out = []
     for i, sel in enumerate(req.networks):

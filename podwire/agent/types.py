@@ -43,7 +43,7 @@ class NetworkSelection(_Msg):
     # False: the caller's port, given back unbound at DEL.
     port_reserved: bool = False
     # True: this one owns the default routes and DNS (see agent/attach.py
-    # for the rule); None: the agent decides.
+    # for the rule); False: never this one; None: the agent decides.
     default_route: bool | None = None
 
 

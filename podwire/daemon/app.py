@@ -1,9 +1,11 @@
 """The agent's HTTP API on its unix socket, as one ASGI app.
 
 Routes:
-  POST /v1/cni           the CNI shim transport (see TEAM.md's wire contract)
+  POST /v1/cni           the CNI shim transport (docs/cni.md, "The shim and the agent")
   GET  /v1/status        AgentStatus
-  GET  /v1/attachments   every attachment record
+  GET  /v1/attachments[/{container_id}], /v1/containers/{id}/network-status
+                         attachment records and network-status documents
+                         (podwire.daemon.attachments)
   /v2.0/...              the Neutron v2.0 subset (podwire.api), caller = admin:
                          the socket is root-only (mode 0600), that is the auth.
 """
@@ -20,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from podwire.agent.core import Agent
+from podwire.daemon.attachments import routes as attachment_routes
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -41,23 +44,11 @@ def build_app(agent: Agent) -> ASGIApp:
         state = await loop.run_in_executor(None, agent.status)
         return JSONResponse(state.model_dump(mode="json"))
 
-    async def attachments(request: Request) -> Response:
-        """All records; ``?frontend=cni&container_id=...`` narrow the list."""
-        loop = asyncio.get_running_loop()
-        query = request.query_params
-        records = await loop.run_in_executor(
-            None,
-            lambda: agent.list_attachments(
-                container_id=query.get("container_id"), frontend=query.get("frontend")
-            ),
-        )
-        return JSONResponse({"attachments": [r.model_dump(mode="json") for r in records]})
-
     local = Starlette(
         routes=[
             Route("/v1/cni", cni, methods=["POST"]),
             Route("/v1/status", status, methods=["GET"]),
-            Route("/v1/attachments", attachments, methods=["GET"]),
+            *attachment_routes(agent),
         ]
     )
     neutron = _neutron_app(agent)

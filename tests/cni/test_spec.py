@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from podwire.agent.types import AttachedInterface, Attachment, AttachResult
+from podwire.agent.types import AttachedInterface, Attachment
 from podwire.datapath.base import PluggedInterface
 from podwire.datapath.vif import Route, VethBridge
 from podwire.frontends.cni import versions
 from podwire.frontends.cni.errors import CniError
 from podwire.frontends.cni.handler import parse, parse_cni_args
 from podwire.frontends.cni.result import render
+from podwire.frontends.cni.selection import from_config
 from podwire.model import FixedIp, Port, Subnet
 
 NOW = datetime.now(UTC)
@@ -76,7 +78,7 @@ def test_cni_args() -> None:
         parse_cni_args("novalue")
 
 
-def _result() -> AttachResult:
+def _result() -> AttachedInterface:
     v4 = Subnet(
         id="s4",
         project_id="p",
@@ -138,13 +140,11 @@ def _result() -> AttachResult:
         addresses=list(vif.addresses),
         host_ifname="pwvx",
     )
-    return AttachResult(
-        interfaces=[AttachedInterface(attachment=att, interface=iface, port=port, subnets=[v4, v6])]
-    )
+    return AttachedInterface(attachment=att, interface=iface, port=port, subnets=[v4, v6])
 
 
 def test_result_shapes_per_version() -> None:
-    r11 = render(_result(), "1.1.0", None)
+    r11 = render([_result()], "1.1.0", None)
     assert r11["cniVersion"] == "1.1.0"
     assert r11["interfaces"] == [
         {"name": "pwvx"},
@@ -160,11 +160,11 @@ def test_result_shapes_per_version() -> None:
     ]
     assert r11["dns"] == {"nameservers": ["198.18.5.53"]}
 
-    r10 = render(_result(), "1.0.0", None)
+    r10 = render([_result()], "1.0.0", None)
     assert "mtu" not in r10["interfaces"][1]
     assert all("version" not in ip for ip in r10["ips"])
 
-    r04 = render(_result(), "0.4.0", None)
+    r04 = render([_result()], "0.4.0", None)
     assert [ip["version"] for ip in r04["ips"]] == ["4", "6"]
     assert r04["cniVersion"] == "0.4.0"
 
@@ -176,8 +176,136 @@ def test_prev_result_is_passed_through_and_indexes_shift() -> None:
         "ips": [{"version": "4", "address": "198.19.0.2/24", "interface": 0}],
         "dns": {"nameservers": ["198.19.0.53"]},
     }
-    out = render(_result(), "1.0.0", prev)
+    out = render([_result()], "1.0.0", prev)
     assert [i["name"] for i in out["interfaces"]] == ["lo0", "pwvx", "eth0"]
     assert out["ips"][0] == {"address": "198.19.0.2/24", "interface": 0}
     assert {ip["interface"] for ip in out["ips"][1:]} == {2}
     assert out["dns"]["nameservers"] == ["198.19.0.53", "198.18.5.53"]
+
+
+def _second() -> AttachedInterface:
+    """An interface on a second network that does not own the default route:
+    its on-link routes only, no DNS."""
+    one = _result()
+    vif = one.attachment.vif
+    assert vif is not None
+    vif2 = vif.model_copy(
+        update={
+            "port_id": "p2",
+            "mac": "0a:70:77:00:00:02",
+            "addresses": ("198.18.6.10/24",),
+            "routes": (Route(destination="198.18.60.0/24", gateway="198.18.6.1"),),
+            "dns_nameservers": (),
+            "host_ifname": "pwvy",
+        }
+    )
+    port = one.port.model_copy(
+        update={
+            "id": "p2",
+            "mac_address": "0a:70:77:00:00:02",
+            "fixed_ips": [FixedIp(subnet_id="s7", ip_address="198.18.6.10")],
+        }
+    )
+    subnet = one.subnets[0].model_copy(
+        update={"id": "s7", "cidr": "198.18.6.0/24", "gateway_ip": "198.18.6.1"}
+    )
+    return AttachedInterface(
+        attachment=one.attachment.model_copy(update={"ifname": "eth1", "vif": vif2}),
+        interface=one.interface.model_copy(
+            update={
+                "ifname": "eth1",
+                "mac": "0a:70:77:00:00:02",
+                "addresses": ["198.18.6.10/24"],
+                "host_ifname": "pwvy",
+            }
+        ),
+        port=port,
+        subnets=[subnet],
+    )
+
+
+@pytest.mark.parametrize("version", ["0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+def test_two_interfaces_in_one_result(version: str) -> None:
+    out = render([_result(), _second()], version, None)
+    assert [i["name"] for i in out["interfaces"]] == ["pwvx", "eth0", "pwvy", "eth1"]
+    assert [(ip["address"], ip["interface"]) for ip in out["ips"]] == [
+        ("198.18.5.10/24", 1),
+        ("2001:db8:5::10/64", 1),
+        ("198.18.6.10/24", 3),
+    ]
+    assert [r["dst"] for r in out["routes"]] == ["0.0.0.0/0", "::/0", "198.18.60.0/24"]
+    assert out["dns"] == {"nameservers": ["198.18.5.53"]}
+    assert all(("version" in ip) == (version < "1.0.0") for ip in out["ips"])
+    assert all(("mtu" in i) == (version == "1.1.0") for i in out["interfaces"] if "sandbox" in i)
+
+
+def test_networks_key_parsed_into_selections() -> None:
+    config = {
+        "name": "multi",
+        "networks": [
+            {"name": "a", "ips": ["198.18.5.9/24"], "default-route": ["198.18.5.1"]},
+            {"network": "b", "interface": "net1", "mac": "0A:70:77:00:00:09", "port": "p-1"},
+            {"name": "c", "default-route": False},
+        ],
+    }
+    first, second, third = from_config(config, "eth0")
+    assert (first.network, first.ifname, first.ips, first.default_route) == (
+        "a",
+        "eth0",
+        ["198.18.5.9"],
+        True,
+    )
+    assert (second.network, second.ifname, second.mac, second.port_id) == (
+        "b",
+        "net1",
+        "0a:70:77:00:00:09",
+        "p-1",
+    )
+    assert (third.network, third.ifname, third.default_route) == ("c", None, False)
+    assert from_config({"name": "x", "network": "y"}, "eth0")[0].network == "y"
+    assert from_config({"name": "x"}, "eth0")[0].network == "x"
+    # one network per config (podman --network a,b) may decline the default route
+    [declined] = from_config({"name": "x", "network": "y", "default-route": False}, "eth1")
+    assert (declined.ifname, declined.default_route) == ("eth1", False)
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"network": "a", "networks": [{"name": "b"}]}, "networks"),
+        ({"networks": []}, "networks"),
+        ({"networks": "a"}, "networks"),
+        ({"networks": ["a"]}, "networks[0]"),
+        ({"networks": [{"name": "a"}, {"interface": "eth1"}]}, "networks[1].network"),
+        ({"networks": [{"name": "a", "network": "a"}]}, "networks[0].network"),
+        ({"networks": [{"name": "a", "namespace": "k"}]}, "networks[0].namespace"),
+        ({"networks": [{"name": "a", "ips": "198.18.0.1"}]}, "networks[0].ips"),
+        ({"networks": [{"name": "a", "ips": ["198.18.0.300"]}]}, "networks[0].ips"),
+        ({"networks": [{"name": "a", "mac": "0a:70"}]}, "networks[0].mac"),
+        ({"networks": [{"name": "a"}, {"name": "b", "interface": "a/b"}]}, "networks[1].interface"),
+        (
+            {"networks": [{"name": "a"}, {"name": "b", "interface": "eth0"}]},
+            "networks[1].interface",
+        ),
+        ({"networks": [{"name": "a", "interface": "net0"}]}, "networks[0].interface"),
+        ({"networks": [{"name": "a", "default-route": "yes"}]}, "networks[0].default-route"),
+        ({"networks": [{"name": "a", "default-route": ["gw"]}]}, "networks[0].default-route"),
+        (
+            {
+                "networks": [
+                    {"name": "a", "default-route": True},
+                    {"name": "b", "default-route": True},
+                ]
+            },
+            "networks[1].default-route",
+        ),
+        ({"networks": [{"name": "a", "port": ""}]}, "networks[0].port"),
+        ({"networks": [{"name": "a"}], "default-route": True}, "default-route"),
+        ({"network": "a", "default-route": "no"}, "default-route"),
+    ],
+)
+def test_networks_key_rejected_with_code_7_naming_the_key(config: dict[str, Any], key: str) -> None:
+    with pytest.raises(CniError) as info:
+        from_config({"name": "multi", **config}, "eth0")
+    assert info.value.code == 7
+    assert info.value.details == key, info.value.msg

@@ -19,13 +19,14 @@ from podwire.agent.core import Agent
 from podwire.agent.types import (
     Attachment,
     AttachRequest,
+    AttachResult,
     CheckRequest,
     DetachRequest,
     GcRequest,
     NetworkSelection,
 )
 from podwire.frontends.cni import result as results
-from podwire.frontends.cni import versions
+from podwire.frontends.cni import selection, versions
 from podwire.frontends.cni.errors import CniError, Code, from_podwire
 
 VERBS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
@@ -41,6 +42,7 @@ HEADERS = {
 _CONTAINER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 # Labels on the attachment record.
 LABEL_NETWORK = "cni.network"  # the CNI network config's "name"
+LABEL_IFNAME = "cni.ifname"  # the CNI_IFNAME of the ADD that made the record
 
 
 @dataclass
@@ -63,15 +65,20 @@ class Invocation:
         return self.env.get("CNI_NETNS") or None
 
     @property
+    def selections(self) -> list[NetworkSelection]:
+        """The networks the config names ("network" or "networks"), the
+        first one plugged as CNI_IFNAME."""
+        return selection.from_config(self.config, self.ifname)
+
+    @property
+    def many(self) -> bool:
+        """Whether the config names its networks with "networks"."""
+        return "networks" in self.config
+
+    @property
     def network(self) -> str:
-        """The podwire network: "network" in the config, else the CNI name."""
-        ref = self.config.get("network") or self.config.get("name")
-        if not isinstance(ref, str) or not ref:
-            raise CniError(
-                Code.INVALID_CONFIG,
-                'network config names no podwire network ("network" or "name")',
-            )
-        return ref
+        """The first (or only) podwire network the config names."""
+        return self.selections[0].network
 
     @property
     def cni_name(self) -> str:
@@ -168,50 +175,135 @@ async def dispatch(agent: Agent, inv: Invocation) -> dict[str, Any] | None:
     if inv.command == "ADD":
         return await _add(agent, inv)
     if inv.command == "DEL":
-        await agent.submit(
-            agent.detach,
-            DetachRequest(
-                container_id=inv.container_id,
-                ifname=inv.ifname,
-                network=inv.network,
-                netns=inv.netns,
-                frontend="cni",
-            ),
-        )
+        await _del(agent, inv)
         return None
     if inv.command == "CHECK":
-        record = await agent.submit(
-            agent.check,
-            CheckRequest(
-                container_id=inv.container_id,
-                ifname=inv.ifname,
-                network=inv.network,
-                netns=inv.netns,
-            ),
-        )
-        check_prev_result(inv, record)
+        await _check(agent, inv)
         return None
     if inv.command == "GC":
-        await agent.submit(agent.gc, _gc_request(inv))
+        await _gc(agent, inv)
         return None
     if inv.command == "STATUS":
-        await agent.submit(_status_for(agent), inv.network)
+        for network in dict.fromkeys(s.network for s in inv.selections):
+            await agent.submit(_status_for(agent), network)
         return None
     raise CniError(Code.INVALID_ENV, f"unknown CNI_COMMAND {inv.command!r}")
 
 
 async def _add(agent: Agent, inv: Invocation) -> dict[str, Any]:
     mac, ips = runtime_hints(inv)
+    networks = selection.with_hints(inv.selections, mac, ips)
     req = AttachRequest(
         container_id=inv.container_id,
         netns=inv.netns,
+        networks=networks,
         frontend="cni",
-        networks=[NetworkSelection(network=inv.network, ifname=inv.ifname, mac=mac, ips=ips)],
-        labels={LABEL_NETWORK: inv.cni_name},
+        # On every record of this ADD: DEL, CHECK and GC of this config (CNI
+        # network name, CNI_IFNAME) find all its interfaces by them.
+        labels={LABEL_NETWORK: inv.cni_name, LABEL_IFNAME: inv.ifname},
     )
     attached = await agent.submit(agent.attach, req)
-    prev = inv.config.get("prevResult")
-    return results.render(attached, inv.version, prev if prev is not None else None)
+    try:
+        _check_gateways(inv, attached)
+        return results.render(attached.interfaces, inv.version, inv.config.get("prevResult"))
+    except CniError:
+        # A gateway that is not the network's, a malformed prevResult: the
+        # whole ADD goes, nothing half-made stays behind the error.
+        await _del(agent, inv)
+        raise
+
+
+def _check_gateways(inv: Invocation, attached: AttachResult) -> None:
+    """Multus's default-route lists gateways: they must be the ones podwire
+    routes via (the gateways of the interface's subnets)."""
+    for index, gateways in selection.requested_gateways(inv.config).items():
+        one = attached.interfaces[index]
+        ours = {s.gateway_ip for s in one.subnets if s.gateway_ip}
+        foreign = [g for g in gateways if g not in ours]
+        if foreign:
+            key = f"networks[{index}].default-route" if inv.many else "default-route"
+            raise CniError(
+                Code.INVALID_CONFIG,
+                f"{key} names {', '.join(foreign)}, not a gateway of network "
+                f"{one.attachment.labels.get('podwire.network', '')!r} "
+                f"(its gateways: {', '.join(sorted(ours)) or 'none'})",
+                key,
+            )
+
+
+async def _del(agent: Agent, inv: Invocation) -> None:
+    """Every interface of this config: the one named CNI_IFNAME, each
+    element's own interface, and whatever the records of this ADD hold
+    (the names the agent chose). Scoped to the networks the config names;
+    idempotent like each single DEL."""
+    targets: dict[str, str] = {}  # ifname -> the network it was named for
+    if inv.many:
+        for record in await _records_of(agent, inv):
+            targets[record.ifname] = record.labels.get("podwire.network", record.network_id)
+    for chosen in inv.selections:
+        if chosen.ifname is not None:
+            targets.setdefault(chosen.ifname, chosen.network)
+    for ifname, network in targets.items():
+        await agent.submit(
+            agent.detach,
+            DetachRequest(
+                container_id=inv.container_id,
+                ifname=ifname,
+                network=network,
+                netns=inv.netns,
+                frontend="cni",
+            ),
+        )
+
+
+async def _check(agent: Agent, inv: Invocation) -> None:
+    """Every interface the config names must be there and as recorded."""
+    records = await _records_of(agent, inv) if inv.many else []
+    unclaimed = [r for r in records if r.ifname != inv.ifname]
+    for index, chosen in enumerate(inv.selections):
+        ifname = chosen.ifname
+        if ifname is None:
+            # The agent chose the name: the record on that network, in order.
+            found = next((r for r in unclaimed if _names(r, chosen.network)), None)
+            if found is None:
+                raise CniError(
+                    Code.UNKNOWN_CONTAINER,
+                    f"no attachment of container {inv.container_id} for networks[{index}] "
+                    f"({chosen.network})",
+                )
+            unclaimed.remove(found)
+            ifname = found.ifname
+        else:
+            unclaimed = [r for r in unclaimed if r.ifname != ifname]
+        record = await agent.submit(
+            agent.check,
+            CheckRequest(
+                container_id=inv.container_id,
+                ifname=ifname,
+                network=chosen.network,
+                netns=inv.netns,
+            ),
+        )
+        check_prev_result(inv, record)
+
+
+async def _records_of(agent: Agent, inv: Invocation) -> list[Attachment]:
+    """The records one ADD of this config made for this container (CNI
+    network name and CNI_IFNAME), on the networks it names."""
+    names = {s.network for s in inv.selections}
+    records = await agent.submit(agent.list_attachments, inv.container_id)
+    return [
+        r
+        for r in records
+        if r.frontend == "cni"
+        and r.labels.get(LABEL_NETWORK) == inv.cni_name
+        and r.labels.get(LABEL_IFNAME, r.ifname) == inv.ifname
+        and r.labels.get("podwire.network") in names
+    ]
+
+
+def _names(record: Attachment, network: str) -> bool:
+    return network in (record.labels.get("podwire.network"), record.network_id)
 
 
 def check_prev_result(inv: Invocation, record: Attachment) -> None:
@@ -226,7 +318,9 @@ def check_prev_result(inv: Invocation, record: Attachment) -> None:
         (
             i
             for i, iface in enumerate(interfaces)
-            if isinstance(iface, dict) and iface.get("name") == inv.ifname and iface.get("sandbox")
+            if isinstance(iface, dict)
+            and iface.get("name") == record.ifname
+            and iface.get("sandbox")
         ),
         None,
     )
@@ -236,7 +330,7 @@ def check_prev_result(inv: Invocation, record: Attachment) -> None:
     if mac and mac.lower() != record.vif.mac:
         raise CniError(
             Code.OTHER,
-            f"prevResult says {inv.ifname} has MAC {mac}, podwire plugged {record.vif.mac}",
+            f"prevResult says {record.ifname} has MAC {mac}, podwire plugged {record.vif.mac}",
             "mac",
         )
     expected = {a.split("/")[0] for a in record.vif.addresses}
@@ -249,7 +343,7 @@ def check_prev_result(inv: Invocation, record: Attachment) -> None:
     if missing:
         raise CniError(
             Code.OTHER,
-            f"prevResult lists {', '.join(missing)} on {inv.ifname}, not an address of its port",
+            f"prevResult lists {', '.join(missing)} on {record.ifname}, not an address of its port",
             "addresses",
         )
 
@@ -308,11 +402,35 @@ def parse_cni_args(raw: str) -> dict[str, str]:
     return out
 
 
-def _gc_request(inv: Invocation) -> GcRequest:
+async def _gc(agent: Agent, inv: Invocation) -> None:
+    """Keep what cni.dev/valid-attachments names: an entry (container,
+    CNI_IFNAME) keeps every interface that ADD made (the extra networks of
+    a "networks" config too). Orphan ports are swept on each network named."""
+    valid = _valid_attachments(inv)
+    keep = set(valid)
+    records = await agent.submit(agent.list_attachments, None)
+    for record in records:
+        if record.frontend != "cni" or record.labels.get(LABEL_NETWORK) != inv.cni_name:
+            continue
+        if (record.container_id, record.labels.get(LABEL_IFNAME, record.ifname)) in valid:
+            keep.add((record.container_id, record.ifname))
+    for network in dict.fromkeys(s.network for s in inv.selections):
+        await agent.submit(
+            agent.gc,
+            GcRequest(
+                frontend="cni",
+                labels={LABEL_NETWORK: inv.cni_name},
+                keep=sorted(keep),
+                network=network,
+            ),
+        )
+
+
+def _valid_attachments(inv: Invocation) -> set[tuple[str, str]]:
     valid = inv.config.get("cni.dev/valid-attachments")
     if valid is None:
         valid = inv.config.get("cni.dev/attachments")  # the legacy key
-    keep: list[tuple[str, str]] = []
+    keep: set[tuple[str, str]] = set()
     for entry in valid or []:
         if not isinstance(entry, dict) or not isinstance(entry.get("containerID"), str):
             raise CniError(
@@ -320,13 +438,8 @@ def _gc_request(inv: Invocation) -> GcRequest:
                 "cni.dev/valid-attachments entries need containerID and ifname",
                 repr(entry)[:200],
             )
-        keep.append((entry["containerID"], str(entry.get("ifname", ""))))
-    return GcRequest(
-        frontend="cni",
-        labels={LABEL_NETWORK: inv.cni_name},
-        keep=keep,
-        network=inv.network,
-    )
+        keep.add((entry["containerID"], str(entry.get("ifname", ""))))
+    return keep
 
 
 def _status_for(agent: Agent) -> Any:

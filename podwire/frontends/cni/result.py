@@ -4,7 +4,8 @@
 it; 1.1.0 adds ``mtu`` to interfaces. With a ``prevResult`` (podwire chained
 after another plugin) our interfaces, ips and routes are appended to it and
 the ips' interface indexes shifted accordingly, as the spec asks of a plugin
-that adds interfaces in a chain.
+that adds interfaces in a chain. A config naming several networks gets all
+of its interfaces in one result.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from podwire.agent.types import AttachResult
+from podwire.agent.types import AttachedInterface
 from podwire.frontends.cni.errors import CniError, Code
 from podwire.frontends.cni.versions import at_least
 
@@ -43,14 +44,46 @@ def convert(result: dict[str, Any], version: str) -> dict[str, Any]:
     return out
 
 
-def render(result: AttachResult, version: str, prev: dict[str, Any] | None) -> dict[str, Any]:
-    # One network per CNI call for now: its one interface.
-    attached = result.interfaces[0]
-    iface = attached.interface
-    vif = attached.attachment.vif
+def render(
+    attached: list[AttachedInterface], version: str, prev: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Every interface of the ADD, in order: each one's host side (when it
+    has one) then its container side; each ip names its container
+    interface's index; routes and DNS of all of them (only the default
+    route's owner has default routes and DNS)."""
+    base: dict[str, Any] = {"interfaces": [], "ips": [], "routes": [], "dns": {}}
+    if prev is not None:
+        base = _prev(prev)
+    interfaces = list(base["interfaces"])
+    ips = list(base["ips"])
+    routes = list(base["routes"])
+    dns = base["dns"]
+    for one in attached:
+        ours, our_ips, our_routes, our_dns = _one(one)
+        interfaces += ours
+        container_index = len(interfaces) - 1
+        ips += [{**entry, "interface": container_index} for entry in our_ips]
+        routes += our_routes
+        dns = _merge_dns(dns, our_dns)
+    merged = {
+        "cniVersion": version,
+        "interfaces": interfaces,
+        "ips": ips,
+        "routes": routes,
+        "dns": dns,
+    }
+    return convert(merged, version)
+
+
+def _one(
+    result: AttachedInterface,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """One interface's entries: (interfaces, ips, routes, dns)."""
+    iface = result.interface
+    vif = result.attachment.vif
     interfaces: list[dict[str, Any]] = []
     if iface.host_ifname:
-        host = {"name": iface.host_ifname, "mac": iface.extra.get("host_mac")}
+        host = {"name": iface.host_ifname, "mac": _host_mac(result)}
         interfaces.append({k: v for k, v in host.items() if v})
     container: dict[str, Any] = {"name": iface.ifname, "mac": iface.mac, "sandbox": iface.sandbox}
     if iface.mtu is not None:
@@ -59,11 +92,11 @@ def render(result: AttachResult, version: str, prev: dict[str, Any] | None) -> d
     if not interfaces[-1].get("mac"):
         interfaces[-1].pop("mac", None)
 
-    subnets = {s.id: s for s in attached.subnets}
+    subnets = {s.id: s for s in result.subnets}
     ips: list[dict[str, Any]] = []
     addresses = list(iface.addresses) or (list(vif.addresses) if vif else [])
     by_ip = {a.split("/")[0]: a for a in addresses}
-    for fip in attached.port.fixed_ips:
+    for fip in result.port.fixed_ips:
         address = by_ip.get(fip.ip_address)
         if address is None:
             continue
@@ -83,22 +116,11 @@ def render(result: AttachResult, version: str, prev: dict[str, Any] | None) -> d
     dns: dict[str, Any] = {}
     if vif and vif.dns_nameservers:
         dns["nameservers"] = list(vif.dns_nameservers)
+    return interfaces, ips, routes, dns
 
-    base: dict[str, Any] = {"interfaces": [], "ips": [], "routes": [], "dns": {}}
-    if prev is not None:
-        base = _prev(prev)
-    offset = len(base["interfaces"])
-    container_index = offset + len(interfaces) - 1
-    for entry in ips:
-        entry["interface"] = container_index
-    merged = {
-        "cniVersion": version,
-        "interfaces": base["interfaces"] + interfaces,
-        "ips": base["ips"] + ips,
-        "routes": base["routes"] + routes,
-        "dns": _merge_dns(base["dns"], dns),
-    }
-    return convert(merged, version)
+
+def _host_mac(result: AttachedInterface) -> str | None:
+    return result.interface.extra.get("host_mac")
 
 
 def _prev(prev: dict[str, Any]) -> dict[str, Any]:

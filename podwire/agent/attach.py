@@ -136,7 +136,7 @@ def attach(agent: Agent, req: AttachRequest) -> AttachResult:
         notice.send(agent)
     for done in attached:
         agent.activator.submit(done.port)
-    agent.write_network_status(req.container_id)
+        agent.status_files.put(done.attachment)
     return AttachResult(interfaces=attached)
 
 

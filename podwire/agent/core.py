@@ -10,7 +10,8 @@ Where the work is:
 - attach.py: ADD (several networks, one lock, one undo stack);
 - steps.py and ports.py: the recorded steps and their undo;
 - teardown.py: DEL; reconcile.py: GC and the start-up reconcile;
-- status.py: STATUS and the network-status documents;
+- status.py: STATUS and the network-status documents; status_files.py:
+  those documents on disk, written off the request path;
 - caches.py: what is kept in memory between requests (kind plugins,
   networks, the port-status marker).
 The core names no kind and no backend: the kind plugins
@@ -33,6 +34,7 @@ from podwire.agent import teardown
 from podwire.agent.caches import Activator, Descriptions, KindSet, NetworkCache
 from podwire.agent.gate import Gate, Ticket
 from podwire.agent.ports import PortPool
+from podwire.agent.status_files import StatusFiles
 from podwire.agent.store import AttachmentStore
 from podwire.agent.types import (
     AgentStatus,
@@ -82,6 +84,7 @@ class Agent:
         self.kinds = KindSet(KindEnv(config, backend, self.ctx, store.uses_network))
         self.networks = NetworkCache(self)
         self.activator = Activator(self)
+        self.status_files = StatusFiles(self)
         self.descriptions = Descriptions(self.kinds.describe)
         self.descriptions.get()  # start describing now, in the background
 
@@ -103,6 +106,7 @@ class Agent:
         self._closed.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.activator.close()
+        self.status_files.close()
         self.flush_kinds()
         for plugin in self.kinds.loaded():
             try:
@@ -222,11 +226,9 @@ class Agent:
             except Exception:
                 log.exception("flushing kind %s failed", plugin.name)
 
-    def write_network_status(self, container_id: str) -> None:
-        try:
-            status_flow.write_network_status(self, container_id)
-        except OSError as exc:  # the interfaces work either way
-            log.warning("network-status of %s not written: %s", container_id, exc)
+    def flush_network_status(self, timeout: float = 30.0) -> bool:
+        """Wait until every network-status file is as the records are."""
+        return self.status_files.flush(timeout)
 
     # --- admission, per-container order, bounded work -----------------------------------
 

@@ -48,7 +48,6 @@ def gc(agent: Agent, req: GcRequest) -> list[Attachment]:
                 removed.append(current)
             except PodwireError as exc:
                 errors.append(exc)
-            agent.write_network_status(record.container_id)
     if req.network:
         try:
             delete_orphan_ports(agent, req.frontend, req.network, keep)
@@ -147,8 +146,8 @@ def reconcile(agent: Agent) -> dict[str, list[str]]:
             orphans,
             swept,
         )
-    for container_id in {r.container_id for r in agent.store.list()}:
-        agent.write_network_status(container_id)
+    agent.status_files.load(agent.store.list(states=("ready",)))
+    agent.status_files.write_all()
     return {
         "rolled_back": rolled_back,
         "failed": failed,

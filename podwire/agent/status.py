@@ -1,14 +1,11 @@
 """What the agent says about itself and its containers: STATUS (backend
 health, whether an ADD on a network could succeed, the kinds' descriptions)
-and the per-container network-status document in Multus's shape, written
-to ``<state_dir>/network-status/<container id>.json`` after every ADD and
-DEL and served by ``Agent.network_status``."""
+and the per-container network-status document in Multus's shape, served by
+``Agent.network_status`` from the records and kept on disk by
+podwire.agent.status_files."""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from podwire.agent.types import AgentStatus, Attachment
@@ -18,8 +15,6 @@ from podwire.kinds.base import KindChoice
 
 if TYPE_CHECKING:
     from podwire.agent.core import Agent
-
-NETWORK_STATUS_DIR = "network-status"
 
 
 def backend_health(agent: Agent) -> tuple[bool, str]:
@@ -98,22 +93,3 @@ def network_status(agent: Agent, records: list[Attachment]) -> list[dict[str, An
             element["device-info"] = info
         out.append(element)
     return out
-
-
-def status_path(state_dir: Path, container_id: str) -> Path:
-    safe = container_id.replace("/", "_")
-    return state_dir / NETWORK_STATUS_DIR / f"{safe}.json"
-
-
-def write_network_status(agent: Agent, container_id: str) -> None:
-    """Written atomically (rename); removed with the container's last
-    interface."""
-    path = status_path(agent.config.state_dir, container_id)
-    doc = network_status(agent, agent.store.list(container_id=container_id))
-    if not doc:
-        path.unlink(missing_ok=True)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(path)

@@ -49,7 +49,6 @@ def detach(agent: Agent, req: DetachRequest) -> None:
     else:
         teardown_unrecorded(agent, req)
         stages.mark("unrecorded")
-    agent.write_network_status(req.container_id)
     stages.done()
 
 
@@ -80,6 +79,7 @@ def teardown(
     steps.undo_steps(agent, record, netns)
     stages.mark("undo")
     agent.store.delete(record.id)
+    agent.status_files.drop(record.container_id, record.ifname)
     stages.mark("record_delete")
     notices = [Notice(record.vif, record.network_id)] if record.vif is not None else []
     if not notify:

@@ -77,9 +77,13 @@ def _assert_nothing_left(agent: AgentProcess, net: Any, ns: str, port_ids: set[s
     assert agent.backend.list_trunks(agent.ctx) == []
     faulty_dir = agent.state_dir / "faulty"
     assert not faulty_dir.exists() or list(faulty_dir.iterdir()) == []
-    assert list((agent.state_dir / "network-status").glob("*.json")) == []
     rules = PortSecurityTable()
-    deadline = time.monotonic() + 5  # veth pairs are deleted in the background
+    # veth pairs are deleted and network-status files written in the background
+    deadline = time.monotonic() + 5
+    documents = agent.state_dir / "network-status"
+    while list(documents.glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(documents.glob("*.json")) == []
     for port_id in port_ids:
         host_end = host_veth_name(port_id)
         while _link_exists(host_end) and time.monotonic() < deadline:

@@ -123,6 +123,7 @@ def test_three_networks_one_request_one_default_route(agent: Agent, make_netns: 
     assert status[1]["dns"] == {"nameservers": ["198.19.202.53"]}
     assert status[0]["ips"] == [result.interfaces[0].port.fixed_ips[0].ip_address]
     doc = agent.config.state_dir / "network-status" / f"{cid}.json"
+    assert agent.flush_network_status()
     assert json.loads(doc.read_text()) == status
 
     # A second request: the owner exists, so a new network gets none, and
@@ -149,6 +150,7 @@ def test_three_networks_one_request_one_default_route(agent: Agent, make_netns: 
         agent.detach(DetachRequest(container_id=cid, ifname=ifname))
     assert _no_interfaces_left(ns)
     assert agent.list_attachments(container_id=cid) == []
+    assert agent.flush_network_status()
     assert not doc.exists()
     assert all(
         agent.backend.list_ports(agent.ctx, {"network_id": [n.id]}) == [] for n in (a, b, c, d)
@@ -178,6 +180,7 @@ def test_failure_of_the_third_rolls_back_the_first_two(agent: Agent, make_netns:
     assert agent.list_attachments() == []
     for net in (a, b, bad):
         assert agent.backend.list_ports(agent.ctx, {"network_id": [net.id]}) == []
+    assert agent.flush_network_status()
     assert not (agent.config.state_dir / "network-status" / f"{cid}.json").exists()
 
 
@@ -237,3 +240,33 @@ def test_ports_carry_the_ownership_mark(agent: Agent, make_netns: Any) -> None:
         agent.ctx, {"tags": [f"podwire:host={host}", "podwire:purpose=attachment"]}
     )
     assert [p.id for p in found] == [port.id]
+
+
+def test_network_status_files_follow_the_records(agent: Agent, make_netns: Any) -> None:
+    """The files are written off the request path, end as the records are,
+    and the start-up reconcile removes those of containers with no record
+    (a crash between a DEL's record delete and the file's removal)."""
+    a = _network(agent, 231)
+    ns = make_netns("pwm")
+    cid = unique("pwm", 12)
+    folder = agent.config.state_dir / "network-status"
+    folder.mkdir(parents=True, exist_ok=True)
+    ghost = folder / "ghost-container.json"
+    ghost.write_text("[]")
+    (folder / "ghost-container.4242.tmp").write_text("[")
+    for _ in range(3):  # a burst of changes to one container
+        agent.attach(
+            AttachRequest(
+                container_id=cid, netns=netns_path(ns), networks=[NetworkSelection(network=a.id)]
+            )
+        )
+        agent.detach(DetachRequest(container_id=cid, ifname="eth0"))
+    agent.attach(
+        AttachRequest(
+            container_id=cid, netns=netns_path(ns), networks=[NetworkSelection(network=a.id)]
+        )
+    )
+    agent.reconcile()
+    assert agent.flush_network_status()
+    assert sorted(p.name for p in folder.iterdir()) == [f"{cid}.json"]
+    assert json.loads((folder / f"{cid}.json").read_text()) == agent.network_status(cid)

@@ -62,7 +62,7 @@ cleanup() {
     fi
     # The network's bridge (its name derives from the network id).
     if [ -n "$NET_ID" ]; then
-        bridge=$("$PY" -c 'import sys; from podwire.agent.vifs import bridge_name; print(bridge_name(sys.argv[1]))' "$NET_ID" 2>/dev/null || true)
+        bridge=$("$PY" -c 'import sys; from podwire.kinds.veth_bridge import bridge_name; print(bridge_name(sys.argv[1]))' "$NET_ID" 2>/dev/null || true)
         if [ -n "$bridge" ] && ip link show "$bridge" >/dev/null 2>&1; then
             ip link delete "$bridge" && say "bridge $bridge removed"
         fi
@@ -170,19 +170,10 @@ pm exec "$B" ping -c 3 -W 2 "$A4" | sed 's/^/    /'
 heading "7. What podwire recorded"
 run "$PODWIRE" --agent-socket "$SOCK" port list --network "$NET"
 say ""
-say "$DIM\$ GET /v1/attachments on $SOCK$OFF"
-"$PY" - "$SOCK" <<'PYEOF'
-import sys
-
-import httpx
-
-transport = httpx.HTTPTransport(uds=sys.argv[1])
-with httpx.Client(transport=transport, base_url="http://podwire") as client:
-    attachments = client.get("/v1/attachments").json()["attachments"]
-print(f"{'CONTAINER':14} {'IFNAME':7} {'STATE':7} {'PORT':38} NETNS")
-for a in attachments:
-    print(f"{a['container_id'][:12]:14} {a['ifname']:7} {a['state']:7} {a['port_id']:38} {a['netns']}")
-PYEOF
+run "$PODWIRE" --agent-socket "$SOCK" attachment list
+say ""
+say "$A's network-status document (Multus's shape, also in the agent's state dir):"
+run "$PODWIRE" --agent-socket "$SOCK" attachment show "$(pm inspect -f '{{.Id}}' "$A")" --json
 
 heading "8. Remove the containers: their ports are given back"
 say "$DIM\$ podman rm -f -t 0 $A $B$OFF"

@@ -3,8 +3,10 @@ source with ``ast``: nothing is imported or run.
 
 - no import cycle anywhere in the package;
 - each room imports only from the rooms it may (agent imports no door, no
-  API and not the composition root; backends import no API, agent or door;
-  data paths import no backend, agent, door, API or kind plugin);
+  API and not the composition root; backends import no API, agent, door,
+  kind or driver; kinds import no agent, door or API; doors and the API
+  import no kind or driver; data paths import no backend, agent, door, API or
+  kind plugin; nothing but the CLI imports the composition root);
 - only podwire/datapath/ imports pyroute2; only podwire/datapath/,
   podwire/ovsdb.py and the OVN backend (whose storage is the northbound
   database, read and written through ovsdbapp's schema API) import ovsdbapp;
@@ -34,8 +36,41 @@ BACKEND_NAMES = ("ovn", "embedded", "neutron")
 
 # (room, what it must not import); a room is a package or a module.
 FORBIDDEN_IMPORTS = {
-    "podwire.agent": ("podwire.frontends", "podwire.api", "podwire.daemon"),
-    "podwire.backends": ("podwire.api", "podwire.agent", "podwire.frontends"),
+    "podwire.agent": ("podwire.frontends", "podwire.api", "podwire.daemon", "podwire.cli"),
+    "podwire.backends": (
+        "podwire.api",
+        "podwire.agent",
+        "podwire.frontends",
+        "podwire.kinds",
+        "podwire.datapath",
+        "podwire.daemon",
+        "podwire.cli",
+    ),
+    # Kinds sit between the data paths and the agent.
+    "podwire.kinds": (
+        "podwire.agent",
+        "podwire.frontends",
+        "podwire.api",
+        "podwire.daemon",
+        "podwire.cli",
+    ),
+    # Doors know the agent's request and result types, not kinds or drivers;
+    # only the composition root (daemon/) knows the doors.
+    "podwire.frontends": (
+        "podwire.kinds",
+        "podwire.datapath",
+        "podwire.api",
+        "podwire.daemon",
+        "podwire.cli",
+    ),
+    "podwire.api": (
+        "podwire.agent",
+        "podwire.frontends",
+        "podwire.kinds",
+        "podwire.datapath",
+        "podwire.daemon",
+        "podwire.cli",
+    ),
     "podwire.datapath": (
         "podwire.backends",
         "podwire.agent",

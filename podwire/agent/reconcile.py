@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from podwire.agent import steps
 from podwire.agent.ownership import device_owner, owned_tags, port_name, tag_value
-from podwire.agent.teardown import teardown
+from podwire.agent.teardown import owned_ports, teardown
 from podwire.agent.types import Attachment, GcRequest
 from podwire.errors import NotFound, PodwireError
 from podwire.model import Port
@@ -62,21 +62,11 @@ def _candidates(agent: Agent, frontend: str | None, network_id: str | None) -> l
     """Ports carrying this host's ownership mark; plus, from agents before
     the mark, podwire-owned ports bound to this host."""
     host = agent.config.host_id
-    found: dict[str, Port] = {}
     tagged: dict[str, list[str]] = {"tags": owned_tags(host)}
     legacy: dict[str, list[str]] = {
         "device_owner": [device_owner(f) for f in ([frontend] if frontend else FRONTENDS)]
     }
-    for filters in (tagged, legacy):
-        if network_id is not None:
-            filters["network_id"] = [network_id]
-        for port in agent.backend.list_ports(agent.ctx, filters):
-            if filters is legacy and (port.tags or port.binding.host_id != host):
-                continue
-            if filters is tagged and frontend and port.device_owner != device_owner(frontend):
-                continue
-            found[port.id] = port
-    return list(found.values())
+    return owned_ports(agent, tagged, legacy, network_id, frontend)
 
 
 def delete_orphan_ports(

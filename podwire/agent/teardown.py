@@ -130,12 +130,28 @@ def unrecorded_ports(
         "device_owner": [device_owner(frontend)],
         "name": [port_name(container_id, ifname)],
     }
+    return owned_ports(agent, tagged, legacy, network_id)
+
+
+def owned_ports(
+    agent: Agent,
+    tagged: dict[str, list[str]],
+    legacy: dict[str, list[str]],
+    network_id: str | None,
+    frontend: str | None = None,
+) -> list[Port]:
+    """Ports found by this host's ownership tags (``tagged`` filters), plus
+    untagged ports of agents from before the mark (``legacy`` filters) that
+    are bound to this host; of ``frontend``'s device owner when given."""
+    host = agent.config.host_id
     found: dict[str, Port] = {}
     for filters in (tagged, legacy):
         if network_id is not None:
             filters["network_id"] = [network_id]
         for port in agent.backend.list_ports(agent.ctx, filters):
             if filters is legacy and (port.tags or port.binding.host_id != host):
+                continue
+            if frontend and port.device_owner != device_owner(frontend):
                 continue
             found[port.id] = port
     return list(found.values())

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from podwire.agent import ports, steps, teardown
 from podwire.agent.caches import Stages
 from podwire.agent.types import (
+    LABEL_NETWORK,
     AttachedInterface,
     Attachment,
     AttachRequest,
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
     from podwire.agent.core import Agent
 
 log = logging.getLogger(__name__)
-
-LABEL_NETWORK = "podwire.network"
 
 
 @dataclass(frozen=True)

@@ -180,14 +180,8 @@ class Agent:
                 log.exception("kind %s: network %s deleted hook failed", plugin.name, network.id)
         return removed
 
-    # Docker's and the API's name for it until the docker door moves.
-    remove_network_bridge = network_deleted
-
     def can_attach(self, network_ref: str) -> tuple[bool, str]:
         return status_flow.can_attach(self, network_ref)
-
-    def backend_health(self) -> tuple[bool, str]:
-        return status_flow.backend_health(self)
 
     def drivers(self, kind: str) -> Driver:
         """The data-path driver of ``kind`` (its plugin's)."""

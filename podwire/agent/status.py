@@ -78,7 +78,7 @@ def network_status(agent: Agent, records: list[Attachment]) -> list[dict[str, An
             continue
         vif = record.vif
         element: dict[str, Any] = {
-            "name": record.labels.get("podwire.network", record.network_id),
+            "name": record.network_ref,
             "interface": record.ifname,
             "ips": [a.split("/")[0] for a in vif.addresses],
             "mac": vif.mac,

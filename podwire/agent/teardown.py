@@ -53,7 +53,7 @@ def detach(agent: Agent, req: DetachRequest) -> None:
 
 
 def same_network(agent: Agent, record: Attachment, ref: str) -> bool:
-    if ref in (record.network_id, record.labels.get("podwire.network")):
+    if ref in (record.network_id, record.network_ref):
         return True
     try:
         return agent.resolve_network(ref).id == record.network_id

@@ -75,6 +75,10 @@ class Step(_Msg):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+# The record's label holding the network as the request named it (name or id).
+LABEL_NETWORK = "podwire.network"
+
+
 class Attachment(_Msg):
     """The agent's durable record: the source of truth for DEL, CHECK and GC."""
 
@@ -97,6 +101,11 @@ class Attachment(_Msg):
     steps: list[Step] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
+
+    @property
+    def network_ref(self) -> str:
+        """The network as the request named it (name or id), else its id."""
+        return self.labels.get(LABEL_NETWORK) or self.network_id
 
 
 class AttachedInterface(_Msg):

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from podwire.agent.types import LABEL_NETWORK
 from podwire.cli.output import table
 from podwire.cli.target import DEFAULT_AGENT_SOCKET, Target, error_exit, json_option, pass_target
 from podwire.errors import InvalidInput, Unavailable
@@ -36,7 +37,7 @@ def attachment_list(target: Target, container_id: str | None) -> None:
         (
             r["container_id"],
             r["ifname"],
-            r["labels"].get("podwire.network") or r["network_id"],
+            r["labels"].get(LABEL_NETWORK) or r["network_id"],
             list((r.get("vif") or {}).get("addresses") or []),
             r.get("default_route", False),
             r["state"],

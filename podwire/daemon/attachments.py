@@ -71,7 +71,7 @@ def _filtered(agent: Agent, query: dict[str, str]) -> dict[str, Any]:
 
 def _on_network(record: Attachment, network: str) -> bool:
     """By id, or by the name (or id) the attachment was requested with."""
-    return network in (record.network_id, record.labels.get("podwire.network"))
+    return network in (record.network_id, record.network_ref)
 
 
 def _of_container(agent: Agent, container_id: str) -> dict[str, Any]:

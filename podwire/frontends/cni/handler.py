@@ -225,7 +225,7 @@ def _check_gateways(inv: Invocation, attached: AttachResult) -> None:
             raise CniError(
                 Code.INVALID_CONFIG,
                 f"{key} names {', '.join(foreign)}, not a gateway of network "
-                f"{one.attachment.labels.get('podwire.network', '')!r} "
+                f"{one.attachment.network_ref!r} "
                 f"(its gateways: {', '.join(sorted(ours)) or 'none'})",
                 key,
             )
@@ -239,7 +239,7 @@ async def _del(agent: Agent, inv: Invocation) -> None:
     targets: dict[str, str] = {}  # ifname -> the network it was named for
     if inv.many:
         for record in await _records_of(agent, inv):
-            targets[record.ifname] = record.labels.get("podwire.network", record.network_id)
+            targets[record.ifname] = record.network_ref
     for chosen in inv.selections:
         if chosen.ifname is not None:
             targets.setdefault(chosen.ifname, chosen.network)
@@ -298,12 +298,12 @@ async def _records_of(agent: Agent, inv: Invocation) -> list[Attachment]:
         if r.frontend == "cni"
         and r.labels.get(LABEL_NETWORK) == inv.cni_name
         and r.labels.get(LABEL_IFNAME, r.ifname) == inv.ifname
-        and r.labels.get("podwire.network") in names
+        and r.network_ref in names
     ]
 
 
 def _names(record: Attachment, network: str) -> bool:
-    return network in (record.labels.get("podwire.network"), record.network_id)
+    return network in (record.network_ref, record.network_id)
 
 
 def check_prev_result(inv: Invocation, record: Attachment) -> None:

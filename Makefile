@@ -10,16 +10,27 @@ STAMP := $(VENV)/.installed
 # Debian packages the demo and the tests use (see shared RECIPES).
 DEB_PACKAGES := podman runc containernetworking-plugins docker.io \
 	openvswitch-switch ovn-central ovn-host iperf3 busybox-static \
-	postgresql nftables ethtool iproute2 uidmap gcc libc6-dev
+	postgresql nftables ethtool iproute2 uidmap gcc libc6-dev \
+	openvswitch-switch-dpdk dpdk dpdk-dev user-mode-linux cpio xz-utils
+# From bookworm-backports: QEMU 10 (the emulated igb SR-IOV NIC).
+BACKPORT_PACKAGES := qemu-system-x86
 
-.PHONY: all deps system-deps venv shim test test-fast lint demo demo-ovn bench clean
+.PHONY: all deps system-deps guest-kernel neutron venv shim test test-fast lint demo demo-ovn bench clean
 
 all: venv
 
-deps: system-deps venv shim
+deps: system-deps guest-kernel neutron venv shim
 
 system-deps:
-	@scripts/install-system-deps.sh $(DEB_PACKAGES)
+	@BACKPORTS="$(BACKPORT_PACKAGES)" scripts/install-system-deps.sh $(DEB_PACKAGES)
+
+# A Debian kernel unpacked for the QEMU test guests (SR-IOV, nested).
+guest-kernel: system-deps
+	@scripts/install-guest-kernel.sh
+
+# A real Neutron API in its own virtualenv, for the Neutron backend's tests.
+neutron:
+	@scripts/install-neutron.sh
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

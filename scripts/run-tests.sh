@@ -5,4 +5,9 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 ruff check podwire tests bench
 mypy
-exec python -m pytest -v -p no:cacheprovider "$@" tests
+# What only a long run needs is marked "long" and left out unless asked for.
+marks=(-m "not long")
+if [ "${PODWIRE_LONG:-0}" = 1 ]; then
+    marks=()
+fi
+exec python -m pytest -v -p no:cacheprovider "${marks[@]}" "$@" tests

@@ -22,6 +22,11 @@ def _ip_version(address: str) -> int:
     return ipaddress.ip_interface(address).version
 
 
+#: PluggedInterface.extra keys that CNI 1.1 results carry on the container's
+#: interface as they are (older versions drop them, see ``convert``).
+CNI_1_1_INTERFACE_FIELDS = ("socketPath", "pciID")
+
+
 def convert(result: dict[str, Any], version: str) -> dict[str, Any]:
     """A result (ours or a prevResult) in ``version``'s shape."""
     out = dict(result)
@@ -88,6 +93,11 @@ def _one(
     container: dict[str, Any] = {"name": iface.ifname, "mac": iface.mac, "sandbox": iface.sandbox}
     if iface.mtu is not None:
         container["mtu"] = iface.mtu
+    # CNI 1.1's interface fields for kinds with no netdev in the container:
+    # the vhost-user socket, the PCI address of a VF (kinds put them in extra).
+    for key in CNI_1_1_INTERFACE_FIELDS:
+        if iface.extra.get(key):
+            container[key] = iface.extra[key]
     interfaces.append({k: v for k, v in container.items() if v is not None})
     if not interfaces[-1].get("mac"):
         interfaces[-1].pop("mac", None)

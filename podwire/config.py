@@ -92,6 +92,35 @@ class AgentConfig(_Section):
     node_mode: Literal["host", "nested"] = "host"
 
 
+class VhostUserConfig(_Section):
+    """The vhostuser kind (docs/vhostuser.md). Modes are named from the
+    application's side: "server" = the application in the container creates
+    and listens on the socket, OVS connects (OVS interface type
+    dpdkvhostuserclient); "client" = OVS creates and listens on the socket
+    (dpdkvhostuser) and the application connects to it."""
+
+    # The per-node mount point: one subdirectory per container
+    # (<socket_root>/<container id>), which the container mounts.
+    socket_root: Path = Path("/var/run/podwire/vhostuser")
+    # The application's role when the port's binding does not say
+    # (vif_details vhostuser_mode).
+    default_mode: Literal["server", "client"] = "server"
+    # The OVS-DPDK bridge (datapath_type netdev); None: the OVN integration
+    # bridge (ovn.integration_bridge) on backend "ovn", else "br-dpdk".
+    bridge: str | None = None
+    # The Open_vSwitch database of that bridge; None: ovn.ovs_db.
+    ovs_db: str | None = None
+    # Where ovs-vswitchd creates dpdkvhostuser (client-mode) sockets: its
+    # other_config:vhost-sock-dir, by default its run directory. Must be on
+    # the same filesystem as socket_root (the socket is moved, not copied).
+    ovs_socket_dir: Path = Path("/var/run/openvswitch")
+    # Hugepage memory (MiB) one application needs per interface: an ADD is
+    # refused when less is free on the node (0: no check).
+    hugepages_mb: int = Field(default=0, ge=0)
+    # How long ADD waits for OVS to create a client-mode socket.
+    socket_timeout: float = Field(default=5.0, gt=0)
+
+
 class Config(_Section):
     state_dir: Path = DEFAULT_STATE_DIR
     host_id: str = Field(default_factory=socket.gethostname)
@@ -100,6 +129,7 @@ class Config(_Section):
     ovn: OvnConfig = Field(default_factory=OvnConfig)
     remote: RemoteConfig = Field(default_factory=RemoteConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    vhostuser: VhostUserConfig = Field(default_factory=VhostUserConfig)
 
     def embedded_db_url(self) -> str:
         return self.embedded.db_url or f"sqlite:///{self.state_dir / 'podwire.db'}"

@@ -23,7 +23,7 @@ from podwire.agent.ownership import attachment_port_tags, device_owner, port_nam
 from podwire.agent.types import AttachRequest, NetworkSelection
 from podwire.errors import Conflict, InvalidInput
 from podwire.kinds import registry
-from podwire.kinds.base import KindChoice
+from podwire.kinds.base import UNDECIDED_VIF_TYPES, KindChoice
 from podwire.model import Network, Port, PortBinding, PortCreate, PortUpdate, parse
 
 if TYPE_CHECKING:
@@ -130,12 +130,23 @@ def _adopt(agent: Agent, req: AttachRequest, network: Network, port_id: str) -> 
             kind="port",
             object_id=port.id,
         )
+    bind = binding(agent, network, port.vnic_type)
+    if port.binding.vif_type not in UNDECIDED_VIF_TYPES:
+        # The caller's port already says how it is plugged (vif_type
+        # "vhostuser" with its vhostuser_mode): kept, not guessed again.
+        bind = bind.model_copy(
+            update={
+                "vif_type": port.binding.vif_type,
+                "vif_details": port.binding.vif_details,
+                "profile": port.binding.profile,
+            }
+        )
     return agent.backend.update_port(
         agent.ctx,
         port.id,
         PortUpdate(
             device_id=req.container_id,
             device_owner=device_owner(req.frontend),
-            binding=binding(agent, network, port.vnic_type),
+            binding=bind,
         ),
     )

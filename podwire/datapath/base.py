@@ -47,6 +47,8 @@ class DriverDescription(BaseModel):
     kinds: list[str]
     available: bool
     reason: str = ""  # why not, when unavailable
+    # What the host has left for this kind (e.g. "hugepages_free_mb").
+    resources: dict[str, int] = {}
 
 
 @runtime_checkable

@@ -84,6 +84,44 @@ class OvsDb:
             api.add_port(bridge, name, may_exist=False, external_ids=external_ids),
         )
 
+    def replace_typed_port(
+        self,
+        bridge: str,
+        name: str,
+        *,
+        type_: str,
+        options: dict[str, str],
+        external_ids: dict[str, str],
+    ) -> None:
+        """As ``replace_port``, for an interface of a given OVS type with its
+        options (a vhost-user port), in one transaction."""
+        api = self.api()
+        if not self._read(lambda: self._row("Bridge", name=bridge)):
+            raise DatapathError(f"OVS bridge {bridge} does not exist (at {self.remote})")
+        self._commit(
+            f"adding {type_} interface {name} to OVS bridge {bridge}",
+            api.del_port(name, if_exists=True),
+            api.add_port(bridge, name, may_exist=False, external_ids=external_ids),
+            api.db_set("Interface", name, ("type", type_), ("options", options)),
+        )
+
+    def open_vswitch(self) -> dict[str, Any]:
+        """The Open_vSwitch row's facts a driver's describe() looks at."""
+
+        def read() -> dict[str, Any]:
+            rows = list(self.api().tables["Open_vSwitch"].rows.values())
+            if not rows:
+                return {}
+            row = rows[0]
+            return {
+                "dpdk_initialized": bool(getattr(row, "dpdk_initialized", False)),
+                "datapath_types": list(getattr(row, "datapath_types", [])),
+                "iface_types": list(getattr(row, "iface_types", [])),
+            }
+
+        result: dict[str, Any] = self._read(read)
+        return result
+
     def delete_port(self, name: str) -> None:
         """Remove port ``name`` from whichever bridge has it; absent is success."""
         self._commit(f"removing OVS port {name}", self.api().del_port(name, if_exists=True))
@@ -113,7 +151,13 @@ class OvsDb:
                     if port in br.ports:
                         bridge = br.name
             ofport = iface.ofport[0] if iface.ofport else None
-            return {"external_ids": dict(iface.external_ids), "ofport": ofport, "bridge": bridge}
+            return {
+                "external_ids": dict(iface.external_ids),
+                "ofport": ofport,
+                "bridge": bridge,
+                "type": iface.type,
+                "options": dict(iface.options),
+            }
 
         result: dict[str, Any] | None = self._read(read)
         return result

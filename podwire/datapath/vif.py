@@ -127,14 +127,30 @@ class SriovVf(VifBase):
 class VhostUser(VifBase):
     """A vhost-user socket for a DPDK application; no netdev in the container.
     ``mode`` is the application's role: "server" means the application owns
-    the socket and OVS connects to it (dpdkvhostuserclient)."""
+    the socket and OVS connects to it (OVS type dpdkvhostuserclient);
+    "client" means OVS owns it (dpdkvhostuser) and the agent moves it from
+    ``ovs_socket_dir`` into ``socket_dir``."""
 
     kind: Literal["vhostuser"] = "vhostuser"
     mode: Literal["server", "client"] = "server"
+    # The container's own directory (<socket_root>/<container id>).
     socket_dir: str
     socket_name: str
+    # The config file the application reads: <container id>-<ifname>.
+    config_name: str = ""
     bridge: str = "br-int"
+    # The OVS interface (and port) name; OVS names a dpdkvhostuser socket
+    # after it.
+    ovs_ifname: str = ""
     iface_id: str | None = None
+    ovs_db: str = "unix:/var/run/openvswitch/db.sock"
+    ovs_socket_dir: str = "/var/run/openvswitch"
+    # Wait until ovn-controller marks the interface ovn-installed (OVN).
+    wait_bound: bool = False
+    bind_timeout: float = 15.0
+    socket_timeout: float = 5.0
+    # Hugepage memory (MiB) the application needs; 0: not checked.
+    hugepages_mb: int = 0
 
 
 # Drivers are typed against the base class; each checks its own class.

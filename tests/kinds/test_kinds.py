@@ -118,9 +118,10 @@ def test_kind_decision() -> None:
     vif = build_vif(_ctx(), vif_type="veth_ovs")
     assert isinstance(vif, VethOvs) and vif.iface_id == PORT_ID
     assert vif.ovs_db == Config().ovn.ovs_db
+    # The vhostuser hint and binding have their kind (tests/vhostuser).
+    assert registry.decide(KindChoice(datapath_hint="vhostuser")) == "vhostuser"
+    assert registry.decide(KindChoice(vif_type="vhostuser")) == "vhostuser"
     # Kinds this build has no plugin for are named in the error.
-    with pytest.raises(InvalidInput, match="vhostuser"):
-        build_vif(_ctx(datapath="vhostuser"))
     with pytest.raises(InvalidInput, match="direct"):
         registry.decide(
             KindChoice.of(

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from podwire.model import PortBinding, PortCreate
+from podwire.model import PortBinding, PortCreate, PortUpdate
 from tests.fixtures.agent import AgentProcess, netconf, netns_path, short_tempdir
 from tests.fixtures.common import unique
 from tests.fixtures.ovs_dpdk import DpdkTestpmd, OvsDpdk
@@ -46,14 +46,16 @@ class VhostAgent:
             command, netconf(self.network.name), container_id=container_id, netns=netns
         )
 
-    def client_port(self) -> str:
-        """A port whose binding says vhostuser, client mode (as Neutron answers)."""
+    def client_port(self, port_id: str | None = None) -> str:
+        """A port whose binding says vhostuser, client mode (as Neutron answers
+        at each binding); ``port_id``: say it again on that port (a DEL gives
+        an adopted port back unbound)."""
+        binding = PortBinding(vif_type="vhostuser", vif_details={"vhostuser_mode": "client"})
+        if port_id:
+            self.agent.backend.update_port(self.agent.ctx, port_id, PortUpdate(binding=binding))
+            return port_id
         port = self.agent.backend.create_port(
-            self.agent.ctx,
-            PortCreate(
-                network_id=self.network.id,
-                binding=PortBinding(vif_type="vhostuser", vif_details={"vhostuser_mode": "client"}),
-            ),
+            self.agent.ctx, PortCreate(network_id=self.network.id, binding=binding)
         )
         return str(port.id)
 
@@ -175,3 +177,26 @@ def test_both_modes_pass_packets_and_del_leaves_nothing(
         assert va.cni("DEL", cid, ns).code == 0  # idempotent
     _nothing_left(va)
     assert not os.path.exists(sock_a)
+
+
+def test_client_mode_port_added_again_after_del_connects(
+    vhost_agent: VhostAgent, make_netns: Any, tmp_path: Path
+) -> None:
+    """The same port, ADD, DEL, ADD (a container re-created on its port):
+    OVS gets the same interface name again and must listen on the socket
+    the second ADD moved, with an application connected in between."""
+    va = vhost_agent
+    ns, cid = netns_path(make_netns("pw11")), unique("pw11cr", 10)
+    port = va.client_port()
+    for round_ in range(2):
+        result = va.add(cid, ns, port=va.client_port(port))
+        assert json.loads(Path(va.root / cid / f"{cid}-eth0").read_text())["mode"] == "client"
+        sock = result["interfaces"][-1]["socketPath"]
+        app = DpdkTestpmd(sock, server=False, log=tmp_path / f"c{round_}.log")
+        try:
+            app.wait_for("testpmd>")
+            va.ovs.wait_link_up([p for p in va.ovs.ports() if p.startswith("vhu")], timeout=10)
+        finally:
+            app.stop()
+        assert va.cni("DEL", cid, ns).code == 0
+    _nothing_left(va)

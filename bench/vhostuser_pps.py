@@ -125,8 +125,6 @@ def main() -> None:
     root.mkdir()
     results: dict[str, list[float]] = {"podwire": [], "by_hand": []}
     with private_ovs_dpdk() as ovs:
-        # The fixture lets an idle PMD sleep (shared CI machine); here it polls.
-        ovs.vsctl("set", "Open_vSwitch", ".", "other_config:pmd-maxsleep=0")
         config = base / "agent.toml"
         config.write_text(
             f'[vhostuser]\nsocket_root = "{root}"\nbridge = "{ovs.bridge}"\n'

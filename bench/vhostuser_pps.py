@@ -2,19 +2,21 @@
 podwire builds (two CNI ADDs through a real agent: A in server mode, B in
 client mode) against the same path built by hand with ovs-vsctl
 (dpdkvhostuserclient to A's socket, dpdkvhostuser for B, its socket moved
-next to B's config), in the same run, on the same private OVS-DPDK.
+next to B's config), in the same run, on the same private OVS-DPDK: each
+path on its own netdev bridge (action NORMAL), both built once.
 
-On each path, two dpdk-testpmd processes in io forwarding (A the vhost-user
-server on its socket, B the client) bounce ``--bursts`` bursts of 32 packets
-between each other through the bridge (action NORMAL); the figure is the
-packets A and B received per second over ``--seconds``, after a warm-up.
-The applications run as plain processes on the sockets (a container adds
-nothing on the data path; tests/vhostuser/test_podman_vhostuser.py proves the
-containers). Rounds alternate the order of the two paths; medians reported.
+Each path gets two dpdk-testpmd processes in io forwarding (A the vhost-user
+server on its socket, B the client) that bounce ``--bursts`` bursts of 32
+packets each between each other. Measurement windows alternate between the
+two paths (only one pair forwards at a time; the other is stopped): the
+figure is the packets A and B received per second over ``--seconds``, after
+``--warmup``. The applications run as plain processes on the sockets (a
+container adds nothing on the data path; tests/vhostuser/test_podman_vhostuser.py
+proves the containers). Medians over ``--rounds``.
 
 Prints one JSON object; progress on stderr. Run as root, alone on the
-machine if the number matters (2 cores: OVS's PMD and two testpmds share
-them): ``.venv/bin/python bench/vhostuser_pps.py [--rounds 6 --seconds 2]``.
+machine if the number matters (2 cores: OVS's PMD and the testpmds share
+them): ``.venv/bin/python bench/vhostuser_pps.py [--rounds 10 --seconds 1.5]``.
 It reserves its hugepages and gives them back.
 """
 
@@ -40,35 +42,46 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def measure(sock_a: str, sock_b: str, ovs: OvsDpdk, work: Path, args: Any) -> float:
-    a = DpdkTestpmd(sock_a, server=True, log=work / "a.log", lcores="0,1")
-    b = DpdkTestpmd(sock_b, server=False, log=work / "b.log", lcores="1,0")
-    try:
-        a.wait_for("testpmd>")
-        b.wait_for("testpmd>")
-        ovs.wait_link_up([p for p in ovs.ports() if p.startswith("vhu")])
-        a.command(f"start tx_first {args.bursts}")
-        b.command(f"start tx_first {args.bursts}")
-        time.sleep(args.warmup)
-        (rx_a0, _), (rx_b0, _) = a.stats(), b.stats()
-        t0 = time.monotonic()
-        time.sleep(args.seconds)
-        (rx_a1, _), (rx_b1, _) = a.stats(), b.stats()
-        elapsed = time.monotonic() - t0
+class Pair:
+    """Two testpmds on one path's sockets (A server, B client)."""
+
+    def __init__(self, name: str, socks: list[str], work: Path, args: Any) -> None:
+        self.name = name
+        self.args = args
+        self.a = DpdkTestpmd(socks[0], server=True, log=work / f"{name}-a.log", lcores="0,1")
+        self.b = DpdkTestpmd(socks[1], server=False, log=work / f"{name}-b.log", lcores="1,0")
+
+    def ready(self) -> None:
+        self.a.wait_for("testpmd>")
+        self.b.wait_for("testpmd>")
+
+    def window(self) -> float:
+        """pps received by A and B together over one measurement window."""
+        for app in (self.a, self.b):
+            app.command(f"start tx_first {self.args.bursts}")
+        try:
+            time.sleep(self.args.warmup)
+            (rx_a0, _), (rx_b0, _) = self.a.stats(), self.b.stats()
+            t0 = time.monotonic()
+            time.sleep(self.args.seconds)
+            (rx_a1, _), (rx_b1, _) = self.a.stats(), self.b.stats()
+            elapsed = time.monotonic() - t0
+        finally:
+            for app in (self.a, self.b):
+                app.command("stop")
         return ((rx_a1 - rx_a0) + (rx_b1 - rx_b0)) / elapsed
-    finally:
-        a.stop()
-        b.stop()
+
+    def stop(self) -> None:
+        self.a.stop()
+        self.b.stop()
 
 
-def podwire_path(agent: AgentProcess, net: Any, client_port: str, root: Path) -> list[str]:
-    from podwire.model import PortBinding, PortUpdate
+CIDS = ("pw11bencha", "pw11benchb")
 
-    # B's port says client mode at each binding (a DEL gives it back unbound).
-    binding = PortBinding(vif_type="vhostuser", vif_details={"vhostuser_mode": "client"})
-    agent.backend.update_port(agent.ctx, client_port, PortUpdate(binding=binding))
+
+def podwire_path(agent: AgentProcess, net: Any, client_port: str) -> list[str]:
     socks = []
-    for cid, port in (("pw11bencha", None), ("pw11benchb", client_port)):
+    for cid, port in zip(CIDS, (None, client_port), strict=True):
         conf = netconf(net.name)
         if port:
             conf = netconf(net.name, networks=[{"name": net.name, "port": port}])
@@ -81,20 +94,22 @@ def podwire_path(agent: AgentProcess, net: Any, client_port: str, root: Path) ->
 
 
 def podwire_del(agent: AgentProcess, net: Any) -> None:
-    for cid in ("pw11bencha", "pw11benchb"):
+    for cid in CIDS:
         agent.cni("DEL", netconf(net.name), container_id=cid, netns="/proc/self/ns/net")
 
 
-def hand_path(ovs: OvsDpdk, root: Path) -> list[str]:
+def hand_path(ovs: OvsDpdk, bridge: str, root: Path) -> list[str]:
+    """What podwire does, by hand: the same OVS interface types and options."""
+    ovs.vsctl("add-br", bridge, "--", "set", "Bridge", bridge, "datapath_type=netdev")
     dir_a, dir_b = root / "hand-a", root / "hand-b"
     dir_a.mkdir()
     dir_b.mkdir()
     sock_a = dir_a / "vhuhanda"
     ovs.vsctl(
-        "add-port", ovs.bridge, "vhuhanda", "--", "set", "Interface", "vhuhanda",
+        "add-port", bridge, "vhuhanda", "--", "set", "Interface", "vhuhanda",
         "type=dpdkvhostuserclient", f"options:vhost-server-path={sock_a}",
     )  # fmt: skip
-    ovs.vsctl("add-port", ovs.bridge, "vhuhandb", "--", "set", "Interface", "vhuhandb",
+    ovs.vsctl("add-port", bridge, "vhuhandb", "--", "set", "Interface", "vhuhandb",
               "type=dpdkvhostuser")  # fmt: skip
     made = ovs.sock_dir / "vhuhandb"
     deadline = time.monotonic() + 5
@@ -104,17 +119,11 @@ def hand_path(ovs: OvsDpdk, root: Path) -> list[str]:
     return [str(sock_a), str(dir_b / "vhuhandb")]
 
 
-def hand_del(ovs: OvsDpdk, root: Path) -> None:
-    ovs.vsctl("--if-exists", "del-port", "vhuhanda", "--", "--if-exists", "del-port", "vhuhandb")
-    shutil.rmtree(root / "hand-a", ignore_errors=True)
-    shutil.rmtree(root / "hand-b", ignore_errors=True)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--warmup", type=float, default=1.0)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--bursts", type=int, default=8)
     args = parser.parse_args()
 
@@ -124,7 +133,9 @@ def main() -> None:
     root = base / "s"
     root.mkdir()
     results: dict[str, list[float]] = {"podwire": [], "by_hand": []}
-    with private_ovs_dpdk() as ovs:
+    # OVS (256 MB) and four testpmds (128 MB each), in 2 MiB pages, plus slack.
+    with private_ovs_dpdk(pages=512) as ovs:
+        hand_bridge = "pw11hand"
         config = base / "agent.toml"
         config.write_text(
             f'[vhostuser]\nsocket_root = "{root}"\nbridge = "{ovs.bridge}"\n'
@@ -137,36 +148,39 @@ def main() -> None:
             extra_args=["--config", str(config)],
         )
         agent.start()
+        pairs: dict[str, Pair] = {}
+        net: Any = None
+        port: Any = None
         try:
             net = agent.create_network("pw11bench", "198.18.115.0/24", datapath="vhostuser")
+            binding = PortBinding(vif_type="vhostuser", vif_details={"vhostuser_mode": "client"})
             port = agent.backend.create_port(
-                agent.ctx,
-                PortCreate(
-                    network_id=net.id,
-                    binding=PortBinding(
-                        vif_type="vhostuser", vif_details={"vhostuser_mode": "client"}
-                    ),
-                ),
+                agent.ctx, PortCreate(network_id=net.id, binding=binding)
             )
+            pairs["podwire"] = Pair("podwire", podwire_path(agent, net, port.id), base, args)
+            pairs["by_hand"] = Pair("by_hand", hand_path(ovs, hand_bridge, root), base, args)
+            for pair in pairs.values():
+                pair.ready()
+            ovs.wait_link_up([p for p in ovs.ports() if p.startswith("vhu")])
+            ovs.wait_link_up(["vhuhanda", "vhuhandb"])
             for round_ in range(args.rounds):
                 order = ["podwire", "by_hand"] if round_ % 2 == 0 else ["by_hand", "podwire"]
-                for path in order:
-                    if path == "podwire":
-                        socks = podwire_path(agent, net, port.id, root)
-                    else:
-                        socks = hand_path(ovs, root)
-                    try:
-                        pps = measure(socks[0], socks[1], ovs, base, args)
-                    finally:
-                        podwire_del(agent, net) if path == "podwire" else hand_del(ovs, root)
-                    results[path].append(pps)
-                    log(f"round {round_ + 1} {path}: {pps:,.0f} pps")
-            agent.backend.delete_port(agent.ctx, port.id)
+                for name in order:
+                    pps = pairs[name].window()
+                    results[name].append(pps)
+                    log(f"round {round_ + 1} {name}: {pps:,.0f} pps")
         finally:
+            for pair in pairs.values():
+                pair.stop()
+            if net is not None:
+                podwire_del(agent, net)
+            ovs.vsctl("--if-exists", "del-br", hand_bridge)
+            if port is not None:
+                agent.backend.delete_port(agent.ctx, port.id)
             agent.stop()
             if agent._backend is not None:
                 agent._backend.close()
-    shutil.rmtree(base, ignore_errors=True)
+            shutil.rmtree(base, ignore_errors=True)
     podwire, by_hand = statistics.median(results["podwire"]), statistics.median(results["by_hand"])
     print(
         json.dumps(
@@ -175,7 +189,7 @@ def main() -> None:
                 "forwarding": "testpmd io, A server / B client, OVS-DPDK action NORMAL",
                 "rounds": args.rounds,
                 "seconds": args.seconds,
-                "bursts_in_flight": args.bursts * 2,
+                "packets_in_flight": args.bursts * 32 * 2,
                 "pps_podwire_median": round(podwire),
                 "pps_by_hand_median": round(by_hand),
                 "podwire_to_by_hand": round(podwire / by_hand, 3),

@@ -200,3 +200,38 @@ def test_client_mode_port_added_again_after_del_connects(
             app.stop()
         assert va.cni("DEL", cid, ns).code == 0
     _nothing_left(va)
+
+
+def test_after_an_ovs_restart_server_mode_reconnects_and_check_reports_client_mode_broken(
+    vhost_agent: VhostAgent, make_netns: Any, tmp_path: Path
+) -> None:
+    """The choice documented in docs/vhostuser.md: in client mode OVS makes a
+    new socket in its own directory and the moved one is dead; the agent
+    does not move it again, CHECK says the attachment is broken. Server mode
+    needs nothing: OVS reconnects to the application's socket."""
+    va = vhost_agent
+    ns_a, ns_b = netns_path(make_netns("pw11")), netns_path(make_netns("pw11"))
+    cid_a, cid_b = unique("pw11ra", 10), unique("pw11rb", 10)
+    sock_a = Path(va.add(cid_a, ns_a)["interfaces"][-1]["socketPath"])
+    va.add(cid_b, ns_b, port=va.client_port())
+    server_port = sock_a.name
+    app = DpdkTestpmd(str(sock_a), server=True, log=tmp_path / "a.log")
+    try:
+        app.wait_for("testpmd>")
+        va.ovs.wait_link_up([server_port])
+        va.ovs.restart_vswitchd()
+        # OVS reconnects by itself; testpmd's virtio-user server accepts the
+        # new connection when it polls its link (a DPDK application does).
+        deadline = time.monotonic() + 20
+        while va.ovs.interface(server_port, "link_state") != "up":
+            assert time.monotonic() < deadline, va.ovs.log()
+            app.command("show port info 0")
+            time.sleep(0.5)
+        assert va.cni("CHECK", cid_a, ns_a).code == 0
+    finally:
+        app.stop()
+    broken = va.cni("CHECK", cid_b, ns_b)
+    assert broken.code != 0 and "re-created" in broken.json["msg"], broken.stdout
+    for cid, ns in ((cid_a, ns_a), (cid_b, ns_b)):
+        assert va.cni("DEL", cid, ns).code == 0
+    _nothing_left(va)

@@ -44,7 +44,14 @@ from podwire.datapath.base import DriverDescription, PluggedInterface
 from podwire.datapath.ovs import DEFAULT_OVS_DB, OvsDb
 from podwire.datapath.veth import check_ifname, check_mac
 from podwire.datapath.vif import VhostUser, Vif
-from podwire.errors import DatapathError, Drift, Exhausted, InvalidInput, PodwireError
+from podwire.errors import (
+    DatapathError,
+    Drift,
+    Exhausted,
+    InvalidInput,
+    NotFound,
+    PodwireError,
+)
 
 # sun_path holds 108 bytes with the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -200,6 +207,14 @@ class VhostUserDriver:
     def plug(self, vif: Vif, netns: str | None, ifname: str) -> PluggedInterface:
         vif = self._expect(vif)
         self.validate(vif)
+        if netns is not None and not os.path.exists(netns):
+            # No netdev goes there, but a missing namespace means the
+            # container is gone: nothing is made for it.
+            raise NotFound(
+                f"network namespace {netns} does not exist (is the container gone?)",
+                kind="netns",
+                object_id=netns,
+            )
         db = self._db(vif)
         db.api()  # Unavailable before anything is made, when OVS is down
         sock, conf, sock_dir = socket_path(vif), config_path(vif), Path(vif.socket_dir)

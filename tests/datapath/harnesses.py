@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from podwire.datapath.base import Driver
-from podwire.datapath.vif import Route, VethBridge, VethOvs
+from podwire.datapath.vif import Route, VethBridge, VethOvs, VhostUser
 from tests.fixtures.common import require_command, require_root, unique
 
 # Test addresses only from 198.18.0.0/15 and 2001:db8::/32; a random /24 (and
@@ -302,6 +305,88 @@ class VethOvsHarness(Harness):
         self.backend.close()
 
 
+# --- vhost-user on a private OVS-DPDK ---------------------------------------------
+
+
+@dataclass
+class VhostUserHarness(Harness):
+    """Client-mode VIFs (the mode where the driver makes the most: the OVS
+    port, the socket moved from OVS's directory, the config file) on the
+    private OVS-DPDK of tests/fixtures/ovs_dpdk.py. No netdev in the
+    container."""
+
+    kind: ClassVar[str] = "vhostuser"
+    container_netdev: ClassVar[bool] = False
+    runtime_moves_interface: ClassVar[bool] = False
+
+    ovs: Any  # tests.fixtures.ovs_dpdk.OvsDpdk
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pw11c", dir="/tmp")))
+    names: list[str] = field(default_factory=list)
+    _driver: Driver | None = None
+
+    def driver(self) -> Driver:
+        from podwire.datapath.vhostuser import VhostUserDriver
+
+        if self._driver is None:
+            self._driver = VhostUserDriver(ovs_db=self.ovs.remote)
+        return self._driver
+
+    def vif(self, **overrides: Any) -> VhostUser:
+        name = unique("vhu", 10)
+        self.names.append(name)
+        v4, v6 = _subnets()
+        values: dict[str, Any] = {
+            "port_id": unique("port-", 8),
+            "network_id": "net-contract",
+            "mac": "0a:70:77:00:11:22",
+            "addresses": (f"{v4[5]}/{v4.prefixlen}", f"{v6[5]}/{v6.prefixlen}"),
+            "routes": _routes(v4, v6),
+            "mode": "client",
+            "socket_dir": str(self.root / name),
+            "socket_name": name,
+            "config_name": f"{name}-eth0",
+            "bridge": self.ovs.bridge,
+            "ovs_ifname": name,
+            "ovs_db": self.ovs.remote,
+            "ovs_socket_dir": str(self.ovs.sock_dir),
+        }
+        values.update(overrides)
+        return VhostUser.model_validate(values)
+
+    def leftovers(self, vif: Any) -> list[str]:
+        assert isinstance(vif, VhostUser)
+        out = []
+        if vif.ovs_ifname in self.ovs.ports():
+            out.append(f"OVS port {vif.ovs_ifname}")
+        for path in (Path(vif.socket_dir), self.ovs.sock_dir / vif.ovs_ifname):
+            if path.exists():
+                out.append(str(path))
+        return out
+
+    host_drifts: ClassVar[dict[str, str]] = {
+        "socket-removed": "socket",
+        "port-off-bridge": "bridge",
+        "config-removed": "config",
+    }
+
+    def break_host_side(self, drift: str, vif: Any) -> None:
+        assert isinstance(vif, VhostUser)
+        if drift == "socket-removed":
+            (Path(vif.socket_dir) / vif.socket_name).unlink()
+        elif drift == "port-off-bridge":
+            self.ovs.vsctl("del-port", self.ovs.bridge, vif.ovs_ifname)
+        elif drift == "config-removed":
+            (Path(vif.socket_dir) / vif.config_name).unlink()
+        else:
+            raise ValueError(drift)
+
+    def close(self) -> None:
+        for name in self.names:
+            with contextlib.suppress(Exception):
+                self.ovs.vsctl("--if-exists", "del-port", self.ovs.bridge, name)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 # --- the list: one entry per kind -------------------------------------------------
 
 
@@ -337,9 +422,15 @@ def _veth_ovs(request: pytest.FixtureRequest) -> contextlib.AbstractContextManag
     return _closing(VethOvsHarness(env=request.getfixturevalue("ovn_env")))
 
 
+def _vhostuser(request: pytest.FixtureRequest) -> contextlib.AbstractContextManager[Harness]:
+    require_root()
+    return _closing(VhostUserHarness(ovs=request.getfixturevalue("ovs_dpdk")))
+
+
 HARNESSES: dict[str, HarnessEntry] = {
     "veth_bridge": HarnessEntry(_veth_bridge, VethBridgeHarness),
     # The same kind with the option the agent runs it with.
     "veth_bridge-async": HarnessEntry(_veth_bridge_async, VethBridgeHarness),
     "veth_ovs": HarnessEntry(_veth_ovs, VethOvsHarness, (pytest.mark.ovn,)),
+    "vhostuser": HarnessEntry(_vhostuser, VhostUserHarness, (pytest.mark.dpdk,)),
 }

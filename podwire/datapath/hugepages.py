@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from podwire.errors import Exhausted
+
 SYSFS_HUGEPAGES = Path("/sys/kernel/mm/hugepages")
 
 
@@ -32,3 +34,18 @@ def free_mb(root: Path = SYSFS_HUGEPAGES) -> int:
             continue
         total_kb += page_kb * free
     return total_kb // 1024
+
+
+def require_free(needed_mb: int, what: str, object_id: str | None = None) -> None:
+    """Exhausted, naming both numbers, when less than ``needed_mb`` is free."""
+    if not needed_mb:
+        return
+    free = free_mb()
+    if free < needed_mb:
+        raise Exhausted(
+            f"{what} needs {needed_mb} MiB of hugepages and this node has {free} MiB free "
+            "(/proc/sys/vm/nr_hugepages; vhostuser.hugepages_mb)",
+            kind="vif",
+            object_id=object_id,
+            field="hugepages",
+        )

@@ -47,7 +47,6 @@ from podwire.datapath.vif import VhostUser, Vif
 from podwire.errors import (
     DatapathError,
     Drift,
-    Exhausted,
     InvalidInput,
     NotFound,
     PodwireError,
@@ -127,6 +126,21 @@ def _is_socket(path: Path) -> bool:
         return False
 
 
+def validate(vif: VhostUser) -> None:
+    """Everything that can be refused before anything is made: names, the
+    107-byte socket paths, free hugepages."""
+    check_mac(vif.mac)
+    check_ifname(vif.ovs_ifname, "ovs_ifname")
+    _plain_name(vif.socket_name, "socket_name")
+    _plain_name(vif.config_name, "config_name")
+    check_socket_path(socket_path(vif), "vhost-user socket path")
+    if vif.mode == "client":
+        check_socket_path(ovs_socket_path(vif), "OVS's vhost-user socket path")
+    hugepages.require_free(
+        vif.hugepages_mb, f"the DPDK application of port {vif.port_id}", vif.port_id
+    )
+
+
 class VhostUserDriver:
     name = "vhostuser"
     kinds: tuple[str, ...] = ("vhostuser",)
@@ -184,25 +198,7 @@ class VhostUserDriver:
         return vif
 
     def validate(self, vif: VhostUser) -> None:
-        """Everything that can be refused before anything is made."""
-        check_mac(vif.mac)
-        check_ifname(vif.ovs_ifname, "ovs_ifname")
-        _plain_name(vif.socket_name, "socket_name")
-        _plain_name(vif.config_name, "config_name")
-        check_socket_path(socket_path(vif), "vhost-user socket path")
-        if vif.mode == "client":
-            check_socket_path(ovs_socket_path(vif), "OVS's vhost-user socket path")
-        if vif.hugepages_mb:
-            free = hugepages.free_mb()
-            if free < vif.hugepages_mb:
-                raise Exhausted(
-                    f"the DPDK application of port {vif.port_id} needs {vif.hugepages_mb} MiB "
-                    f"of hugepages and this node has {free} MiB free "
-                    "(/proc/sys/vm/nr_hugepages, vhostuser.hugepages_mb)",
-                    kind="vif",
-                    object_id=vif.port_id,
-                    field="hugepages",
-                )
+        validate(vif)
 
     def plug(self, vif: Vif, netns: str | None, ifname: str) -> PluggedInterface:
         vif = self._expect(vif)

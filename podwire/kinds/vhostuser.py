@@ -11,10 +11,12 @@ The bridge: ``vhostuser.bridge``, else the OVN integration bridge on
 backend "ovn" (iface-id = the logical port; ADD waits for ovn-controller's
 binding), else "br-dpdk" (the embedded backend's OVS-DPDK bridge).
 
-Host allocation (step ``kind.allocate``): the container's socket directory,
-``<vhostuser.socket_root>/<container id>``, named, not made: the plug step
-makes it with everything else, so that its undo (from the VIF in the
-record) removes all of it. Nothing to release.
+Host allocation (step ``kind.allocate``): the hugepages check (an ADD the
+application could not run for is refused here), and the container's socket
+directory, ``<vhostuser.socket_root>/<container id>``, named, not made: the
+plug step makes it with everything else, so that its undo (from the VIF in
+the record) removes all of it. Nothing to release. The builder refuses a
+socket path over 107 bytes, before the plug step.
 """
 
 from __future__ import annotations
@@ -71,7 +73,14 @@ class VhostUserKind(KindPlugin):
     # --- hooks ---------------------------------------------------------------------
 
     def allocate(self, ref: AttachmentRef, intent: dict[str, Any]) -> dict[str, Any]:
-        root = self.env.config.vhostuser.socket_root
+        from podwire.datapath import hugepages
+
+        cfg = self.env.config.vhostuser
+        # Refused here, before the plug step: nothing is made on the host.
+        hugepages.require_free(
+            cfg.hugepages_mb, f"the DPDK application of port {ref.port_id}", ref.port_id
+        )
+        root = cfg.socket_root
         name = _container_dir_name(ref.container_id)
         return {"container_id": ref.container_id, "socket_dir": str(Path(root) / name)}
 
@@ -90,7 +99,7 @@ class VhostUserKind(KindPlugin):
         wanted = details.get("vhostuser_socket")
         socket_name = posixpath.basename(wanted) if isinstance(wanted, str) and wanted else ""
         container_id = str(ctx.allocation["container_id"])
-        return VhostUser(
+        vif = VhostUser(
             **common_fields(ctx),
             mode=mode,
             socket_dir=str(ctx.allocation["socket_dir"]),
@@ -107,6 +116,11 @@ class VhostUserKind(KindPlugin):
             socket_timeout=cfg.vhostuser.socket_timeout,
             hugepages_mb=cfg.vhostuser.hugepages_mb,
         )
+        from podwire.datapath.vhostuser import validate
+
+        # Names and the 107-byte socket paths, before the plug step.
+        validate(vif)
+        return vif
 
     def make_driver(self) -> Driver:
         from podwire.datapath.vhostuser import VhostUserDriver

@@ -17,7 +17,7 @@ import pytest
 from podwire.agent.core import Agent
 from podwire.agent.types import AttachRequest, DetachRequest, NetworkSelection
 from podwire.config import load_config
-from podwire.errors import Conflict, InvalidInput
+from podwire.errors import Conflict, Exhausted, InvalidInput
 from podwire.model import NetworkCreate, SubnetCreate
 from tests.fixtures.agent import netns_path
 from tests.fixtures.common import unique
@@ -31,7 +31,8 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
         None,
         state_dir=str(tmp_path / "state"),
         host_id=unique("pwm"),
-        **{"agent.bridge_idle_seconds": 0},
+        # More hugepages than any host has: the vhostuser kind refuses.
+        **{"agent.bridge_idle_seconds": 0, "vhostuser.hugepages_mb": 10**9},
     )
     agent = Agent.from_config(config)
     made: list[str] = []
@@ -159,12 +160,12 @@ def test_three_networks_one_request_one_default_route(agent: Agent, make_netns: 
 
 def test_failure_of_the_third_rolls_back_the_first_two(agent: Agent, make_netns: Any) -> None:
     a, b = _network(agent, 211), _network(agent, 212)
-    # A network whose data path this agent has no kind for: its port is
-    # made, then the kind decision fails.
+    # A network whose data path this host cannot give: its port is made,
+    # then the kind refuses (vhostuser, more hugepages than the host has).
     bad = _network(agent, 213, datapath="vhostuser")
     ns = make_netns("pwm")
     cid = unique("pwm", 12)
-    with pytest.raises(InvalidInput, match="vhostuser"):
+    with pytest.raises(Exhausted, match="hugepages"):
         agent.attach(
             AttachRequest(
                 container_id=cid,

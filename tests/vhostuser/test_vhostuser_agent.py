@@ -235,3 +235,22 @@ def test_after_an_ovs_restart_server_mode_reconnects_and_check_reports_client_mo
     for cid, ns in ((cid_a, ns_a), (cid_b, ns_b)):
         assert va.cni("DEL", cid, ns).code == 0
     _nothing_left(va)
+
+
+def test_two_interfaces_of_one_container_share_its_directory(
+    vhost_agent: VhostAgent, make_netns: Any
+) -> None:
+    va = vhost_agent
+    ns, cid = netns_path(make_netns("pw11")), unique("pw11two", 10)
+    conf = netconf(va.network.name)
+    for ifname in ("net1", "net2"):
+        answer = va.agent.cni("ADD", conf, container_id=cid, netns=ns, ifname=ifname)
+        assert answer.code == 0, answer.stdout
+    files = sorted(p.name for p in (va.root / cid).iterdir())
+    assert f"{cid}-net1" in files and f"{cid}-net2" in files
+    assert [p.name for p in va.root.iterdir()] == [cid]
+    assert va.agent.cni("DEL", conf, container_id=cid, netns=ns, ifname="net1").code == 0
+    # The other interface's config file (and directory) stay.
+    assert sorted(p.name for p in (va.root / cid).iterdir()) == [f"{cid}-net2"]
+    assert va.agent.cni("DEL", conf, container_id=cid, netns=ns, ifname="net2").code == 0
+    _nothing_left(va)

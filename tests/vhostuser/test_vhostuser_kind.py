@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from podwire.config import Config, load_config
-from podwire.datapath.vhostuser import MAX_SOCKET_PATH, VhostUserDriver, app_config
+from podwire.datapath.vhostuser import MAX_SOCKET_PATH, app_config
 from podwire.datapath.vif import VhostUser
-from podwire.errors import InvalidInput
+from podwire.errors import Exhausted, InvalidInput
 from podwire.kinds import registry
 from podwire.kinds.base import AttachmentRef, BuildContext, KindChoice, KindEnv
 from podwire.kinds.vhostuser import VhostUserKind
@@ -101,11 +101,16 @@ def test_the_application_config_and_device_info() -> None:
 def test_a_socket_path_over_107_bytes_is_refused_before_anything_is_made() -> None:
     long_root = "/run/" + "d" * 80
     config = load_config(None, **{"vhostuser.socket_root": long_root})
-    vif = _vif(config)
-    assert len(f"{vif.socket_dir}/{vif.socket_name}") > MAX_SOCKET_PATH
     with pytest.raises(InvalidInput, match="107"):
-        VhostUserDriver().validate(vif)
+        _vif(config)  # the builder refuses, before the plug step
     assert not Path(long_root).exists()
+    assert MAX_SOCKET_PATH == 107
+
+
+def test_too_few_hugepages_are_refused_by_the_allocation() -> None:
+    config = load_config(None, **{"vhostuser.hugepages_mb": 10**9})
+    with pytest.raises(Exhausted, match="MiB of hugepages"):
+        _kind(config).allocate(AttachmentRef("a1", CID, "net1", NET_ID, PORT_ID), {})
 
 
 def test_a_container_id_that_is_no_file_name_is_refused() -> None:

@@ -103,8 +103,12 @@ def app_config(vif: VhostUser, ifname: str) -> dict[str, Any]:
     }
 
 
+def _tmp_of(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
 def _write_atomically(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = _tmp_of(path)
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.rename(tmp, path)
 
@@ -245,6 +249,7 @@ class VhostUserDriver:
                 self._move_socket(vif, sock)
                 faults.hit("kind.vhostuser.socket_moved")
             undo.callback(_remove, conf)
+            undo.callback(_remove, _tmp_of(conf))
             try:
                 _write_atomically(conf, app_config(vif, ifname))
             except OSError as exc:
@@ -309,6 +314,7 @@ class VhostUserDriver:
             _remove(ovs_socket_path(vif))
         if vif.config_name:
             _remove(config_path(vif))
+            _remove(_tmp_of(config_path(vif)))  # a write cut short
         _remove_dir_if_empty(Path(vif.socket_dir))
 
     # -- check ----------------------------------------------------------------

@@ -328,6 +328,10 @@ class PairReaper:
         with self._lock:
             return bool(self._pending)
 
+    def count(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
     def wait_all(self, timeout: float = 30.0) -> None:
         with self._lock:
             events = list(self._pending.values())

@@ -473,10 +473,11 @@ def first_packet(setup: Setup, namespaces: Namespaces, samples: int) -> dict[str
 
 
 def live_attachments(
-    setup: Setup, agent: Agent, namespaces: Namespaces, count: int, workers: int
+    setup: Setup, agent: Agent | None, namespaces: Namespaces, count: int, workers: int
 ) -> dict[str, Any]:
-    """``count`` attachments kept at once, then all deleted."""
-    rss_before = agent.rss_mb()
+    """``count`` attachments kept at once, then all deleted (``agent``: whose
+    RSS to report, None for a plugin without a daemon)."""
+    rss_before = agent.rss_mb() if agent is not None else None
     done: list[tuple[str, str, float]] = []
     lock = threading.Lock()
     errors_before = len(setup.errors)
@@ -496,7 +497,7 @@ def live_attachments(
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(add_one, netns_list))
     reach = time.perf_counter() - start
-    rss = agent.rss_mb()
+    rss = agent.rss_mb() if agent is not None else None
     add_errors = len(setup.errors) - errors_before
     adds = [took for _, _, took in done]
 
@@ -633,6 +634,11 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=200, help="ADD/DEL pairs per mode")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--live", type=int, default=1000, help="live attachments (0: skip)")
+    parser.add_argument(
+        "--live-reference",
+        action="store_true",
+        help="also keep --live attachments of the reference plugins (the kernel's share)",
+    )
     parser.add_argument("--no-python-shim", action="store_true", help="skip the Python column")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--no-podwire", action="store_true", help="only the reference column")
@@ -763,6 +769,14 @@ def main() -> int:
             result["live"] = live_attachments(
                 c_setup, agent, namespaces, args.live, args.concurrency
             )
+            reference_setup_ = next((s for s in setups if s.name == "reference"), None)
+            if reference_setup_ is not None and args.live_reference:
+                # Whether ADDs slow down as attachments accumulate because of
+                # the kernel (the reference slows too) or because of podwire.
+                log(f"reference: {args.live} live attachments, {args.concurrency} at once")
+                result["live_reference"] = live_attachments(
+                    reference_setup_, None, namespaces, args.live, args.concurrency
+                )
         for setup in setups:
             if setup.errors:
                 result["columns"][setup.name]["first_errors"] = setup.errors[:5]

@@ -69,10 +69,17 @@ def test_metrics_count_a_run_of_adds(start_agent: Any, make_netns: Any) -> None:
     stop = threading.Event()
     scrapes: list[str] = []
 
+    failures: list[BaseException] = []
+
     def scrape() -> None:
-        while not stop.is_set():
-            scrapes.append(_scrape_unix(agent))
-            scrapes.append(_scrape_tcp(port))
+        try:
+            while True:  # at least once, however quick the ADDs
+                scrapes.append(_scrape_unix(agent))
+                scrapes.append(_scrape_tcp(port))
+                if stop.is_set():
+                    return
+        except BaseException as exc:
+            failures.append(exc)
 
     scraper = threading.Thread(target=scrape)
     scraper.start()
@@ -93,6 +100,7 @@ def test_metrics_count_a_run_of_adds(start_agent: Any, make_netns: Any) -> None:
         stop.set()
         scraper.join()
     assert [a.code for a in answers] == [0] * n, [a.stdout for a in answers]
+    assert not failures, failures
     assert scrapes, "no scrape finished during the ADDs"
     for text in scrapes:
         _samples(text)  # every mid-run scrape parses

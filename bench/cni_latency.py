@@ -168,12 +168,14 @@ class FloorSetup(Setup):
         self._names: dict[str, tuple[str, int]] = {}
         self._lock = threading.Lock()
         self._next = 0
+        # Host ends unique to this run (two benches may run side by side).
+        self._tag = uuid.uuid4().hex[:4]
 
     def argv(self, command: str, container_id: str, netns: str) -> list[str]:
         with self._lock:
             if container_id not in self._names:
                 self._next += 1
-                self._names[container_id] = (f"pwfl{self._next:x}", self._next)
+                self._names[container_id] = (f"pwf{self._tag}{self._next:x}", self._next)
             host_if, idx = self._names[container_id]
             if command == "DEL":
                 del self._names[container_id]

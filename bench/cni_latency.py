@@ -12,6 +12,12 @@ config on stdin), by the same harness, so the process start of each plugin is
 part of its number, as it is for podman. Namespaces are created and deleted
 outside the timed part.
 
+With ``--floor ../shared/floor/floor.c`` a column for the kernel's floor
+(raw rtnetlink, exec'd per verb by the same harness) runs alternately with
+the others, with podwire's and the reference's ratios to it, and issue 13's
+goals are judged from this one run (``goals_issue13``). ``--plot FILE``
+writes a PNG of every column's latency distributions (bench/plot_latency.py).
+
 Run as root: ``.venv/bin/python bench/cni_latency.py [--n 200] [--live 1000]``.
 """
 
@@ -118,9 +124,14 @@ class Setup:
     config: dict[str, Any]
     env: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # (mode, verb) -> every latency measured, in seconds (for --plot)
+    samples: dict[tuple[str, str], list[float]] = field(default_factory=dict)
 
     def call(self, command: str, container_id: str, netns: str) -> float:
         return self.call_with_output(command, container_id, netns)[0]
+
+    def argv(self, command: str, container_id: str, netns: str) -> list[str]:
+        return [str(self.plugin)]
 
     def call_with_output(self, command: str, container_id: str, netns: str) -> tuple[float, bytes]:
         env = {
@@ -133,8 +144,9 @@ class Setup:
             **self.env,
         }
         stdin = json.dumps(self.config).encode()
+        argv = self.argv(command, container_id, netns)
         start = time.perf_counter()
-        proc = subprocess.run([str(self.plugin)], input=stdin, env=env, capture_output=True)
+        proc = subprocess.run(argv, input=stdin, env=env, capture_output=True)
         elapsed = time.perf_counter() - start
         if proc.returncode != 0:
             self.errors.append(
@@ -145,6 +157,42 @@ class Setup:
         return elapsed, proc.stdout
 
 
+class FloorSetup(Setup):
+    """The kernel's floor (../shared/floor/floor.c: raw rtnetlink, no
+    library) exec'd once per verb by this same harness, exactly like a
+    plugin: ``floor add NSPATH HOSTIF IDX`` / ``floor del HOSTIF``."""
+
+    def __init__(self, binary: Path, bridge: str) -> None:
+        super().__init__("floor_exec", binary, {"cniVersion": CNI_VERSION, "name": "floor"})
+        self.env = {"PF_BRIDGE": bridge}
+        self._names: dict[str, tuple[str, int]] = {}
+        self._lock = threading.Lock()
+        self._next = 0
+        # Host ends unique to this run (two benches may run side by side).
+        self._tag = uuid.uuid4().hex[:4]
+
+    def argv(self, command: str, container_id: str, netns: str) -> list[str]:
+        with self._lock:
+            if container_id not in self._names:
+                self._next += 1
+                self._names[container_id] = (f"pwf{self._tag}{self._next:x}", self._next)
+            host_if, idx = self._names[container_id]
+            if command == "DEL":
+                del self._names[container_id]
+        if command == "ADD":
+            return [str(self.plugin), "add", f"/var/run/netns/{netns}", host_if, str(idx)]
+        return [str(self.plugin), "del", host_if]
+
+
+def floor_setup(source: Path, tmp: Path) -> FloorSetup:
+    binary = tmp / "floor"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(source)], check=True)
+    bridge = unique("pwlfl")
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
+    subprocess.run(["ip", "link", "set", bridge, "up"], check=True)
+    return FloorSetup(binary, bridge)
+
+
 MAX_ERRORS = 5
 
 
@@ -152,7 +200,9 @@ class ColumnBroken(Exception):
     """A plugin set-up fails call after call."""
 
 
-def run_pairs(setup: Setup, namespaces: Namespaces, n: int, workers: int) -> dict[str, Any]:
+def run_pairs(
+    setup: Setup, namespaces: Namespaces, n: int, workers: int, mode: str | None = None
+) -> dict[str, Any]:
     """N ADD-then-DEL pairs, ``workers`` at once, in namespaces made beforehand
     (the runtime's work, not the plugin's), so the wall time is plugin time."""
     netns_list = [namespaces.create() for _ in range(n)]
@@ -180,6 +230,9 @@ def run_pairs(setup: Setup, namespaces: Namespaces, n: int, workers: int) -> dic
     finally:
         for netns in netns_list:
             namespaces.delete(netns)
+    if mode is not None:
+        setup.samples[(mode, "ADD")] = [add for add, _ in results]
+        setup.samples[(mode, "DEL")] = [delete for _, delete in results]
     return {
         "add": summary([add for add, _ in results]),
         "del": summary([delete for _, delete in results]),
@@ -422,10 +475,11 @@ def first_packet(setup: Setup, namespaces: Namespaces, samples: int) -> dict[str
 
 
 def live_attachments(
-    setup: Setup, agent: Agent, namespaces: Namespaces, count: int, workers: int
+    setup: Setup, agent: Agent | None, namespaces: Namespaces, count: int, workers: int
 ) -> dict[str, Any]:
-    """``count`` attachments kept at once, then all deleted."""
-    rss_before = agent.rss_mb()
+    """``count`` attachments kept at once, then all deleted (``agent``: whose
+    RSS to report, None for a plugin without a daemon)."""
+    rss_before = agent.rss_mb() if agent is not None else None
     done: list[tuple[str, str, float]] = []
     lock = threading.Lock()
     errors_before = len(setup.errors)
@@ -445,7 +499,7 @@ def live_attachments(
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(add_one, netns_list))
     reach = time.perf_counter() - start
-    rss = agent.rss_mb()
+    rss = agent.rss_mb() if agent is not None else None
     add_errors = len(setup.errors) - errors_before
     adds = [took for _, _, took in done]
 
@@ -526,6 +580,38 @@ def goals(result: dict[str, Any], column: str) -> dict[str, bool | None]:
     return out
 
 
+def goals_issue13(result: dict[str, Any], column: str) -> dict[str, bool | None]:
+    """Issue 13's goals: ratios to the reference and to the exec'd floor
+    measured in this run."""
+    ref = result["ratio_to_reference"].get(column) or {}
+    floor = (result.get("ratio_to_floor") or {}).get(column) or {}
+
+    def at_most(ratios: dict[str, Any], key: str, limit: float) -> bool | None:
+        value = ratios.get(key)
+        return None if value is None else value <= limit
+
+    out: dict[str, bool | None] = {
+        "sequential_add_p50_at_most_2x_exec_floor": at_most(floor, "sequential_add_p50", 2.0),
+        "sequential_add_p50_at_most_half_reference": at_most(ref, "sequential_add_p50", 0.5),
+        "sequential_del_p50_at_most_half_reference": at_most(ref, "sequential_del_p50", 0.5),
+        "concurrent_throughput_at_least_2x_reference": (
+            None
+            if ref.get("concurrent_throughput") is None
+            else ref["concurrent_throughput"] >= 2.0
+        ),
+        "concurrent_add_p99_no_worse_than_reference": at_most(ref, "concurrent_add_p99", 1.0),
+    }
+    live = result.get("live")
+    if live:
+        ratio = live.get("add_p99_last_over_first")
+        out["live_p99_last_100_at_most_1_5x_first_100"] = None if ratio is None else ratio <= 1.5
+        out["live_agent_rss_under_150mb"] = live["agent_rss_mb"] < 150
+        out["live_1000_under_60s"] = (
+            live["attachments"] >= 1000 and live["seconds_to_reach"] < 60 and not live["add_errors"]
+        )
+    return out
+
+
 @contextlib.contextmanager
 def ovn_agent(tmp: Path) -> Iterator[Agent]:
     """A private OVS + OVN (the test suite's own fixture code) and an agent on it."""
@@ -550,6 +636,11 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=200, help="ADD/DEL pairs per mode")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--live", type=int, default=1000, help="live attachments (0: skip)")
+    parser.add_argument(
+        "--live-reference",
+        action="store_true",
+        help="also keep --live attachments of the reference plugins (the kernel's share)",
+    )
     parser.add_argument("--no-python-shim", action="store_true", help="skip the Python column")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--no-podwire", action="store_true", help="only the reference column")
@@ -561,6 +652,18 @@ def main() -> int:
         type=int,
         default=20,
         help="samples of the time from ADD returning to the first packet (0: skip)",
+    )
+    parser.add_argument(
+        "--floor",
+        type=Path,
+        metavar="FLOOR_C",
+        help="add a column for the kernel's floor exec'd per verb (../shared/floor/floor.c)",
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE",
+        help="write a PNG of the latency distributions of every column to FILE",
     )
     parser.add_argument(
         "--agent-arg",
@@ -620,6 +723,15 @@ def main() -> int:
                 network, ours = podwire_setups(ovn, c_shim, False, prefix="podwire_ovn")
                 stack.callback(_delete_network, ovn, network)
                 setups.extend(ours)
+        if args.floor is not None:
+            floor = floor_setup(args.floor, tmp)
+            setups.append(floor)
+            stack.callback(
+                subprocess.run,
+                ["ip", "link", "delete", floor.env["PF_BRIDGE"]],
+                check=False,
+                capture_output=True,
+            )
         stack.callback(namespaces.delete_all)
 
         # Warm-up: a pair each, so first-call costs (bridge creation, imports)
@@ -633,7 +745,7 @@ def main() -> int:
                 if any("aborted" in stats for stats in column.values()):
                     column[mode] = {"aborted": "skipped: an earlier mode failed"}
                     continue
-                column[mode] = run_pairs(setup, namespaces, args.n, workers)
+                column[mode] = run_pairs(setup, namespaces, args.n, workers, mode)
         if args.first_packet:
             for setup in setups:
                 broken = any("aborted" in m for m in result["columns"][setup.name].values())
@@ -648,16 +760,36 @@ def main() -> int:
                     result["ratio_to_reference"][name] = ratios(
                         column, result["columns"]["reference"]
                     )
+        if "floor_exec" in result["columns"]:
+            floor_column = result["columns"]["floor_exec"]
+            for name, column in result["columns"].items():
+                if name != "floor_exec":
+                    result.setdefault("ratio_to_floor", {})[name] = ratios(column, floor_column)
         c_setup = next((s for s in setups if s.name == "podwire_c"), None)
         if args.live and c_setup is not None and agent is not None:
             log(f"podwire_c: {args.live} live attachments, {args.concurrency} at once")
             result["live"] = live_attachments(
                 c_setup, agent, namespaces, args.live, args.concurrency
             )
+            reference_setup_ = next((s for s in setups if s.name == "reference"), None)
+            if reference_setup_ is not None and args.live_reference:
+                # Whether ADDs slow down as attachments accumulate because of
+                # the kernel (the reference slows too) or because of podwire.
+                log(f"reference: {args.live} live attachments, {args.concurrency} at once")
+                result["live_reference"] = live_attachments(
+                    reference_setup_, None, namespaces, args.live, args.concurrency
+                )
         for setup in setups:
             if setup.errors:
                 result["columns"][setup.name]["first_errors"] = setup.errors[:5]
         result["goals"] = goals(result, "podwire_c")
+        result["goals_issue13"] = goals_issue13(result, "podwire_c")
+        result["load_average_at_end"] = list(os.getloadavg())
+        if args.plot is not None:
+            from plot_latency import plot
+
+            plot(args.plot, setups, result)
+            log(f"plot written to {args.plot}")
         log("cleaning up")
     json.dump(result, sys.stdout, indent=2)
     print()

@@ -121,6 +121,31 @@ class VhostUserConfig(_Section):
     socket_timeout: float = Field(default=5.0, gt=0)
 
 
+class MetricsConfig(_Section):
+    """Prometheus metrics. Always served at /metrics on the agent's unix
+    socket; also over TCP when ``address`` is set ("HOST:PORT", e.g.
+    "127.0.0.1:9464"; off by default: the metrics name containers' kinds
+    and load, keep them on a trusted address)."""
+
+    address: str | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} is not HOST:PORT")
+        return value
+
+    def host_port(self) -> tuple[str, int] | None:
+        if self.address is None:
+            return None
+        host, _, port = self.address.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class Config(_Section):
     state_dir: Path = DEFAULT_STATE_DIR
     host_id: str = Field(default_factory=socket.gethostname)
@@ -130,6 +155,7 @@ class Config(_Section):
     remote: RemoteConfig = Field(default_factory=RemoteConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     vhostuser: VhostUserConfig = Field(default_factory=VhostUserConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     def embedded_db_url(self) -> str:
         return self.embedded.db_url or f"sqlite:///{self.state_dir / 'podwire.db'}"

@@ -102,8 +102,11 @@ class Activator:
     """Marks plugged ports ACTIVE (Neutron's flow: DOWN when created, ACTIVE
     once its host plugged it), off the ADD's path: the backend write costs
     ~2 ms and the container does not need it. One worker, in ADD order; a
-    DEL (or undo) of the port first waits for its pending mark, so a mark
-    never lands after the port was deleted or given back. OVN derives the
+    DEL (or undo) of the port first settles its pending mark (``settle``):
+    a mark not started yet is dropped (the port is going, a mark would be
+    wasted work: under churn the queue is long and a DEL waited for every
+    mark before its own), one being written is waited for; so a mark never
+    lands after the port was deleted or given back. OVN derives the
     status from ovn-controller's binding itself (``derives_port_status``):
     nothing to do there."""
 
@@ -111,6 +114,7 @@ class Activator:
         self._agent = agent
         self._lock = threading.Lock()
         self._pending: dict[str, threading.Event] = {}
+        self._writing: str | None = None  # the port whose mark is being written
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
 
@@ -132,9 +136,26 @@ class Activator:
         if done is not None:
             done.wait(timeout)
 
+    def settle(self, port_id: str, timeout: float = 30.0) -> None:
+        """Before the port is deleted or given back: drop its mark if not
+        started, else wait for it."""
+        with self._lock:
+            if self._writing != port_id:
+                done = self._pending.pop(port_id, None)
+                if done is not None:
+                    done.set()
+                return
+            done = self._pending.get(port_id)
+        if done is not None:
+            done.wait(timeout)
+
     def _run(self) -> None:
         agent = self._agent
         while (port_id := self._queue.get()) is not None:
+            with self._lock:
+                if port_id not in self._pending:
+                    continue  # settled (dropped) before its turn
+                self._writing = port_id
             try:
                 agent.backend.update_port(agent.ctx, port_id, PortUpdate(status="ACTIVE"))
             except NotFound:
@@ -143,6 +164,7 @@ class Activator:
                 log.warning("port %s plugged but not marked ACTIVE: %s", port_id, exc)
             finally:
                 with self._lock:
+                    self._writing = None
                     done = self._pending.pop(port_id, None)
                 if done is not None:
                     done.set()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from podwire.agent import status as status_flow
 from podwire.agent import teardown
 from podwire.agent.caches import Activator, Descriptions, KindSet, NetworkCache
 from podwire.agent.gate import Gate, Ticket
+from podwire.agent.metrics import Metrics
 from podwire.agent.ports import PortPool
 from podwire.agent.status_files import StatusFiles
 from podwire.agent.store import AttachmentStore
@@ -87,6 +89,8 @@ class Agent:
         self.status_files = StatusFiles(self)
         self.descriptions = Descriptions(self.kinds.describe)
         self.descriptions.get()  # start describing now, in the background
+        self.metrics = Metrics(backend.name)
+        self._register_metrics()
 
     @classmethod
     def from_config(cls, config: Config) -> Agent:
@@ -121,14 +125,33 @@ class Agent:
     # --- what doors call ------------------------------------------------------------
 
     def attach(self, req: AttachRequest) -> AttachResult:
-        return self._guarded(req.container_id, self._attach, req)
+        started = time.perf_counter()
+        kinds: list[str] = []
+        try:
+            result = self._guarded(req.container_id, self._attach, req)
+            kinds = [i.attachment.vif.kind for i in result.interfaces if i.attachment.vif]
+            return result
+        finally:
+            self.metrics.observe("ADD", kinds, time.perf_counter() - started)
 
     def detach(self, req: DetachRequest) -> None:
-        self._guarded(req.container_id, self._detach, req)
+        started = time.perf_counter()
+        kinds: list[str] = []
+        try:
+            kinds = self._guarded(req.container_id, self._detach, req)
+        finally:
+            self.metrics.observe("DEL", kinds, time.perf_counter() - started)
 
     def check(self, req: CheckRequest) -> Attachment:
         """Raises Drift naming what differs; returns the record checked."""
-        return self._guarded(req.container_id, self._check, req)
+        started = time.perf_counter()
+        kinds: list[str] = []
+        try:
+            record = self._guarded(req.container_id, self._check, req)
+            kinds = [record.vif.kind] if record.vif else []
+            return record
+        finally:
+            self.metrics.observe("CHECK", kinds, time.perf_counter() - started)
 
     def gc(self, req: GcRequest) -> list[Attachment]:
         # No container lock or slot here: gc takes them per attachment.
@@ -186,6 +209,21 @@ class Agent:
     def drivers(self, kind: str) -> Driver:
         """The data-path driver of ``kind`` (its plugin's)."""
         return self.kinds.get(kind).driver()
+
+    def _register_metrics(self) -> None:
+        self.metrics.watch_gate(self.gate)
+        self.metrics.register_levels(
+            "podwire_attachments",
+            "Attachment records, by VIF kind and state",
+            ("kind", "state"),
+            self.store.count_by_kind,
+        )
+        self.metrics.register_levels(
+            "podwire_background_pending",
+            "Work queued off the request path (veth pairs being deleted), by kind",
+            ("kind",),
+            lambda: {(p.name,): p.background_pending() for p in self.kinds.loaded()},
+        )
 
     # --- shared by the flows ----------------------------------------------------------
 
@@ -265,8 +303,8 @@ class Agent:
     def _attach(self, req: AttachRequest) -> AttachResult:
         return attach_flow.attach(self, req)
 
-    def _detach(self, req: DetachRequest) -> None:
-        teardown.detach(self, req)
+    def _detach(self, req: DetachRequest) -> list[str]:
+        return teardown.detach(self, req)
 
     def _check(self, req: CheckRequest) -> Attachment:
         record = self.store.find(req.container_id, req.ifname)

@@ -47,6 +47,7 @@ class Gate:
         self._lock = threading.Lock()
         self._admitted = 0
         self._running = 0
+        self._refused = 0
         self._slots = threading.BoundedSemaphore(max_in_flight)
         # container id -> [lock, users]; entries go away with their last user
         # so the map does not grow with every container ever seen.
@@ -60,9 +61,15 @@ class Gate:
     def running(self) -> int:
         return self._running
 
+    @property
+    def refused(self) -> int:
+        """Requests refused since start (for metrics)."""
+        return self._refused
+
     def admit(self, what: str = "request") -> Ticket:
         with self._lock:
             if self._admitted >= self.max_admitted:
+                self._refused += 1
                 raise Busy(
                     f"agent busy: {self._admitted} requests in flight or queued "
                     f"(limit {self.max_admitted}); try again later",

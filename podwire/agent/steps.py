@@ -127,7 +127,7 @@ def steps_of(record: Attachment) -> list[Step]:
 
 
 def delete_port(agent: Agent, port_id: str) -> None:
-    agent.activator.wait(port_id)  # its ACTIVE lands before the delete
+    agent.activator.settle(port_id)  # no ACTIVE mark lands after the delete
     with suppress(NotFound):
         agent.backend.delete_port(agent.ctx, port_id)
 
@@ -135,7 +135,7 @@ def delete_port(agent: Agent, port_id: str) -> None:
 def release_port(agent: Agent, port_id: str, container_id: str) -> None:
     """Give a caller's port back as it came: unbound, no device. Not when
     someone else has taken it since."""
-    agent.activator.wait(port_id)
+    agent.activator.settle(port_id)
     with suppress(NotFound):
         port = agent.backend.get_port(agent.ctx, port_id)
         if port.device_id not in ("", container_id):

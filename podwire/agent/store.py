@@ -285,6 +285,15 @@ class AttachmentStore:
         with conn.begin():
             return int(conn.execute(select(func.count()).select_from(attachments)).scalar_one())
 
+    def count_by_kind(self) -> dict[tuple[str, ...], int]:
+        """(VIF kind, state) -> records; "none" for records without a VIF yet."""
+        rows = self._rows(
+            "SELECT COALESCE(json_extract(vif, '$.kind'), 'none') AS kind, state, COUNT(*) AS n "
+            "FROM attachments GROUP BY 1, 2",
+            (),
+        )
+        return {(r["kind"], r["state"]): int(r["n"]) for r in rows}
+
     def uses_network(self, network_id: str) -> bool:
         """Whether any record (in any state) is on this network."""
         return bool(

@@ -36,7 +36,8 @@ class Notice:
             log.exception("kind %s: after-DEL hook failed", self.vif.kind)
 
 
-def detach(agent: Agent, req: DetachRequest) -> None:
+def detach(agent: Agent, req: DetachRequest) -> list[str]:
+    """The VIF kind of the attachment undone (none when no record was)."""
     stages = Stages("DEL")
     record = agent.store.find(req.container_id, req.ifname)
     stages.mark("record_find")
@@ -50,6 +51,7 @@ def detach(agent: Agent, req: DetachRequest) -> None:
         teardown_unrecorded(agent, req)
         stages.mark("unrecorded")
     stages.done()
+    return [record.vif.kind] if record is not None and record.vif is not None else []
 
 
 def same_network(agent: Agent, record: Attachment, ref: str) -> bool:

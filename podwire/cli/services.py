@@ -70,6 +70,7 @@ def server(
     help="also serve Docker's libnetwork remote driver on this socket",
 )
 @click.option("--host-id", help="this node's name in port bindings (default: hostname)")
+@click.option("--metrics-address", help="also serve Prometheus /metrics on HOST:PORT")
 def agent(
     state_dir: Path | None,
     socket_path: Path | None,
@@ -80,6 +81,7 @@ def agent(
     config_file: Path | None,
     docker_plugin_socket: Path | None,
     host_id: str | None,
+    metrics_address: str | None,
 ) -> None:
     """Run the node agent (CNI and Docker requests, attachments)."""
     from podwire.config import load_config
@@ -99,6 +101,7 @@ def agent(
                 "ovn.nb_remotes": list(ovn_nb) or None,
                 "remote.url": server_url,
                 "remote.token": server_token,
+                "metrics.address": metrics_address,
             },
         )
         from podwire.daemon import run_agent

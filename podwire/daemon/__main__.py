@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-in-flight", type=int)
     parser.add_argument("--max-queued", type=int)
     parser.add_argument("--db-url")
+    parser.add_argument("--metrics-address", help="serve /metrics on HOST:PORT too")
     parser.add_argument("--remote-url", help="backend remote: http(s)://HOST:PORT or unix:///PATH")
     args = parser.parse_args(argv)
     try:
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                 "agent.max_queued": args.max_queued,
                 "embedded.db_url": args.db_url,
                 "remote.url": args.remote_url,
+                "metrics.address": args.metrics_address,
             },
         )
         from podwire.daemon.run import run_agent

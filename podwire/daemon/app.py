@@ -3,6 +3,7 @@
 Routes:
   POST /v1/cni           the CNI shim transport (docs/cni.md, "The shim and the agent")
   GET  /v1/status        AgentStatus
+  GET  /metrics          Prometheus metrics (podwire.agent.metrics)
   GET  /v1/attachments[/{container_id}], /v1/containers/{id}/network-status
                          attachment records and network-status documents
                          (podwire.daemon.attachments)
@@ -13,9 +14,11 @@ Routes:
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,7 +40,13 @@ def build_app(agent: Agent) -> ASGIApp:
     async def cni(request: Request) -> Response:
         body = await request.body()
         code, out = await handle_cni(agent, request.headers, body)
+        agent.metrics.result("cni", request.headers.get("x-cni-command", ""), _cni_code(code, out))
         return Response(out, headers={"X-CNI-Exit": str(code)}, media_type="application/json")
+
+    async def metrics(_request: Request) -> Response:
+        loop = asyncio.get_running_loop()
+        text = await loop.run_in_executor(None, agent.metrics.exposition)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     async def status(_request: Request) -> Response:
         loop = asyncio.get_running_loop()
@@ -48,6 +57,7 @@ def build_app(agent: Agent) -> ASGIApp:
         routes=[
             Route("/v1/cni", cni, methods=["POST"]),
             Route("/v1/status", status, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             *attachment_routes(agent),
         ]
     )
@@ -55,12 +65,28 @@ def build_app(agent: Agent) -> ASGIApp:
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        if neutron is not None and scope["type"] == "http" and not path.startswith("/v1/"):
+        if (
+            neutron is not None
+            and scope["type"] == "http"
+            and not path.startswith("/v1/")
+            and path != "/metrics"
+        ):
             await neutron(scope, receive, send)
         else:
             await local(scope, receive, send)
 
     return app
+
+
+def _cni_code(exit_code: int, out: bytes) -> int:
+    """0 for success, else the CNI error code of the answer (999 if none)."""
+    if exit_code == 0:
+        return 0
+    try:
+        code = json.loads(out).get("code")
+    except (ValueError, AttributeError):
+        return 999
+    return code if isinstance(code, int) else 999
 
 
 def _neutron_app(agent: Agent) -> ASGIApp | None:

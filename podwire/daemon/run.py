@@ -15,6 +15,7 @@ from podwire.agent.core import Agent
 from podwire.config import Config
 from podwire.daemon.app import build_app
 from podwire.daemon.sockets import bind_unix_socket, lock_state_dir
+from podwire.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def _serve(config: Config) -> None:
     socket_path = config.agent.socket
     sock: socket.socket | None = None
     plugin: Any = None  # the docker plugin server, when config.agent.serve_docker
+    metrics_server: Any = None  # the TCP /metrics server, when config.metrics.address
     server = uvicorn.Server(
         uvicorn.Config(
             build_app(agent),
@@ -64,6 +66,7 @@ def _serve(config: Config) -> None:
         sock = bind_unix_socket(socket_path)
         report = agent.reconcile()
         log.info("agent: reconcile %s", report)
+        metrics_server = _serve_metrics(config, agent)
         log.info("agent: serving %s (backend %s)", socket_path, agent.backend.name)
         if config.agent.serve_docker:
             from podwire.daemon.docker import DockerPluginServer
@@ -74,6 +77,9 @@ def _serve(config: Config) -> None:
         else:
             asyncio.run(server.serve(sockets=[sock]))
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
         if plugin is not None:
             plugin.close()
         if sock is not None:
@@ -84,3 +90,20 @@ def _serve(config: Config) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("agent: stopped")
+
+
+def _serve_metrics(config: Config, agent: Agent) -> Any:
+    """The metrics on TCP (prometheus_client's own server, on a thread of its
+    own), when configured; None otherwise."""
+    where = config.metrics.host_port()
+    if where is None:
+        return None
+    from prometheus_client import start_wsgi_server
+
+    host, port = where
+    try:
+        server, _thread = start_wsgi_server(port, host, registry=agent.metrics.registry)
+    except OSError as exc:
+        raise Unavailable(f"cannot serve metrics on {config.metrics.address}: {exc}") from exc
+    log.info("agent: metrics on http://%s/metrics", config.metrics.address)
+    return server

@@ -273,17 +273,26 @@ class PairReaper:
     waits for RCU grace periods and for references to drain); nothing of it
     needs the caller. ``retire`` takes the host end down at once (no frame
     passes any more, the container end loses carrier) and queues the delete
-    and an ``after`` step (e.g. removing its rules) on one worker thread.
+    and an ``after`` step (e.g. removing its rules) for the workers.
     A plug that needs a name being retired waits for it (``wait``).
+
+    Up to ``workers`` threads (started as the queue grows): deletions
+    running at once wait out their grace periods together (the kernel
+    batches them: one deleter sustains ~47 deletes/s here, eight ~190/s), so
+    a burst of DELs no longer queues behind one thread.
     """
 
-    def __init__(self) -> None:
+    WORKERS = 8
+
+    def __init__(self, workers: int = WORKERS) -> None:
         self._lock = threading.Lock()
         self._pending: dict[str, threading.Event] = {}
         self._queue: queue.SimpleQueue[tuple[str, Callable[[], None], threading.Event]] = (
             queue.SimpleQueue()
         )
-        self._worker: threading.Thread | None = None
+        self._max_workers = max(1, workers)
+        self._workers: list[threading.Thread] = []
+        self._idle = 0  # workers waiting on the queue
 
     def retire(self, host_ifname: str, after: Callable[[], None]) -> None:
         try:
@@ -297,16 +306,19 @@ class PairReaper:
         done = threading.Event()
         with self._lock:
             self._pending[host_ifname] = done
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(
-                    target=self._run, name="podwire-veth-reaper", daemon=True
-                )
-                self._worker.start()
+            self._workers = [t for t in self._workers if t.is_alive()]
+            if self._idle == 0 and len(self._workers) < self._max_workers:
+                worker = threading.Thread(target=self._run, name="podwire-veth-reaper", daemon=True)
+                self._workers.append(worker)
+                self._idle += 1  # counted idle until it takes its first job
+                worker.start()
         self._queue.put((host_ifname, after, done))
 
     def _run(self) -> None:
         while True:
             host_ifname, after, done = self._queue.get()
+            with self._lock:
+                self._idle -= 1
             try:
                 delete_host_end(host_ifname)
                 after()
@@ -316,6 +328,7 @@ class PairReaper:
                 with self._lock:
                     if self._pending.get(host_ifname) is done:
                         del self._pending[host_ifname]
+                    self._idle += 1
                 done.set()
 
     def wait(self, host_ifname: str, timeout: float = 10.0) -> None:
@@ -327,6 +340,10 @@ class PairReaper:
     def pending(self) -> bool:
         with self._lock:
             return bool(self._pending)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._pending)
 
     def wait_all(self, timeout: float = 30.0) -> None:
         with self._lock:

@@ -262,6 +262,10 @@ class VethBridgeDriver:
                     gone.append(link.name)
         return gone
 
+    def pending_deletes(self) -> int:
+        """Pairs retired and not yet deleted (async_delete)."""
+        return self._reaper.count() if self._reaper is not None else 0
+
     def flush(self, timeout: float = 30.0) -> None:
         """Wait for background deletions (async_delete) to finish."""
         if self._reaper is not None:

@@ -217,5 +217,10 @@ class KindPlugin:
         """Multus network-status device-info, for kinds that have one."""
         return {}
 
+    def background_pending(self) -> int:
+        """Work queued off the request path (e.g. veth pairs still being
+        deleted), for metrics. Cheap: read at every scrape."""
+        return 0
+
     def close(self) -> None:
         """The agent stops; ``flush`` ran already."""

@@ -84,6 +84,9 @@ class VethBridgeKind(KindPlugin):
     def flush(self) -> None:
         self._bridge_driver().flush()
 
+    def background_pending(self) -> int:
+        return self._bridge_driver().pending_deletes()
+
     def reconcile(self, recorded: Sequence[VifBase]) -> list[str]:
         """veth pairs a DEL had taken down for background deletion when the
         agent died: no record keeps them, so nothing else would delete them."""
@@ -98,6 +101,7 @@ class _BridgeDriver(Driver, Protocol):
     """The extras of VethBridgeDriver this plugin uses."""
 
     def flush(self, timeout: float = 30.0) -> None: ...
+    def pending_deletes(self) -> int: ...
     def sweep_retired(self, prefix: str, keep: set[str]) -> list[str]: ...
     def remove_bridge(self, bridge: str, *, force: bool = False) -> bool: ...
 

@@ -33,10 +33,27 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 def build_app(agent: Agent) -> ASGIApp:
     """The whole local API as one ASGI app."""
     from podwire.frontends.cni.handler import handle as handle_cni
+    from podwire.frontends.cni.handler import oversized as cni_oversized
 
     async def cni(request: Request) -> Response:
-        body = await request.body()
-        code, out = await handle_cni(agent, request.headers, body)
+        # Bounded (issue 14): a body above the CNI door's limit is refused
+        # from its Content-Length, or as soon as it grows past it, never
+        # read whole.
+        body = b""
+        refused = cni_oversized(request.headers, int(request.headers.get("content-length") or 0))
+        if refused is None:
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                refused = cni_oversized(request.headers, size)
+                if refused is not None:
+                    break
+                chunks.append(chunk)
+            body = b"".join(chunks)
+        if refused is not None:
+            code, out = refused
+        else:
+            code, out = await handle_cni(agent, request.headers, body)
         return Response(out, headers={"X-CNI-Exit": str(code)}, media_type="application/json")
 
     async def status(_request: Request) -> Response:

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from podwire import nsfs
 from podwire.datapath.netlink.constants import (
     CLONE_NEWNET,
     NETLINK_CAP_ACK,
@@ -39,7 +40,9 @@ class Netns:
     def __init__(self, path: str) -> None:
         self.path = path
         try:
-            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            # Proven nsfs through O_PATH first: a FIFO here must never be
+            # opened for reading (it blocks until a writer comes).
+            self.fd = nsfs.open_netns(path)
         except FileNotFoundError as exc:
             raise NetnsError(errno.ENOENT, f"network namespace {path} does not exist") from exc
         except OSError as exc:

@@ -2,9 +2,10 @@
 
 Installed into the CNI bin directory as ``podwire``. It forwards the CNI_*
 environment (one X-CNI-* header per variable that is set) and stdin to
-``POST /v1/cni`` on the agent's unix socket, writes the answer's body to
+``POST /v1/cni`` on the agent's unix socket (each value base64 of its
+bytes, with ``X-CNI-Encoding: base64``), writes the answer's body to
 stdout unchanged and exits with its X-CNI-Exit code. It answers by itself
-only VERSION, error 4 for an environment value that cannot be a header, and,
+only VERSION, error 7 for an ``agentSocket`` that is not a non-empty string, and,
 when the agent cannot be reached or answers garbage, error 11 (try again
 later) or, if stdin cannot be a network config at all, error 6 (decode
 failure: no retry can succeed, and it is what the agent would have said).
@@ -60,26 +61,36 @@ def _error(stdin: bytes, code: int, msg: str, details: str = "") -> bytes:
     return json.dumps(body).encode() + b"\n"
 
 
-def _socket_path(stdin: bytes) -> str:
+def _socket_path(stdin: bytes) -> str | None:
+    """The agent's socket; None when the config's agentSocket is there but
+    not a non-empty string (answered as error 7: another agent must not get
+    the call)."""
     # Parse only when the key can be there: most configs never set it.
     if b"agentSocket" in stdin:
-        path = (_config(stdin) or {}).get("agentSocket")
+        config = _config(stdin) or {}
+        path = config.get("agentSocket")
         if isinstance(path, str) and path:
             return path
+        if "agentSocket" in config and path is not None:
+            return None
     return os.environ.get("PODWIRE_AGENT_SOCKET") or DEFAULT_SOCKET
 
 
 def _request(stdin: bytes) -> bytes:
+    """Each variable that is set, as base64 of its bytes (nothing stripped,
+    nothing re-encoded: a header value would lose surrounding spaces and
+    could not carry every byte of a path)."""
+    import base64
+
     lines = ["POST /v1/cni HTTP/1.1", "Host: podwire", f"Content-Length: {len(stdin)}"]
+    lines.append("X-CNI-Encoding: base64")
     for var, header in CNI_VARS:
-        value = os.environ.get(var)
+        value = os.environb.get(var.encode())
         if value is None:
             continue
-        if "\r" in value or "\n" in value:
-            raise ValueError(var)
-        lines.append(f"{header}: {value}")
+        lines.append(f"{header}: {base64.b64encode(value).decode()}")
     lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + stdin
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + stdin
 
 
 def _exchange(path: str, request: bytes) -> tuple[int, bytes]:
@@ -140,10 +151,9 @@ def run(stdin: bytes) -> tuple[int, bytes]:
         versions = ", ".join(f'"{v}"' for v in SUPPORTED_VERSIONS)
         return 0, f'{{"cniVersion": "{LATEST}", "supportedVersions": [{versions}]}}\n'.encode()
     path = _socket_path(stdin)
-    try:
-        request = _request(stdin)
-    except ValueError as exc:
-        return 1, _error(stdin, 4, f"{exc} contains a line break", "invalid environment variable")
+    if path is None:
+        return 1, _error(stdin, 7, "agentSocket must be a non-empty string", "agentSocket")
+    request = _request(stdin)
     try:
         return _exchange(path, request)
     except OSError as exc:

@@ -11,7 +11,7 @@
  *             bytes), body = stdin unchanged
  *   answer  = the body goes to stdout unchanged, exit code = X-CNI-Exit
  * The shim answers by itself only VERSION, CNI error 7 for an agentSocket
- * that is not a non-empty string, and, when the agent cannot be reached or answers garbage, CNI
+ * that is not a non-empty string or a stdin over the agent's limit (1 MiB), and, when the agent cannot be reached or answers garbage, CNI
  * error 11 (try again later) or, if stdin cannot be a network config at all,
  * error 6 (decode failure: no retry can succeed; the agent would say 6 too).
  *
@@ -39,6 +39,8 @@
  * PODWIRE_CNI_TIMEOUT (seconds) overrides it, as for the Python shim. */
 #define IO_TIMEOUT_SECONDS 300.0
 #define MAX_DEPTH 512
+/* The agent's limit on stdin (podwire/frontends/cni/validate.py MAX_CONFIG_BYTES). */
+#define MAX_STDIN (1 << 20)
 
 struct buf {
     char *data;
@@ -745,6 +747,12 @@ int main(void)
         return 0;
     }
 
+    /* The agent's limit on stdin: no point sending what it cannot read. */
+    if (in.len > MAX_STDIN) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "the network config on stdin is over %d bytes", MAX_STDIN);
+        return cni_error(version, 7, msg, "see docs/cni.md, Limits");
+    }
     if (cfg.agent_socket_bad && memmem(in.data, in.len, "agentSocket", 11) != NULL)
         return cni_error(version, 7, "agentSocket must be a non-empty string", "agentSocket");
 
@@ -796,7 +804,11 @@ int main(void)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     socklen_t addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_len);
-    if (connect(fd, (struct sockaddr *)&addr, addr_len) < 0 || send_all(fd, req.data, req.len) < 0)
+    if (connect(fd, (struct sockaddr *)&addr, addr_len) < 0)
+        return unreachable(version, path, errno);
+    /* The agent may answer before reading all of stdin (one over its size
+     * limit) and close: its answer is still there to read. */
+    if (send_all(fd, req.data, req.len) < 0 && errno != EPIPE && errno != ECONNRESET)
         return unreachable(version, path, errno);
     while (!answer_complete(&resp)) {
         char chunk[65536];

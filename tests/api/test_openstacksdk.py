@@ -340,9 +340,7 @@ def test_shared_network_is_visible_to_other_projects(
     alice, bob, podwire_server: ServerInfo
 ) -> None:
     # shared is admin-only: an admin of alice's project shares alice's network.
-    net = podwire_server.sdk("alice_admin").network.create_network(
-        name=unique("sh-"), shared=True
-    )
+    net = podwire_server.sdk("alice_admin").network.create_network(name=unique("sh-"), shared=True)
     try:
         alice.network.create_subnet(network_id=net.id, ip_version=4, cidr=v4_cidr())
         assert bob.network.get_network(net.id).is_shared is True

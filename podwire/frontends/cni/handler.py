@@ -186,6 +186,14 @@ def _prove_netns(path: str, *, missing_ok: bool) -> None:
     namespace that is already gone (the spec's rule), never a file that is
     something else."""
     shown = validate.printable(path, 200)
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        # Carried exactly, and judged: a path that is not UTF-8 cannot be
+        # named in a JSON result ("sandbox") nor kept in the record.
+        raise CniError(
+            Code.INVALID_ENV, f"CNI_NETNS {shown} is not UTF-8", "a CNI result could not name it"
+        ) from None
     if not os.path.isabs(path):
         raise CniError(Code.INVALID_ENV, f"CNI_NETNS {shown} is not an absolute path")
     try:

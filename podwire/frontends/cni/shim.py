@@ -5,7 +5,8 @@ environment (one X-CNI-* header per variable that is set) and stdin to
 ``POST /v1/cni`` on the agent's unix socket (each value base64 of its
 bytes, with ``X-CNI-Encoding: base64``), writes the answer's body to
 stdout unchanged and exits with its X-CNI-Exit code. It answers by itself
-only VERSION, error 7 for an ``agentSocket`` that is not a non-empty string, and,
+only VERSION, error 7 for an ``agentSocket`` that is not a non-empty string
+or a stdin over the agent's size limit (1 MiB), and,
 when the agent cannot be reached or answers garbage, error 11 (try again
 later) or, if stdin cannot be a network config at all, error 6 (decode
 failure: no retry can succeed, and it is what the agent would have said).
@@ -29,6 +30,8 @@ CNI_VARS = (
     ("CNI_ARGS", "X-CNI-Args"),
     ("CNI_PATH", "X-CNI-Path"),
 )
+# The agent's limit on stdin (podwire/frontends/cni/validate.MAX_CONFIG_BYTES).
+MAX_STDIN = 1 << 20
 # ADD may wait for a data path (OVN binding) for a while; never hang forever.
 TIMEOUT = float(os.environ.get("PODWIRE_CNI_TIMEOUT", "300"))
 
@@ -102,7 +105,12 @@ def _exchange(path: str, request: bytes) -> tuple[int, bytes]:
     try:
         sock.settimeout(TIMEOUT)
         sock.connect(path)
-        sock.sendall(request)
+        try:  # noqa: SIM105 - contextlib is one import more at start-up
+            sock.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            # The agent may answer before reading all of stdin (one over
+            # its size limit) and close: its answer is still there to read.
+            pass
         chunks = []
         while True:
             chunk = sock.recv(65536)
@@ -150,6 +158,11 @@ def run(stdin: bytes) -> tuple[int, bytes]:
     if os.environ.get("CNI_COMMAND") == "VERSION":
         versions = ", ".join(f'"{v}"' for v in SUPPORTED_VERSIONS)
         return 0, f'{{"cniVersion": "{LATEST}", "supportedVersions": [{versions}]}}\n'.encode()
+    if len(stdin) > MAX_STDIN:
+        # The agent would refuse it too, but only after the runtime's bytes
+        # crossed the socket: no point sending what cannot be read.
+        msg = f"the network config on stdin is over {MAX_STDIN} bytes"
+        return 1, _error(stdin, 7, msg, "see docs/cni.md, Limits")
     path = _socket_path(stdin)
     if path is None:
         return 1, _error(stdin, 7, "agentSocket must be a non-empty string", "agentSocket")

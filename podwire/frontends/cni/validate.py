@@ -99,10 +99,18 @@ def load_config(body: bytes) -> dict[str, Any]:
 
 
 def _depth(value: Any) -> int:
+    """How deeply ``value`` nests (stopping past MAX_DEPTH); raises code 6
+    for a string that is not Unicode text (a lone surrogate escape, valid
+    JSON syntax but no text anything downstream can hold)."""
     deepest, stack = 0, [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        if isinstance(item, str):
+            _text(item)
+            continue
         if isinstance(item, dict):
+            for key in item:
+                _text(key)
             items: Any = item.values()
         elif isinstance(item, list):
             items = item
@@ -113,6 +121,15 @@ def _depth(value: Any) -> int:
             return deepest
         stack.extend((child, depth + 1) for child in items)
     return deepest
+
+
+def _text(value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CniError(
+            Code.DECODE, "the network config on stdin holds a string that is not Unicode text"
+        ) from None
 
 
 # --- typed checks ------------------------------------------------------------------------

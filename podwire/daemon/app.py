@@ -70,14 +70,55 @@ def build_app(agent: Agent) -> ASGIApp:
     )
     neutron = _neutron_app(agent)
 
+    # CNI requests between the door and their answer. Counted as each one
+    # arrives, so that in a burst the ones past the agent's admission limit
+    # are refused in the event loop's first pass over them, not after the
+    # admitted ones were parsed and handed to workers (issue 14, class 7).
+    cni_at_door = 0
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal cni_at_door
         path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == "/v1/cni":
+            limit = agent.gate.max_admitted
+            if cni_at_door >= limit or agent.gate.admitted >= limit:
+                await _refuse_busy(agent, receive, send)
+                return
+            cni_at_door += 1
+            try:
+                # Let the rest of a burst reach the door (and be counted or
+                # refused) before this one is parsed and handed to a worker.
+                await asyncio.sleep(0)
+                await local(scope, receive, send)
+            finally:
+                cni_at_door -= 1
+            return
         if neutron is not None and scope["type"] == "http" and not path.startswith("/v1/"):
             await neutron(scope, receive, send)
         else:
             await local(scope, receive, send)
 
     return app
+
+
+async def _refuse_busy(agent: Agent, receive: Receive, send: Send) -> None:
+    from podwire.frontends.cni.handler import busy_answer
+
+    chunks, size, more = [], 0, True
+    while more and size <= (1 << 20):
+        message = await receive()
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        more = message.get("more_body", False)
+    out = busy_answer(b"".join(chunks), agent.gate.admitted, agent.gate.max_admitted)
+    headers = [
+        (b"x-cni-exit", b"1"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(out)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": out})
 
 
 def _neutron_app(agent: Agent) -> ASGIApp | None:

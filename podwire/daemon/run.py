@@ -62,6 +62,7 @@ def _serve(config: Config) -> None:
         # Bound first: a second agent on this socket stops here, before its
         # reconcile could roll back the first one's ADDs in flight.
         sock = bind_unix_socket(socket_path)
+        agent.prestart_workers()  # no thread start delays a request (issue 14)
         report = agent.reconcile()
         log.info("agent: reconcile %s", report)
         log.info("agent: serving %s (backend %s)", socket_path, agent.backend.name)

@@ -132,6 +132,16 @@ def oversized(headers: Mapping[str, str], size: int) -> tuple[int, bytes] | None
     return 1, _dump(error.to_json(versions.LATEST))
 
 
+def busy_answer(body: bytes, admitted: int, limit: int) -> bytes:
+    """Code 11 for a request refused before it is parsed (the agent is at
+    its admission limit), in the config's version when stdin names one."""
+    error = CniError(
+        Code.TRY_AGAIN_LATER,
+        f"agent busy: {admitted} requests in flight or queued (limit {limit}); try again later",
+    )
+    return _dump(error.to_json(_error_version(body, versions.LATEST)))
+
+
 def parse(headers: Mapping[str, str], body: bytes) -> Invocation:
     """The whole request, checked before anything is done with it: the
     environment (exact bytes, see validate.decode_env), stdin as strict JSON,

@@ -19,6 +19,7 @@ it into ``podwire.errors.InvalidInput`` naming the field, for the edges.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import uuid
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -42,11 +44,14 @@ _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 def _mac(value: str) -> str:
-    normalized = value.strip().lower().replace("-", ":")
+    # No stripping: "aa:bb:cc:dd:ee:ff " is not a MAC (Neutron refuses it too).
+    normalized = value.lower().replace("-", ":")
     if not _MAC_RE.match(normalized):
         raise ValueError(f"invalid MAC address {value!r}")
     if int(normalized[:2], 16) & 1:
         raise ValueError(f"MAC address {value!r} is multicast; a port needs a unicast MAC")
+    if normalized == "00:00:00:00:00:00":
+        raise ValueError(f"MAC address {value!r} is all zeros; a port needs a real MAC")
     return normalized
 
 
@@ -59,6 +64,9 @@ def _ip(value: str) -> str:
 
 def _cidr(value: str) -> str:
     try:
+        if "/" not in value:
+            # Neutron refuses a bare address: "198.18.53.0" is no /32 by default.
+            raise ValueError("the prefix length is missing")
         return str(ipaddress.ip_network(value, strict=True))
     except ValueError as exc:
         raise ValueError(f"invalid CIDR {value!r}: {exc}") from None
@@ -81,6 +89,27 @@ def _uuid(value: str) -> str:
         raise ValueError(f"invalid UUID {value!r}") from None
 
 
+def _neutron_bool(value: Any) -> Any:
+    """Neutron's convert_to_boolean: true/false (any case), "1"/"0", 1/0 and
+    booleans; "yes", "on" and anything else are refused, not guessed."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "false", "0"):
+        return value.lower() in ("true", "1")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"{value!r} is not a boolean (true or false)")
+
+
+def _json_size(limit: int) -> Any:
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value, default=str)) > limit:
+            raise ValueError(f"is over {limit} bytes as JSON")
+        return value
+
+    return AfterValidator(check)
+
+
 MacAddress = Annotated[str, AfterValidator(_mac)]
 IpAddress = Annotated[str, AfterValidator(_ip)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
@@ -88,6 +117,26 @@ IpOrCidr = Annotated[str, AfterValidator(_ip_or_cidr)]
 Uuid = Annotated[str, AfterValidator(_uuid)]
 VlanId = Annotated[int, Field(ge=1, le=4094)]
 Name = Annotated[str, Field(max_length=255)]
+# Neutron's field limits (neutron-lib db constants): descriptions, device ids
+# and owners, host ids 255; physical network names 64; a binding profile
+# is stored in 4095 bytes.
+Description = Annotated[str, Field(max_length=255)]
+DeviceField = Annotated[str, Field(max_length=255)]
+PhysicalNetwork = Annotated[str, Field(min_length=1, max_length=64)]
+HostId = Annotated[str, Field(max_length=255)]
+NeutronBool = Annotated[bool, BeforeValidator(_neutron_bool)]
+BindingDict = Annotated[dict[str, Any], _json_size(4095)]
+# Neutron's configurable limits, at its defaults: max_dns_nameservers,
+# max_subnet_host_routes, max_allowed_address_pair, MAX_TAGS; and bounds of
+# podwire's own on lists Neutron leaves unbounded.
+MAX_DNS_NAMESERVERS = 5
+MAX_HOST_ROUTES = 20
+MAX_ALLOWED_ADDRESS_PAIRS = 10
+MAX_TAGS = 50
+MAX_FIXED_IPS = 32
+MAX_ALLOCATION_POOLS = 64
+MAX_SECURITY_GROUPS = 64
+MAX_SUB_PORTS = 4094
 ProjectId = Annotated[str, Field(min_length=1, max_length=255)]
 # A comma would split it in a ``tags=a,b`` query.
 Tag = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^,]+$")]
@@ -162,10 +211,10 @@ class HostRoute(_Strict):
 class PortBinding(_Strict):
     """Where and how a port is plugged (Neutron's binding:* attributes)."""
 
-    host_id: str = ""
-    profile: dict[str, Any] = Field(default_factory=dict)
-    vif_type: str = "unbound"
-    vif_details: dict[str, Any] = Field(default_factory=dict)
+    host_id: HostId = ""
+    profile: BindingDict = Field(default_factory=dict)
+    vif_type: Annotated[str, Field(max_length=255)] = "unbound"
+    vif_details: BindingDict = Field(default_factory=dict)
 
 
 class SubPort(_Strict):
@@ -262,14 +311,14 @@ class Trunk(_Strict):
 class NetworkCreate(_Strict):
     name: Name = ""
     project_id: ProjectId | None = None
-    description: str = ""
+    description: Description = ""
     mtu: Annotated[int, Field(ge=68, le=65535)] | None = None
     network_type: NetworkType | None = None
     segmentation_id: int | None = None
-    physical_network: str | None = None
-    port_security_enabled: bool = True
-    shared: bool = False
-    admin_state_up: bool = True
+    physical_network: PhysicalNetwork | None = None
+    port_security_enabled: NeutronBool = True
+    shared: NeutronBool = False
+    admin_state_up: NeutronBool = True
     datapath: DatapathHint | None = None
 
     @model_validator(mode="after")
@@ -290,26 +339,32 @@ class NetworkCreate(_Strict):
 
 class NetworkUpdate(_Strict):
     name: Name | None = None
-    description: str | None = None
+    description: Description | None = None
     mtu: Annotated[int, Field(ge=68, le=65535)] | None = None
-    port_security_enabled: bool | None = None
-    shared: bool | None = None
-    admin_state_up: bool | None = None
+    port_security_enabled: NeutronBool | None = None
+    shared: NeutronBool | None = None
+    admin_state_up: NeutronBool | None = None
 
 
 class SubnetCreate(_Strict):
-    network_id: str
+    network_id: Annotated[str, Field(max_length=255)]
     cidr: Cidr
     ip_version: Literal[4, 6] | None = None
     name: Name = ""
     project_id: ProjectId | None = None
-    description: str = ""
+    description: Description = ""
     # Unset: the first usable address. Explicit None: no gateway.
     gateway_ip: IpAddress | Literal["auto"] | None = "auto"
-    allocation_pools: list[AllocationPool] | None = None
-    dns_nameservers: list[IpAddress] = Field(default_factory=list)
-    host_routes: list[HostRoute] = Field(default_factory=list)
-    enable_dhcp: bool = False
+    allocation_pools: (
+        Annotated[list[AllocationPool], Field(max_length=MAX_ALLOCATION_POOLS)] | None
+    ) = None
+    dns_nameservers: Annotated[list[IpAddress], Field(max_length=MAX_DNS_NAMESERVERS)] = Field(
+        default_factory=list
+    )
+    host_routes: Annotated[list[HostRoute], Field(max_length=MAX_HOST_ROUTES)] = Field(
+        default_factory=list
+    )
+    enable_dhcp: NeutronBool = False
 
     @model_validator(mode="after")
     def _coherent(self) -> SubnetCreate:
@@ -334,55 +389,61 @@ class SubnetCreate(_Strict):
 
 class SubnetUpdate(_Strict):
     name: Name | None = None
-    description: str | None = None
-    dns_nameservers: list[IpAddress] | None = None
-    host_routes: list[HostRoute] | None = None
+    description: Description | None = None
+    dns_nameservers: Annotated[list[IpAddress], Field(max_length=MAX_DNS_NAMESERVERS)] | None = None
+    host_routes: Annotated[list[HostRoute], Field(max_length=MAX_HOST_ROUTES)] | None = None
 
 
 class PortCreate(_Strict):
-    network_id: str
+    network_id: Annotated[str, Field(max_length=255)]
     name: Name = ""
     project_id: ProjectId | None = None
-    description: str = ""
+    description: Description = ""
     mac_address: MacAddress | None = None
     # None: one address on every subnet of the network (one per IP version
     # family is Neutron's rule too: one per subnet). []: no address.
-    fixed_ips: list[FixedIpRequest] | None = None
-    device_id: str = ""
-    device_owner: str = ""
-    admin_state_up: bool = True
-    port_security_enabled: bool | None = None  # None: the network's setting
-    security_groups: list[str] | None = None
-    allowed_address_pairs: list[AllowedAddressPair] = Field(default_factory=list)
+    fixed_ips: Annotated[list[FixedIpRequest], Field(max_length=MAX_FIXED_IPS)] | None = None
+    device_id: DeviceField = ""
+    device_owner: DeviceField = ""
+    admin_state_up: NeutronBool = True
+    port_security_enabled: NeutronBool | None = None  # None: the network's setting
+    security_groups: Annotated[list[Name], Field(max_length=MAX_SECURITY_GROUPS)] | None = None
+    allowed_address_pairs: Annotated[
+        list[AllowedAddressPair], Field(max_length=MAX_ALLOWED_ADDRESS_PAIRS)
+    ] = Field(default_factory=list)
     vnic_type: VnicType = "normal"
     binding: PortBinding | None = None
-    tags: list[Tag] = Field(default_factory=list)
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = Field(default_factory=list)
 
 
 class PortUpdate(_Strict):
     name: Name | None = None
-    description: str | None = None
+    description: Description | None = None
     mac_address: MacAddress | None = None
-    fixed_ips: list[FixedIpRequest] | None = None
-    device_id: str | None = None
-    device_owner: str | None = None
+    fixed_ips: Annotated[list[FixedIpRequest], Field(max_length=MAX_FIXED_IPS)] | None = None
+    device_id: DeviceField | None = None
+    device_owner: DeviceField | None = None
     status: PortStatus | None = None
-    admin_state_up: bool | None = None
-    port_security_enabled: bool | None = None
-    security_groups: list[str] | None = None
-    allowed_address_pairs: list[AllowedAddressPair] | None = None
+    admin_state_up: NeutronBool | None = None
+    port_security_enabled: NeutronBool | None = None
+    security_groups: Annotated[list[Name], Field(max_length=MAX_SECURITY_GROUPS)] | None = None
+    allowed_address_pairs: (
+        Annotated[list[AllowedAddressPair], Field(max_length=MAX_ALLOWED_ADDRESS_PAIRS)] | None
+    ) = None
     vnic_type: VnicType | None = None
     binding: PortBinding | None = None
-    tags: list[Tag] | None = None
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
 
 
 class TrunkCreate(_Strict):
-    port_id: str
+    port_id: Annotated[str, Field(max_length=255)]
     name: Name = ""
     project_id: ProjectId | None = None
-    description: str = ""
-    admin_state_up: bool = True
-    sub_ports: list[SubPort] = Field(default_factory=list)
+    description: Description = ""
+    admin_state_up: NeutronBool = True
+    sub_ports: Annotated[list[SubPort], Field(max_length=MAX_SUB_PORTS)] = Field(
+        default_factory=list
+    )
 
     @field_validator("sub_ports")
     @classmethod
@@ -393,8 +454,8 @@ class TrunkCreate(_Strict):
 
 class TrunkUpdate(_Strict):
     name: Name | None = None
-    description: str | None = None
-    admin_state_up: bool | None = None
+    description: Description | None = None
+    admin_state_up: NeutronBool | None = None
 
 
 def check_unique_subports(sub_ports: list[SubPort]) -> None:

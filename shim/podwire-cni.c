@@ -6,11 +6,12 @@
  * Wire contract (docs/cni.md, "The shim and the agent"):
  *   socket  = stdin config's top-level "agentSocket" string, else env
  *             PODWIRE_AGENT_SOCKET, else /run/podwire/agent.sock
- *   request = POST /v1/cni on that unix socket, one X-CNI-* header per CNI
- *             variable that is set, body = stdin unchanged
+ *   request = POST /v1/cni on that unix socket, X-CNI-Encoding: base64 and
+ *             one X-CNI-* header per CNI variable that is set (base64 of its
+ *             bytes), body = stdin unchanged
  *   answer  = the body goes to stdout unchanged, exit code = X-CNI-Exit
- * The shim answers by itself only VERSION, CNI error 4 for a CR/LF in a
- * variable, and, when the agent cannot be reached or answers garbage, CNI
+ * The shim answers by itself only VERSION, CNI error 7 for an agentSocket
+ * that is not a non-empty string or a stdin over the agent's limit (1 MiB), and, when the agent cannot be reached or answers garbage, CNI
  * error 11 (try again later) or, if stdin cannot be a network config at all,
  * error 6 (decode failure: no retry can succeed; the agent would say 6 too).
  *
@@ -38,6 +39,8 @@
  * PODWIRE_CNI_TIMEOUT (seconds) overrides it, as for the Python shim. */
 #define IO_TIMEOUT_SECONDS 300.0
 #define MAX_DEPTH 512
+/* The agent's limit on stdin (podwire/frontends/cni/validate.py MAX_CONFIG_BYTES). */
+#define MAX_STDIN (1 << 20)
 
 struct buf {
     char *data;
@@ -337,6 +340,7 @@ static int scan_value(struct scan *s)
 struct config {
     char *agent_socket;
     size_t agent_socket_len;
+    int agent_socket_bad; /* present, not null, and not a non-empty string */
     char *cni_version;
 };
 
@@ -346,6 +350,7 @@ static int scan_config(const char *data, size_t len, struct config *cfg)
     char *key = malloc(len + 1), *val = malloc(len + 1);
     char *sock = NULL, *version = NULL;
     size_t keylen, vallen, socklen = 0;
+    int sock_bad = 0;
     int ok = -1;
     if (key == NULL || val == NULL)
         goto out;
@@ -378,6 +383,7 @@ static int scan_config(const char *data, size_t len, struct config *cfg)
                     free(sock);
                     sock = copy;
                     socklen = vallen;
+                    sock_bad = vallen == 0;
                 } else {
                     free(version);
                     version = copy;
@@ -386,6 +392,7 @@ static int scan_config(const char *data, size_t len, struct config *cfg)
                 if (is_sock) { /* a later non-string value replaces the string */
                     free(sock);
                     sock = NULL;
+                    sock_bad = scan_literal(&(struct scan){s.p, s.end}, "null") != 0;
                 } else if (is_version) {
                     free(version);
                     version = NULL;
@@ -410,6 +417,7 @@ static int scan_config(const char *data, size_t len, struct config *cfg)
         goto out;
     cfg->agent_socket = sock;
     cfg->agent_socket_len = socklen;
+    cfg->agent_socket_bad = sock_bad;
     cfg->cni_version = version;
     sock = version = NULL;
     ok = 0;
@@ -509,6 +517,26 @@ static const char *const cni_vars[][2] = {
     {"CNI_NETNS", "X-CNI-Netns"},     {"CNI_IFNAME", "X-CNI-Ifname"},
     {"CNI_ARGS", "X-CNI-Args"},       {"CNI_PATH", "X-CNI-Path"},
 };
+
+/* Each variable goes as base64 of its bytes: nothing stripped, nothing
+ * re-encoded, no byte that could end a header. */
+static void buf_base64(struct buf *b, const unsigned char *p, size_t len)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char out[4];
+    for (size_t i = 0; i < len; i += 3) {
+        unsigned v = (unsigned)p[i] << 16;
+        if (i + 1 < len)
+            v |= (unsigned)p[i + 1] << 8;
+        if (i + 2 < len)
+            v |= p[i + 2];
+        out[0] = abc[(v >> 18) & 63];
+        out[1] = abc[(v >> 12) & 63];
+        out[2] = i + 1 < len ? abc[(v >> 6) & 63] : '=';
+        out[3] = i + 2 < len ? abc[v & 63] : '=';
+        buf_add(b, out, 4);
+    }
+}
 
 static int read_all(int fd, struct buf *b)
 {
@@ -719,6 +747,15 @@ int main(void)
         return 0;
     }
 
+    /* The agent's limit on stdin: no point sending what it cannot read. */
+    if (in.len > MAX_STDIN) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "the network config on stdin is over %d bytes", MAX_STDIN);
+        return cni_error(version, 7, msg, "see docs/cni.md, Limits");
+    }
+    if (cfg.agent_socket_bad && memmem(in.data, in.len, "agentSocket", 11) != NULL)
+        return cni_error(version, 7, "agentSocket must be a non-empty string", "agentSocket");
+
     /* Like the Python shim, which parses only when the raw key is present. */
     const char *path = cfg.agent_socket;
     size_t path_len = cfg.agent_socket_len;
@@ -734,18 +771,14 @@ int main(void)
     buf_str(&req, "POST /v1/cni HTTP/1.1\r\nHost: podwire\r\nContent-Length: ");
     buf_str(&req, len_text);
     buf_str(&req, "\r\n");
+    buf_str(&req, "X-CNI-Encoding: base64\r\n");
     for (size_t i = 0; i < sizeof cni_vars / sizeof cni_vars[0]; i++) {
         const char *value = getenv(cni_vars[i][0]);
         if (value == NULL)
             continue;
-        if (strpbrk(value, "\r\n")) {
-            char msg[64];
-            snprintf(msg, sizeof msg, "%s contains a line break", cni_vars[i][0]);
-            return cni_error(version, 4, msg, "invalid environment variable");
-        }
         buf_str(&req, cni_vars[i][1]);
         buf_str(&req, ": ");
-        buf_str(&req, value);
+        buf_base64(&req, (const unsigned char *)value, strlen(value));
         buf_str(&req, "\r\n");
     }
     buf_str(&req, "Connection: close\r\n\r\n");
@@ -771,7 +804,11 @@ int main(void)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     socklen_t addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_len);
-    if (connect(fd, (struct sockaddr *)&addr, addr_len) < 0 || send_all(fd, req.data, req.len) < 0)
+    if (connect(fd, (struct sockaddr *)&addr, addr_len) < 0)
+        return unreachable(version, path, errno);
+    /* The agent may answer before reading all of stdin (one over its size
+     * limit) and close: its answer is still there to read. */
+    if (send_all(fd, req.data, req.len) < 0 && errno != EPIPE && errno != ECONNRESET)
         return unreachable(version, path, errno);
     while (!answer_complete(&resp)) {
         char chunk[65536];

@@ -264,6 +264,17 @@ class Agent:
 
     # --- admission, per-container order, bounded work -----------------------------------
 
+    def prestart_workers(self) -> None:
+        """Start every pool thread now (issue 14, class 7). The pool starts a
+        thread on demand, and Thread.start() waits on the event loop for the
+        new thread to run: with a burst of requests and busy workers holding
+        the GIL, starting 96 of them delayed every answer, "try again later"
+        included, by a second."""
+        started = threading.Barrier(self.gate.max_admitted + 1)
+        for _ in range(self.gate.max_admitted):
+            self._pool.submit(started.wait, 30)
+        started.wait(30)
+
     async def submit(self, fn: Callable[[Any], T], req: Any) -> T:
         """Run ``fn(req)`` (one of the public methods) on the pool. Admission
         happens here, on the event loop, so a refused request never queues."""

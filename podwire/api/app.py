@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -24,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from podwire.api import policy
 from podwire.api.auth import Auth
 from podwire.api.openapi import install_openapi, request_body
 from podwire.backends.base import Backend
@@ -155,14 +157,52 @@ _EXTENSIONS = [
 ]
 
 
+#: The largest request body the API reads (Neutron's max_request_body_size
+#: default, 114688 bytes); a longer one is refused with 413 from its
+#: Content-Length, or as soon as it grows past it, never read whole.
+MAX_BODY_BYTES = 114688
+
+
+class RequestTooLarge(InvalidInput):
+    http_status = 413
+    neutron_type = "HTTPRequestEntityTooLarge"
+
+
+def _too_large() -> RequestTooLarge:
+    return RequestTooLarge(f"the request body is over {MAX_BODY_BYTES} bytes")
+
+
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         raise InvalidInput("the request body is empty; a JSON object is required")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"malformed JSON in request body: {exc}") from None
+
+
+def _parse_update(kind: str, body: dict[str, Any]) -> None:
+    """Validate an update body alone (a port's binding is merged with the
+    stored one later, in ``_update``)."""
+    parse = {
+        "network": wire.network_update,
+        "subnet": wire.subnet_update,
+        "trunk": wire.trunk_update,
+    }.get(kind)
+    if parse is not None:
+        parse(body)
+    else:
+        wire.port_update(body, None)
 
 
 def _update(backend: Backend, kind: str, ctx: Context, obj_id: str, body: dict[str, Any]) -> Any:
@@ -236,7 +276,9 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
     async def create_object(request: Request) -> Response:
         ctx = auth.authenticate(request.headers.get("x-auth-token"))
         body = wire.member_body(await _json_body(request), kind)
+        # Neutron's order: a malformed body is 400 before policy's 403.
         req = res.parse_create(body)
+        policy.enforce(ctx, kind, "create", body)
 
         def work() -> bytes:
             return wire.dumps({kind: to_wire(create_fn(ctx, req))})
@@ -258,6 +300,8 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
     async def update_object(request: Request, id: str) -> Response:
         ctx = auth.authenticate(request.headers.get("x-auth-token"))
         body = wire.member_body(await _json_body(request), kind)
+        _parse_update(kind, body)  # 400 before policy's 403, as Neutron answers
+        policy.enforce(ctx, kind, "update", body)
 
         def work() -> bytes:
             obj = _update(backend, kind, ctx, id, body)
@@ -488,11 +532,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(InvalidInput(message, field=field))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        incident = uuid.uuid4().hex[:12]
+        log.exception(
+            "unexpected error on %s %s (incident %s)", request.method, request.url.path, incident
+        )
+        # Python's text stays in the log: it is no answer for a caller.
         body = {
             "NeutronError": {
                 "type": "HTTPInternalServerError",
-                "message": f"internal error: {type(exc).__name__}: {exc}",
+                "message": f"internal error (incident {incident} in the server's log)",
                 "detail": "",
             }
         }

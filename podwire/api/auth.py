@@ -23,7 +23,9 @@ class Auth(Protocol):
         ...
 
 
-Role = Literal["member", "admin"]
+# "service": a host's agent (Neutron's service role): may write a port's
+# binding and status, nothing else beyond a member (podwire.api.policy).
+Role = Literal["member", "admin", "service"]
 
 
 class TokenEntry(BaseModel):

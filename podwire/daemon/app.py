@@ -20,6 +20,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -36,11 +37,29 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 def build_app(agent: Agent) -> ASGIApp:
     """The whole local API as one ASGI app."""
     from podwire.frontends.cni.handler import handle as handle_cni
+    from podwire.frontends.cni.handler import oversized as cni_oversized
+    from podwire.frontends.cni.handler import verb_label as cni_verb
 
     async def cni(request: Request) -> Response:
-        body = await request.body()
-        code, out = await handle_cni(agent, request.headers, body)
-        agent.metrics.result("cni", request.headers.get("x-cni-command", ""), _cni_code(code, out))
+        # Bounded (issue 14): a body above the CNI door's limit is refused
+        # from its Content-Length, or as soon as it grows past it, never
+        # read whole.
+        body = b""
+        refused = cni_oversized(request.headers, int(request.headers.get("content-length") or 0))
+        if refused is None:
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                refused = cni_oversized(request.headers, size)
+                if refused is not None:
+                    break
+                chunks.append(chunk)
+            body = b"".join(chunks)
+        if refused is not None:
+            code, out = refused
+        else:
+            code, out = await handle_cni(agent, request.headers, body)
+        agent.metrics.result("cni", cni_verb(request.headers), _cni_code(code, out))
         return Response(out, headers={"X-CNI-Exit": str(code)}, media_type="application/json")
 
     async def metrics(_request: Request) -> Response:
@@ -63,8 +82,30 @@ def build_app(agent: Agent) -> ASGIApp:
     )
     neutron = _neutron_app(agent)
 
+    # CNI requests between the door and their answer. Counted as each one
+    # arrives, so that in a burst the ones past the agent's admission limit
+    # are refused in the event loop's first pass over them, not after the
+    # admitted ones were parsed and handed to workers (issue 14, class 7).
+    cni_at_door = 0
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal cni_at_door
         path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == "/v1/cni":
+            limit = agent.gate.max_admitted
+            if cni_at_door >= limit or agent.gate.admitted >= limit:
+                await _refuse_busy(agent, receive, send)
+                agent.metrics.result("cni", cni_verb(Headers(scope=scope)), 11)
+                return
+            cni_at_door += 1
+            try:
+                # Let the rest of a burst reach the door (and be counted or
+                # refused) before this one is parsed and handed to a worker.
+                await asyncio.sleep(0)
+                await local(scope, receive, send)
+            finally:
+                cni_at_door -= 1
+            return
         if (
             neutron is not None
             and scope["type"] == "http"
@@ -87,6 +128,26 @@ def _cni_code(exit_code: int, out: bytes) -> int:
     except (ValueError, AttributeError):
         return 999
     return code if isinstance(code, int) else 999
+
+
+async def _refuse_busy(agent: Agent, receive: Receive, send: Send) -> None:
+    from podwire.frontends.cni.handler import busy_answer
+
+    chunks, size, more = [], 0, True
+    while more and size <= (1 << 20):
+        message = await receive()
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        more = message.get("more_body", False)
+    out = busy_answer(b"".join(chunks), agent.gate.admitted, agent.gate.max_admitted)
+    headers = [
+        (b"x-cni-exit", b"1"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(out)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": out})
 
 
 def _neutron_app(agent: Agent) -> ASGIApp | None:

@@ -64,6 +64,7 @@ def _serve(config: Config) -> None:
         # Bound first: a second agent on this socket stops here, before its
         # reconcile could roll back the first one's ADDs in flight.
         sock = bind_unix_socket(socket_path)
+        agent.prestart_workers()  # no thread start delays a request (issue 14)
         report = agent.reconcile()
         log.info("agent: reconcile %s", report)
         metrics_server = _serve_metrics(config, agent)

@@ -84,6 +84,16 @@ FILTERABLE: dict[str, dict[str, str]] = {
 }
 
 _BOOLEAN = frozenset({"shared", "admin_state_up", "port_security_enabled", "enable_dhcp"})
+# Filters on integer fields: the value must be an integer in the field's
+# range (a 20-digit one once overflowed SQLite's integers: a 500).
+_INTEGER: dict[str, tuple[int, int]] = {
+    "mtu": (0, 65535),
+    "provider:segmentation_id": (0, 16777215),
+    "ip_version": (4, 6),
+}
+_ALLOWED_VALUES: dict[str, frozenset[str]] = {"ip_version": frozenset({"4", "6"})}
+# The longest value any filterable field holds (names, ids, descriptions).
+MAX_FILTER_VALUE = 255
 _FIXED_IP_KEYS = {"ip_address": "fixed_ips.ip_address", "subnet_id": "fixed_ips.subnet_id"}
 
 
@@ -99,6 +109,22 @@ def _boolean(field: str, value: str) -> str:
     if lowered in ("false", "0"):
         return "False"
     raise InvalidInput(f"filter {field}: {value!r} is not a boolean", field=field)
+
+
+def _integer(field: str, value: str) -> str:
+    low, high = _INTEGER[field]
+    allowed = _ALLOWED_VALUES.get(field)
+    try:
+        if not value.isascii() or not value.lstrip("-").isdigit() or len(value) > 12:
+            raise ValueError
+        number = int(value)
+        if not low <= number <= high or (allowed is not None and value not in allowed):
+            raise ValueError
+    except ValueError:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        expected = " or ".join(sorted(allowed)) if allowed else f"an integer from {low} to {high}"
+        raise InvalidInput(f"filter {field}: {shown!r} is not {expected}", field=field) from None
+    return str(number)
 
 
 def filters_from_query(kind: str, items: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -134,5 +160,11 @@ def filters_from_query(kind: str, items: Iterable[tuple[str, str]]) -> dict[str,
             raise InvalidInput(f"{key!r} is not a valid filter for {kind}s", field=key)
         if key in _BOOLEAN:
             value = _boolean(key, value)
+        elif key in _INTEGER:
+            value = _integer(key, value)
+        elif len(value) > MAX_FILTER_VALUE:
+            raise InvalidInput(
+                f"filter {key}: the value is longer than {MAX_FILTER_VALUE} characters", field=key
+            )
         out.setdefault(target, []).append(value)
     return out

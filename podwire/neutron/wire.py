@@ -233,6 +233,10 @@ def _rename(body: dict[str, Any], renames: dict[str, str], kind: str) -> dict[st
                     f"{key}: podwire supports only {_FIXED_VALUES[key]!r}", kind=kind, field=key
                 )
             continue
+        if "." in key:
+            # Only Neutron's spelling (binding:host_id): a dotted alias of a
+            # model path would set the same field twice, the last one winning.
+            raise InvalidInput(f"unknown field {key!r}", kind=kind, field=key)
         target = renames.get(key, key)
         if "." in target:
             outer, inner = target.split(".", 1)

@@ -43,7 +43,9 @@ def admin(podwire_server: ServerInfo):
 
 def test_network_create_list_filter_update_delete(alice, podwire_server: ServerInfo) -> None:
     name = unique("net-")
-    net = alice.network.create_network(
+    # provider:* are admin-only (Neutron's default policy): an admin of
+    # alice's project makes the network, alice uses it.
+    net = podwire_server.sdk("alice_admin").network.create_network(
         name=name,
         mtu=1400,
         provider_network_type="vlan",
@@ -145,7 +147,9 @@ def test_port_create_list_filter_update_delete(alice, podwire_server: ServerInfo
         sub = alice.network.create_subnet(network_id=net.id, ip_version=4, cidr=cidr)
         wanted_ip = str(ipaddress.ip_network(cidr)[5])
         device = unique("ctr-")
-        port = alice.network.create_port(
+        # binding:* are for admins and the service role (a host's agent).
+        agent = podwire_server.sdk("alice_service")
+        port = agent.network.create_port(
             network_id=net.id,
             name="p1",
             mac_address="0a:70:77:12:34:56",
@@ -173,7 +177,7 @@ def test_port_create_list_filter_update_delete(alice, podwire_server: ServerInfo
         both = alice.network.ports(network_id=net.id, name=["p1", "p2"])
         assert {p.id for p in both} == {port.id, other.id}
 
-        updated = alice.network.update_port(
+        updated = agent.network.update_port(
             port, name="p1-renamed", device_id="", binding_host_id="node-2"
         )
         assert updated.name == "p1-renamed"
@@ -332,8 +336,11 @@ def test_projects_cannot_see_or_touch_each_other(
         bob.network.delete_network(b_net.id)
 
 
-def test_shared_network_is_visible_to_other_projects(alice, bob) -> None:
-    net = alice.network.create_network(name=unique("sh-"), shared=True)
+def test_shared_network_is_visible_to_other_projects(
+    alice, bob, podwire_server: ServerInfo
+) -> None:
+    # shared is admin-only: an admin of alice's project shares alice's network.
+    net = podwire_server.sdk("alice_admin").network.create_network(name=unique("sh-"), shared=True)
     try:
         alice.network.create_subnet(network_id=net.id, ip_version=4, cidr=v4_cidr())
         assert bob.network.get_network(net.id).is_shared is True

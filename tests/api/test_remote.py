@@ -41,7 +41,8 @@ CTX = Context(project_id="ignored-by-remote")
 
 @pytest.fixture(scope="module")
 def alice(podwire_server: ServerInfo) -> Iterator[RemoteBackend]:
-    backend = RemoteBackend(podwire_server.url, token=podwire_server.tokens["alice"])
+    # The agent's own token: alice's project with the service role (binding).
+    backend = RemoteBackend(podwire_server.url, token=podwire_server.tokens["alice_service"])
     yield backend
     backend.close()
 

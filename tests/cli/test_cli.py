@@ -145,11 +145,21 @@ def test_subnet_commands(run: Run) -> None:
     run("network", "delete", name)
 
 
-def test_port_commands(run: Run) -> None:
+def test_port_commands(run: Run, request: pytest.FixtureRequest) -> None:
     name = unique("pt-")
     run("network", "create", name, "--subnet", "198.18.43.0/24", "--subnet", "2001:db8:43::/64")
+    # --host sets binding:host_id: Neutron's policy keeps it for admins and
+    # the service role (a host's agent). On the server, alice (a member) is
+    # refused and her agent's token does it; the local state dir is admin.
+    agent = run
+    if request.node.callspec.params["run"] == "server":
+        server: ServerInfo = request.getfixturevalue("podwire_server")
+        agent = _runner(["--url", server.url, "--token", server.tokens["alice_service"]])
+        refused = run("port", "create", "--network", name, "--host", "node-1", ok=False)
+        assert refused.returncode == 1 and "binding:host_id" in refused.stderr
+        assert as_json(run("--json", "port", "list", "--network", name)) == []
     port = as_json(
-        run(
+        agent(
             "--json",
             "port",
             "create",

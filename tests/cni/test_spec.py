@@ -36,7 +36,7 @@ def _code(headers: dict[str, str], body: bytes) -> int:
 
 
 def test_env_errors_are_code_4() -> None:
-    ok = {"containerid": "abc", "netns": "/var/run/netns/x", "ifname": "eth0"}
+    ok = {"containerid": "abc", "netns": "/var/run/netns/x", "ifname": "eth0", "path": "/x"}
     assert _code(_headers(**ok), _conf()) == 4  # no command
     assert _code(_headers(command="FROB", **ok), _conf()) == 4
     assert _code(_headers(command="ADD", netns="/x", ifname="eth0"), _conf()) == 4
@@ -44,8 +44,12 @@ def test_env_errors_are_code_4() -> None:
     for bad in ("", ".", "..", "a/b", "a:b", "a b", "x" * 16):
         assert _code(_headers(command="ADD", **{**ok, "ifname": bad}), _conf()) == 4
     assert _code(_headers(command="ADD", containerid="abc", ifname="eth0"), _conf()) == 4
+    # every verb but VERSION needs CNI_PATH (the reference plugins' skel)
+    for verb in ("ADD", "DEL", "CHECK", "GC", "STATUS"):
+        assert _code(_headers(command=verb, **{**ok, "path": ""}), _conf()) == 4
     # DEL needs no netns
-    assert parse(_headers(command="DEL", containerid="abc", ifname="eth0"), _conf()).netns is None
+    del_ok = _headers(command="DEL", containerid="abc", ifname="eth0", path="/x")
+    assert parse(del_ok, _conf()).netns is None
 
 
 def test_decode_and_version_errors() -> None:

@@ -9,6 +9,7 @@ the CNI cases run them against a real podwire agent in real namespaces.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -243,9 +244,15 @@ def test_agent_socket_path_that_is_not_a_socket_is_error_11(shim: Path, tmp_path
     assert cni_error(proc)["code"] == 11
 
 
+def _decoded(ex: Exchange, header: str) -> bytes:
+    """A variable as the agent reads it: the header is base64 of its bytes."""
+    assert ex.headers["x-cni-encoding"] == "base64"
+    return base64.b64decode(ex.headers[header], validate=True)
+
+
 @pytest.mark.parametrize("variable", sorted(CNI_VARS))
-@pytest.mark.parametrize("bad", ["eth0\nX-Injected: 1", "eth0\r", "\n"])
-def test_cr_or_lf_in_a_variable_is_error_4(
+@pytest.mark.parametrize("bad", ["eth0\nX-Injected: 1", "eth0\r", "\n", " ADD ", "x\xe9\t"])
+def test_line_breaks_and_spaces_are_carried_exactly_never_split_a_header(
     shim: Path, peer: RecordingPeer, variable: str, bad: str
 ) -> None:
     env = {
@@ -257,11 +264,23 @@ def test_cr_or_lf_in_a_variable_is_error_4(
     }
     env[variable] = bad
     proc = run_shim(shim, b'{"cniVersion": "1.0.0"}', env)
-    answer = cni_error(proc)
-    assert answer["code"] == 4
-    assert answer["cniVersion"] == "1.0.0"
-    # Nothing reached the agent: a header was never split.
-    assert peer.exchanges == []
+    assert proc.returncode == 0, proc
+    (ex,) = peer.exchanges
+    assert "x-injected" not in ex.headers
+    assert _decoded(ex, CNI_VARS[variable]) == bad.encode()
+
+
+def test_non_utf8_bytes_are_carried_exactly(shim: Path, peer: RecordingPeer) -> None:
+    raw = b"/var/run/netns/caf\xe9 \xff  "
+    env = {"CNI_COMMAND": "ADD", "PODWIRE_AGENT_SOCKET": str(peer.path)}
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
+    benv = {k.encode(): v.encode() for k, v in base.items()} | {b"CNI_NETNS": raw}
+    proc = subprocess.run(
+        [str(shim)], input=b'{"cniVersion": "1.0.0"}', env=benv, capture_output=True, timeout=60
+    )
+    assert proc.returncode == 0, proc
+    (ex,) = peer.exchanges
+    assert _decoded(ex, "x-cni-netns") == raw
 
 
 # ---------------------------------------------------------------- the transport
@@ -290,7 +309,7 @@ def test_request_carries_set_variables_and_stdin_unchanged(shim: Path, peer: Rec
     assert int(ex.headers["content-length"]) == len(stdin)
     assert ex.body == stdin
     for variable, header in CNI_VARS.items():
-        assert ex.headers[header] == env[variable]
+        assert _decoded(ex, header) == env[variable].encode()
 
 
 def test_unset_variables_send_no_header_and_empty_ones_do(shim: Path, peer: RecordingPeer) -> None:
@@ -299,8 +318,8 @@ def test_unset_variables_send_no_header_and_empty_ones_do(shim: Path, peer: Reco
     assert proc.returncode == 0, proc
     (ex,) = peer.exchanges
     sent = {h for h in ex.headers if h.startswith("x-cni-")}
-    assert sent == {"x-cni-command", "x-cni-args"}
-    assert ex.headers["x-cni-args"] == ""
+    assert sent == {"x-cni-encoding", "x-cni-command", "x-cni-args"}
+    assert _decoded(ex, "x-cni-args") == b""
 
 
 def test_answer_body_and_exit_code_pass_through(shim: Path, peer: RecordingPeer) -> None:
@@ -387,8 +406,20 @@ def test_socket_from_environment_when_config_has_none(shim: Path, peer: Recordin
     assert len(peer.exchanges) == 1
 
 
-def test_non_string_agent_socket_is_ignored(shim: Path, peer: RecordingPeer) -> None:
-    stdin = b'{"cniVersion": "1.0.0", "agentSocket": 42}'
+@pytest.mark.parametrize("value", ["42", "[]", "{}", "false", '""', '["/x"]'])
+def test_agent_socket_of_a_wrong_type_is_error_7_and_goes_nowhere(
+    shim: Path, peer: RecordingPeer, value: str
+) -> None:
+    # Ignoring it once sent the call to another agent (the default socket).
+    stdin = b'{"cniVersion": "1.0.0", "agentSocket": ' + value.encode() + b"}"
+    proc = run_shim(shim, stdin, {"CNI_COMMAND": "DEL", "PODWIRE_AGENT_SOCKET": str(peer.path)})
+    answer = cni_error(proc)
+    assert answer["code"] == 7 and answer["details"] == "agentSocket", answer
+    assert peer.exchanges == []
+
+
+def test_null_agent_socket_is_absent(shim: Path, peer: RecordingPeer) -> None:
+    stdin = b'{"cniVersion": "1.0.0", "agentSocket": null}'
     proc = run_shim(shim, stdin, {"CNI_COMMAND": "ADD", "PODWIRE_AGENT_SOCKET": str(peer.path)})
     assert proc.returncode == 0, proc
     assert len(peer.exchanges) == 1

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from podwire import nsfs
 from podwire.datapath.netlink.constants import (
     CLONE_NEWNET,
     NETLINK_CAP_ACK,
@@ -41,7 +42,9 @@ class Netns:
     def __init__(self, path: str) -> None:
         self.path = path
         try:
-            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            # Proven nsfs through O_PATH first: a FIFO here must never be
+            # opened for reading (it blocks until a writer comes).
+            self.fd = nsfs.open_netns(path)
         except FileNotFoundError as exc:
             raise NetnsError(errno.ENOENT, f"network namespace {path} does not exist") from exc
         except OSError as exc:

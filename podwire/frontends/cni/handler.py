@@ -8,13 +8,16 @@ agent's request, render the agent's answer or error.
 
 from __future__ import annotations
 
-import ipaddress
 import json
+import logging
+import os
 import re
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from podwire import nsfs
 from podwire.agent.core import Agent
 from podwire.agent.types import (
     Attachment,
@@ -25,8 +28,9 @@ from podwire.agent.types import (
     GcRequest,
     NetworkSelection,
 )
+from podwire.errors import PodwireError
 from podwire.frontends.cni import result as results
-from podwire.frontends.cni import selection, versions
+from podwire.frontends.cni import selection, validate, versions
 from podwire.frontends.cni.errors import CniError, Code, from_podwire
 
 VERBS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
@@ -44,6 +48,8 @@ _CONTAINER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 LABEL_NETWORK = "cni.network"  # the CNI network config's "name"
 LABEL_IFNAME = "cni.ifname"  # the CNI_IFNAME of the ADD that made the record
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Invocation:
@@ -51,6 +57,7 @@ class Invocation:
     env: dict[str, str]
     config: dict[str, Any]
     version: str
+    cni_args: dict[str, str] = field(default_factory=dict)
 
     @property
     def container_id(self) -> str:
@@ -86,43 +93,86 @@ class Invocation:
         return name if isinstance(name, str) else ""
 
 
+def verb_label(headers: Mapping[str, str]) -> str:
+    """The request's CNI_COMMAND for metrics labels: one of VERBS, else
+    "invalid" (a label value never comes from the caller unchecked, so a
+    hostile caller cannot grow the metrics without bound)."""
+    try:
+        command = validate.decode_env(headers, {"CNI_COMMAND": HEADERS["CNI_COMMAND"]})
+    except CniError:
+        return "invalid"
+    verb = command.get("CNI_COMMAND", "")
+    return verb if verb in VERBS else "invalid"
+
+
 async def handle(agent: Agent, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
     version = versions.LATEST
     command = headers.get(HEADERS["CNI_COMMAND"], "")
     try:
         inv = parse(headers, body)
+        command = inv.command
         version = inv.version
         output = await dispatch(agent, inv)
+        return (0, b"") if output is None else (0, _dump(output))
     except Exception as exc:
+        if not isinstance(exc, (CniError, PodwireError)):
+            # A bug, not the caller's fault: the traceback goes to the log,
+            # the caller gets a code and a pointer there, not Python's text.
+            incident = uuid.uuid4().hex[:12]
+            log.exception("CNI %s failed unexpectedly (incident %s)", command, incident)
+            exc = CniError(
+                Code.OTHER,
+                f"{command or 'CNI'} failed: unexpected error in the podwire agent",
+                f"incident {incident} in the agent's log",
+            )
         error = from_podwire(exc, command or "CNI")
         if isinstance(exc, CniError):
             version = _error_version(body, version)
         return 1, _dump(error.to_json(version))
-    if output is None:
-        return 0, b""
-    return 0, _dump(output)
+
+
+def oversized(headers: Mapping[str, str], size: int) -> tuple[int, bytes] | None:
+    """The answer to a request whose stdin is (or grows) past the limit, or
+    None while it is within it: the daemon asks before and while reading."""
+    if size <= validate.MAX_CONFIG_BYTES:
+        return None
+    error = CniError(
+        Code.INVALID_CONFIG,
+        f"the network config on stdin is over {validate.MAX_CONFIG_BYTES} bytes",
+        "see docs/cni.md, Limits",
+    )
+    return 1, _dump(error.to_json(versions.LATEST))
+
+
+def busy_answer(body: bytes, admitted: int, limit: int) -> bytes:
+    """Code 11 for a request refused before it is parsed (the agent is at
+    its admission limit), in the config's version when stdin names one."""
+    error = CniError(
+        Code.TRY_AGAIN_LATER,
+        f"agent busy: {admitted} requests in flight or queued (limit {limit}); try again later",
+    )
+    return _dump(error.to_json(_error_version(body, versions.LATEST)))
 
 
 def parse(headers: Mapping[str, str], body: bytes) -> Invocation:
-    env = {var: headers[h] for var, h in HEADERS.items() if h in headers}
+    """The whole request, checked before anything is done with it: the
+    environment (exact bytes, see validate.decode_env), stdin as strict JSON,
+    every config key podwire reads by type, CNI_ARGS, and CNI_NETNS proven a
+    network namespace without opening it for I/O."""
+    env = validate.decode_env(headers, HEADERS)
     command = env.get("CNI_COMMAND")
     if not command:
         raise CniError(Code.INVALID_ENV, "CNI_COMMAND is not set")
     if command not in VERBS:
         raise CniError(
             Code.INVALID_ENV,
-            f"unknown CNI_COMMAND {command!r}",
+            f"unknown CNI_COMMAND {validate.printable(command)}",
             f"expected one of {', '.join(VERBS)}",
         )
     if command == "VERSION":
         return Invocation(command, env, {}, versions.LATEST)
 
-    try:
-        config = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CniError(Code.DECODE, "cannot decode the network config on stdin", str(exc)) from None
-    if not isinstance(config, dict):
-        raise CniError(Code.DECODE, "the network config on stdin is not a JSON object")
+    config = validate.load_config(body)
     version = versions.choose(config)
 
     minimum = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}.get(command)
@@ -135,19 +185,61 @@ def parse(headers: Mapping[str, str], body: bytes) -> Invocation:
     if command in ("ADD", "DEL", "CHECK"):
         _require_container_id(env)
         _require_ifname(env)
+    # Required for every verb but VERSION, as the reference plugins' skel has it.
+    if not env.get("CNI_PATH"):
+        raise CniError(Code.INVALID_ENV, f"CNI_PATH is required for {command}")
     if command in ("ADD", "CHECK") and not env.get("CNI_NETNS"):
         raise CniError(Code.INVALID_ENV, f"CNI_NETNS is required for {command}")
-    return Invocation(command, env, config, version)
+    validate.config_keys(config, command)
+    inv = Invocation(command, env, config, version)
+    # Read here so that their errors come before any work.
+    inv.selections  # noqa: B018 - validates "network"/"networks"
+    inv.cni_args = parse_cni_args(env.get("CNI_ARGS", ""))
+    if command == "ADD":
+        runtime_hints(inv)
+    if inv.netns is not None and command in ("ADD", "CHECK", "DEL"):
+        _prove_netns(inv.netns, missing_ok=command == "DEL")
+    return inv
+
+
+def _prove_netns(path: str, *, missing_ok: bool) -> None:
+    """CNI_NETNS must be a network namespace (nsfs), proven without opening
+    it for I/O: a FIFO there once blocked a worker forever. DEL may name a
+    namespace that is already gone (the spec's rule), never a file that is
+    something else."""
+    shown = validate.printable(path, 200)
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        # Carried exactly, and judged: a path that is not UTF-8 cannot be
+        # named in a JSON result ("sandbox") nor kept in the record.
+        raise CniError(
+            Code.INVALID_ENV, f"CNI_NETNS {shown} is not UTF-8", "a CNI result could not name it"
+        ) from None
+    if not os.path.isabs(path):
+        raise CniError(Code.INVALID_ENV, f"CNI_NETNS {shown} is not an absolute path")
+    try:
+        nsfs.prove(path)
+    except (FileNotFoundError, NotADirectoryError):
+        if missing_ok:
+            return
+        raise CniError(
+            Code.INVALID_ENV, f"CNI_NETNS: network namespace {shown} does not exist"
+        ) from None
+    except nsfs.NotNetns:
+        raise CniError(Code.INVALID_ENV, f"CNI_NETNS {shown} is not a network namespace") from None
+    except OSError as exc:
+        raise CniError(Code.INVALID_ENV, f"CNI_NETNS {shown}: {exc.strerror}") from None
 
 
 def _require_container_id(env: dict[str, str]) -> None:
     cid = env.get("CNI_CONTAINERID")
     if not cid:
         raise CniError(Code.INVALID_ENV, "CNI_CONTAINERID is required")
-    if len(cid) > 255 or not _CONTAINER_ID_RE.match(cid):
+    if len(cid) > 255 or not _CONTAINER_ID_RE.fullmatch(cid):
         raise CniError(
             Code.INVALID_ENV,
-            f"invalid CNI_CONTAINERID {cid[:80]!r}",
+            f"invalid CNI_CONTAINERID {validate.printable(cid)}",
             "must start with a letter or digit, then letters, digits, '_', '.' or '-'",
         )
 
@@ -156,15 +248,10 @@ def _require_ifname(env: dict[str, str]) -> None:
     name = env.get("CNI_IFNAME")
     if not name:
         raise CniError(Code.INVALID_ENV, "CNI_IFNAME is required")
-    if (
-        len(name.encode()) > 15
-        or name in (".", "..")
-        or any(c in name for c in "/:")
-        or any(c.isspace() for c in name)
-    ):
+    if not selection.valid_ifname(name):
         raise CniError(
             Code.INVALID_ENV,
-            f"invalid CNI_IFNAME {name[:40]!r}",
+            f"invalid CNI_IFNAME {validate.printable(name, 40)}",
             "an interface name is 1-15 bytes, not . or .., without '/', ':' or spaces",
         )
 
@@ -206,9 +293,10 @@ async def _add(agent: Agent, inv: Invocation) -> dict[str, Any]:
     try:
         _check_gateways(inv, attached)
         return results.render(attached.interfaces, inv.version, inv.config.get("prevResult"))
-    except CniError:
-        # A gateway that is not the network's, a malformed prevResult: the
-        # whole ADD goes, nothing half-made stays behind the error.
+    except Exception:
+        # A gateway that is not the network's, anything else after the
+        # attachment was made: the whole ADD goes, nothing half-made stays
+        # behind the error.
         await _del(agent, inv)
         raise
 
@@ -350,29 +438,18 @@ def check_prev_result(inv: Invocation, record: Attachment) -> None:
 
 def runtime_hints(inv: Invocation) -> tuple[str | None, list[str]]:
     """A fixed MAC and addresses, from (first found wins) runtimeConfig's
-    "mac"/"ips" capabilities, the config's args.cni, then CNI_ARGS MAC/IP."""
-    cni_args = parse_cni_args(inv.env.get("CNI_ARGS", ""))
+    "mac"/"ips" capabilities, the config's args.cni, then CNI_ARGS MAC/IP.
+    Their types were checked by validate.config_keys; CNI_ARGS by parse."""
     runtime = inv.config.get("runtimeConfig") or {}
     args = (inv.config.get("args") or {}).get("cni") or {}
-    if not isinstance(runtime, dict) or not isinstance(args, dict):
-        raise CniError(Code.INVALID_CONFIG, "runtimeConfig and args.cni must be objects")
+    cni_args = inv.cni_args
 
     mac = runtime.get("mac") or args.get("mac") or cni_args.get("MAC")
-    if mac is not None and not isinstance(mac, str):
-        raise CniError(Code.INVALID_CONFIG, f"mac must be a string, got {mac!r}")
-
     raw_ips: Any = runtime.get("ips") or args.get("ips")
-    if raw_ips is None and cni_args.get("IP"):
+    if raw_ips is None and "IP" in cni_args:
         raw_ips = cni_args["IP"].split(",")
-    ips: list[str] = []
-    for value in raw_ips or []:
-        if not isinstance(value, str):
-            raise CniError(Code.INVALID_CONFIG, f"ips entries must be strings, got {value!r}")
-        try:
-            ips.append(str(ipaddress.ip_interface(value.strip()).ip))
-        except ValueError:
-            raise CniError(Code.INVALID_CONFIG, f"invalid IP address {value!r}") from None
-    return mac, ips
+    ips = [validate.cidr_or_ip(v, "ips") for v in raw_ips or []]
+    return (mac.lower() if mac else None), ips
 
 
 KNOWN_CNI_ARGS = {"IgnoreUnknown", "MAC", "IP"}
@@ -380,7 +457,8 @@ KNOWN_CNI_ARGS = {"IgnoreUnknown", "MAC", "IP"}
 
 def parse_cni_args(raw: str) -> dict[str, str]:
     """CNI_ARGS "K=V;K2=V2". Unknown keys are an error unless IgnoreUnknown
-    is true (the reference plugins' rule)."""
+    is true (the reference plugins' rule); the keys podwire reads are
+    checked here (an empty IP= is an error, not "no address")."""
     out: dict[str, str] = {}
     if not raw:
         return out
@@ -389,16 +467,32 @@ def parse_cni_args(raw: str) -> dict[str, str]:
             continue
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise CniError(Code.INVALID_ENV, f"invalid CNI_ARGS pair {pair!r}", "expected K=V")
+            raise CniError(
+                Code.INVALID_ENV,
+                f"invalid CNI_ARGS pair {validate.printable(pair)}",
+                "expected K=V",
+            )
+        if key in out:
+            raise CniError(Code.INVALID_ENV, f"CNI_ARGS names {validate.printable(key)} twice")
         out[key] = value
     unknown = sorted(set(out) - KNOWN_CNI_ARGS)
     ignore = out.get("IgnoreUnknown", "").lower() in ("1", "true")
+    if "IgnoreUnknown" in out and out["IgnoreUnknown"].lower() not in ("0", "1", "true", "false"):
+        raise CniError(Code.INVALID_ENV, "CNI_ARGS IgnoreUnknown must be 1, 0, true or false")
     if unknown and not ignore:
         raise CniError(
             Code.INVALID_ENV,
-            f"unknown CNI_ARGS {', '.join(unknown)}",
+            f"unknown CNI_ARGS {', '.join(validate.printable(k) for k in unknown)}",
             "set IgnoreUnknown=1 to ignore them",
         )
+    try:
+        if "MAC" in out:
+            validate.mac(out["MAC"], "CNI_ARGS MAC")
+        if "IP" in out:
+            for value in out["IP"].split(","):
+                validate.cidr_or_ip(value, "CNI_ARGS IP")
+    except CniError as exc:
+        raise CniError(Code.INVALID_ENV, exc.msg, exc.details) from None
     return out
 
 
@@ -427,19 +521,12 @@ async def _gc(agent: Agent, inv: Invocation) -> None:
 
 
 def _valid_attachments(inv: Invocation) -> set[tuple[str, str]]:
-    valid = inv.config.get("cni.dev/valid-attachments")
-    if valid is None:
-        valid = inv.config.get("cni.dev/attachments")  # the legacy key
-    keep: set[tuple[str, str]] = set()
-    for entry in valid or []:
-        if not isinstance(entry, dict) or not isinstance(entry.get("containerID"), str):
-            raise CniError(
-                Code.INVALID_CONFIG,
-                "cni.dev/valid-attachments entries need containerID and ifname",
-                repr(entry)[:200],
-            )
-        keep.add((entry["containerID"], str(entry.get("ifname", ""))))
-    return keep
+    """GC's keep list (parse checked its type: a list, never "keep nothing"
+    read from a wrong-typed value)."""
+    key = "cni.dev/valid-attachments"
+    if inv.config.get(key) is None:
+        key = "cni.dev/attachments"  # the legacy key
+    return validate.valid_attachments(inv.config.get(key) or [], key)
 
 
 def _status_for(agent: Agent) -> Any:
@@ -462,4 +549,5 @@ def _error_version(body: bytes, fallback: str) -> str:
 
 
 def _dump(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    # allow_nan=False: an answer is strict JSON or an error, never NaN.
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode() + b"\n"

@@ -10,6 +10,7 @@ naming the key (``networks[1].interface``), before anything is made.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +32,7 @@ def _invalid(msg: str, key: str) -> CniError:
 def valid_ifname(name: str) -> bool:
     """Linux's rule: 1-15 bytes, not . or .., no '/', ':' or whitespace."""
     return (
-        0 < len(name.encode()) <= 15
+        0 < len(os.fsencode(name)) <= 15
         and name not in (".", "..")
         and not any(c in name for c in "/:")
         and not any(c.isspace() for c in name)
@@ -177,7 +178,7 @@ def _ips(value: Any, where: str) -> list[str]:
         try:
             if not isinstance(item, str):
                 raise ValueError
-            out.append(str(ipaddress.ip_interface(item.strip()).ip))
+            out.append(str(ipaddress.ip_interface(item).ip))
         except ValueError:
             raise _invalid(f"{where} has an invalid IP address {item!r}", where) from None
     return out

@@ -2,9 +2,11 @@
 
 Installed into the CNI bin directory as ``podwire``. It forwards the CNI_*
 environment (one X-CNI-* header per variable that is set) and stdin to
-``POST /v1/cni`` on the agent's unix socket, writes the answer's body to
+``POST /v1/cni`` on the agent's unix socket (each value base64 of its
+bytes, with ``X-CNI-Encoding: base64``), writes the answer's body to
 stdout unchanged and exits with its X-CNI-Exit code. It answers by itself
-only VERSION, error 4 for an environment value that cannot be a header, and,
+only VERSION, error 7 for an ``agentSocket`` that is not a non-empty string
+or a stdin over the agent's size limit (1 MiB), and,
 when the agent cannot be reached or answers garbage, error 11 (try again
 later) or, if stdin cannot be a network config at all, error 6 (decode
 failure: no retry can succeed, and it is what the agent would have said).
@@ -28,6 +30,8 @@ CNI_VARS = (
     ("CNI_ARGS", "X-CNI-Args"),
     ("CNI_PATH", "X-CNI-Path"),
 )
+# The agent's limit on stdin (podwire/frontends/cni/validate.MAX_CONFIG_BYTES).
+MAX_STDIN = 1 << 20
 # ADD may wait for a data path (OVN binding) for a while; never hang forever.
 TIMEOUT = float(os.environ.get("PODWIRE_CNI_TIMEOUT", "300"))
 
@@ -60,26 +64,36 @@ def _error(stdin: bytes, code: int, msg: str, details: str = "") -> bytes:
     return json.dumps(body).encode() + b"\n"
 
 
-def _socket_path(stdin: bytes) -> str:
+def _socket_path(stdin: bytes) -> str | None:
+    """The agent's socket; None when the config's agentSocket is there but
+    not a non-empty string (answered as error 7: another agent must not get
+    the call)."""
     # Parse only when the key can be there: most configs never set it.
     if b"agentSocket" in stdin:
-        path = (_config(stdin) or {}).get("agentSocket")
+        config = _config(stdin) or {}
+        path = config.get("agentSocket")
         if isinstance(path, str) and path:
             return path
+        if "agentSocket" in config and path is not None:
+            return None
     return os.environ.get("PODWIRE_AGENT_SOCKET") or DEFAULT_SOCKET
 
 
 def _request(stdin: bytes) -> bytes:
+    """Each variable that is set, as base64 of its bytes (nothing stripped,
+    nothing re-encoded: a header value would lose surrounding spaces and
+    could not carry every byte of a path)."""
+    import base64
+
     lines = ["POST /v1/cni HTTP/1.1", "Host: podwire", f"Content-Length: {len(stdin)}"]
+    lines.append("X-CNI-Encoding: base64")
     for var, header in CNI_VARS:
-        value = os.environ.get(var)
+        value = os.environb.get(var.encode())
         if value is None:
             continue
-        if "\r" in value or "\n" in value:
-            raise ValueError(var)
-        lines.append(f"{header}: {value}")
+        lines.append(f"{header}: {base64.b64encode(value).decode()}")
     lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + stdin
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + stdin
 
 
 def _exchange(path: str, request: bytes) -> tuple[int, bytes]:
@@ -91,7 +105,12 @@ def _exchange(path: str, request: bytes) -> tuple[int, bytes]:
     try:
         sock.settimeout(TIMEOUT)
         sock.connect(path)
-        sock.sendall(request)
+        try:  # noqa: SIM105 - contextlib is one import more at start-up
+            sock.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            # The agent may answer before reading all of stdin (one over
+            # its size limit) and close: its answer is still there to read.
+            pass
         chunks = []
         while True:
             chunk = sock.recv(65536)
@@ -139,11 +158,15 @@ def run(stdin: bytes) -> tuple[int, bytes]:
     if os.environ.get("CNI_COMMAND") == "VERSION":
         versions = ", ".join(f'"{v}"' for v in SUPPORTED_VERSIONS)
         return 0, f'{{"cniVersion": "{LATEST}", "supportedVersions": [{versions}]}}\n'.encode()
+    if len(stdin) > MAX_STDIN:
+        # The agent would refuse it too, but only after the runtime's bytes
+        # crossed the socket: no point sending what cannot be read.
+        msg = f"the network config on stdin is over {MAX_STDIN} bytes"
+        return 1, _error(stdin, 7, msg, "see docs/cni.md, Limits")
     path = _socket_path(stdin)
-    try:
-        request = _request(stdin)
-    except ValueError as exc:
-        return 1, _error(stdin, 4, f"{exc} contains a line break", "invalid environment variable")
+    if path is None:
+        return 1, _error(stdin, 7, "agentSocket must be a non-empty string", "agentSocket")
+    request = _request(stdin)
     try:
         return _exchange(path, request)
     except OSError as exc:

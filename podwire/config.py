@@ -92,6 +92,22 @@ class AgentConfig(_Section):
     node_mode: Literal["host", "nested"] = "host"
 
 
+class NestedConfig(_Section):
+    """``agent.node_mode = "nested"``: the agent runs inside a VM and puts
+    containers on the VM's own NIC (macvlan, ipvlan, VLAN sub-interfaces)."""
+
+    # The VM's NIC; None: the interface of the default route.
+    nic: str | None = None
+    # The VM's port in the backend; None: the port whose MAC is the NIC's.
+    port_id: str | None = None
+    # ipvlan's mode: l2 (default; ARP/ND inside the container) or l3.
+    ipvlan_mode: Literal["l2", "l3"] = "l2"
+    # Allowed-address-pair updates race with other containers of the VM:
+    # read, change, write with the revision read (If-Match); on a 412 read
+    # again, this many times at most.
+    pair_update_tries: int = Field(default=40, ge=1)
+
+
 class Config(_Section):
     state_dir: Path = DEFAULT_STATE_DIR
     host_id: str = Field(default_factory=socket.gethostname)
@@ -100,6 +116,7 @@ class Config(_Section):
     ovn: OvnConfig = Field(default_factory=OvnConfig)
     remote: RemoteConfig = Field(default_factory=RemoteConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    nested: NestedConfig = Field(default_factory=NestedConfig)
 
     def embedded_db_url(self) -> str:
         return self.embedded.db_url or f"sqlite:///{self.state_dir / 'podwire.db'}"

@@ -134,6 +134,14 @@ class KindPlugin:
     vif_types: ClassVar[tuple[str, ...]] = ()
     vnic_types: ClassVar[tuple[str, ...]] = ()
     default_for: ClassVar[tuple[str, ...]] = ()
+    #: whether the agent binds the kind's port to this host; False for kinds
+    #: whose port no host plugs (a nested container's port rides on the VM's).
+    binds_port: ClassVar[bool] = True
+    #: node modes the kind runs on at all (empty: every mode). A network's
+    #: datapath hint naming only kinds of other modes does not bind this
+    #: node: e.g. "macvlan" says how containers inside VMs join the network,
+    #: while the host's own containers join it by the host's default kind.
+    node_modes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, env: KindEnv) -> None:
         self.env = env

@@ -129,8 +129,16 @@ def test_kind_decision() -> None:
                 "host",
             )
         )
-    with pytest.raises(InvalidInput, match="nested"):
-        registry.decide(KindChoice(node_mode="nested"))
+    # Inside a VM: ipvlan by default, the others by the network's hint.
+    assert registry.decide(KindChoice(node_mode="nested")) == "ipvlan_nested"
+    assert registry.decide(KindChoice(node_mode="nested", datapath_hint="macvlan")) == (
+        "macvlan_nested"
+    )
+    assert registry.decide(KindChoice(node_mode="nested", datapath_hint="vlan")) == "vlan_nested"
+    with pytest.raises(InvalidInput, match="sriov"):
+        registry.decide(KindChoice(node_mode="nested", datapath_hint="sriov"))
+    # A nested hint does not bind a host's own containers on that network.
+    assert registry.decide(KindChoice(node_mode="host", datapath_hint="macvlan")) == "veth_bridge"
 
 
 def test_not_the_default_route_owner_gets_no_default_routes_and_no_dns() -> None:

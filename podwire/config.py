@@ -90,6 +90,11 @@ class AgentConfig(_Section):
     # networks) or "nested" (containers inside a VM, on its port). One input
     # of the VIF kind decision (podwire.kinds.registry.decide).
     node_mode: Literal["host", "nested"] = "host"
+    # The kind this node gives networks without a datapath hint; None: the
+    # kind serving node_mode by default (veth_bridge on a host, ipvlan_nested
+    # inside a VM). E.g. "macvlan_nested" for a VM whose containers get
+    # macvlans on the VM's own network.
+    default_kind: str | None = None
 
 
 class NestedConfig(_Section):

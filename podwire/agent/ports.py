@@ -81,6 +81,7 @@ def binding(agent: Agent, network: Network, vnic_type: str) -> PortBinding:
             datapath_hint=network.datapath,
             node_mode=agent.config.agent.node_mode,
             network=network.name or network.id,
+            default_kind=agent.config.agent.default_kind,
         )
     )
     if not registry.plugin_class(guess).binds_port:

@@ -63,9 +63,13 @@ class KindChoice:
     datapath_hint: str | None = None
     node_mode: str = "host"
     network: str = ""  # for error messages only
+    # The node's own choice for networks without a hint (agent.default_kind).
+    default_kind: str | None = None
 
     @classmethod
-    def of(cls, port: Port, network: Network, node_mode: str) -> KindChoice:
+    def of(
+        cls, port: Port, network: Network, node_mode: str, default_kind: str | None = None
+    ) -> KindChoice:
         return cls(
             vif_type=port.binding.vif_type,
             vif_details=port.binding.vif_details,
@@ -73,6 +77,7 @@ class KindChoice:
             datapath_hint=network.datapath,
             node_mode=node_mode,
             network=network.name or network.id,
+            default_kind=default_kind,
         )
 
 

@@ -120,6 +120,16 @@ def decide(choice: KindChoice) -> str:
         return pick("binding vif_type", choice.vif_type, "vif_types")
     if choice.vnic_type != "normal":
         return pick("vnic_type", choice.vnic_type, "vnic_types")
+    if choice.default_kind is not None:
+        cls = plugin_class(choice.default_kind)
+        if cls.node_modes and choice.node_mode not in cls.node_modes:
+            raise InvalidInput(
+                f"agent.default_kind {choice.default_kind!r} does not run in node mode"
+                f" {choice.node_mode!r}",
+                kind="config",
+                field="agent.default_kind",
+            )
+        return cls.name
     return pick("node mode", choice.node_mode, "default_for")
 
 

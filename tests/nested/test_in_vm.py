@@ -1,0 +1,163 @@
+"""Containers inside a real VM (user-mode Linux, tests/fixtures/uml.py): the
+agent and the CNI shim run in the guest, reach ``podwire server`` over the
+VM's own NIC with alice's token, and put containers (netns in the guest) on
+ipvlan, macvlan and VLAN sub-interfaces of that NIC.
+
+One VM per session; each case here cleans up what it made (DEL), and checks
+what a user sees: packets pass, the VM port's allowed_address_pairs hold
+exactly the containers' addresses, nothing is left after DEL.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from podwire.errors import Forbidden
+from podwire.model import AllowedAddressPair, NetworkCreate, PortUpdate, SubnetCreate
+from tests.fixtures.uml import PW9_NET, Guest, NestedWorld
+
+pytestmark = pytest.mark.vm
+
+
+def _ping(guest: Guest, netns: str, address: str) -> None:
+    answer = guest.run(f"ip netns exec {netns} busybox ping -c2 -W3 {address}", timeout=30)
+    assert answer.rc == 0, f"{netns} cannot reach {address}: {answer.stdout} {answer.stderr}"
+
+
+def _pairs(world: NestedWorld) -> set[tuple[str, str | None]]:
+    with world.backend() as alice:
+        vm = alice.get_port(world.ctx(), world.vm_port_id)
+    # A pair without a MAC is the port's own MAC (Neutron's meaning).
+    return {(p.ip_address, p.mac_address or vm.mac_address) for p in vm.allowed_address_pairs}
+
+
+@contextlib.contextmanager
+def containers(
+    world: NestedWorld, count: int, network: str = PW9_NET
+) -> Iterator[list[dict[str, Any]]]:
+    """``count`` containers (netns in the guest) ADDed on ``network``; DEL
+    and netns removal at the end, whatever happened."""
+    guest = world.guest
+    made: list[dict[str, Any]] = []
+    try:
+        for _ in range(count):
+            name = "pw9c" + uuid.uuid4().hex[:6]
+            guest.run(f"ip netns add {name}").check()
+            item: dict[str, Any] = {"netns": name, "id": name, "path": f"/run/netns/{name}"}
+            made.append(item)
+            answer = guest.cni("ADD", network, container_id=name, netns=item["path"])
+            assert answer.code == 0, (answer.stdout, answer.stderr, guest.agent_log())
+            item["result"] = answer.json
+            item["ips"] = [ip["address"].split("/")[0] for ip in answer.json["ips"]]
+            item["mac"] = answer.json["interfaces"][0]["mac"]
+        yield made
+    finally:
+        for item in made:
+            guest.cni("DEL", network, container_id=item["id"], netns=item["path"])
+            guest.run(f"ip netns del {item['netns']}")
+
+
+def _assert_clean(world: NestedWorld) -> None:
+    """Nothing of the nested containers left: no pair, no sub-port, no record."""
+    assert _pairs(world) == set()
+    with world.backend() as alice:
+        trunks = alice.list_trunks(world.ctx(), {"port_id": [world.vm_port_id]})
+        assert all(t.sub_ports == [] for t in trunks), trunks
+        owned = [
+            p
+            for p in alice.list_ports(world.ctx())
+            if any(t.startswith("podwire:host=pw9-vm") for t in p.tags)
+        ]
+        assert owned == []
+    records = world.guest.run(
+        "ls /run/netns; ip -o link show | grep -c '@vec0' || true"
+    ).stdout.split()
+    assert records[-1] == "0", records
+
+
+def test_ipvlan_containers_reach_each_other_and_the_host(nested_world: NestedWorld) -> None:
+    world, guest = nested_world, nested_world.guest
+    with containers(world, 2) as (c1, c2):
+        # ipvlan: the slave carries the VM's own MAC.
+        assert c1["mac"] == guest.mac and c2["mac"] == guest.mac
+        assert guest.run(f"ip netns exec {c1['netns']} ip -d link show eth0").stdout.count("ipvlan")
+        for address in c2["ips"] + world.host_addresses:
+            _ping(guest, c1["netns"], address)
+        # Exactly the containers' addresses, with the VM port's own MAC.
+        assert _pairs(world) == {(ip, guest.mac) for ip in c1["ips"] + c2["ips"]}
+    _assert_clean(world)
+
+
+def test_mtu_above_the_nic_is_refused_and_changes_nothing(nested_world: NestedWorld) -> None:
+    world, guest = nested_world, nested_world.guest
+    with world.backend() as alice:
+        before = alice.get_port(world.ctx(), world.vm_port_id)
+        big = alice.create_network(world.ctx(), NetworkCreate(name="pw9-jumbo", mtu=9000))
+        alice.create_subnet(world.ctx(), SubnetCreate(network_id=big.id, cidr="198.18.202.0/24"))
+    try:
+        guest.run("ip netns add pw9mtu").check()
+        answer = guest.cni("ADD", "pw9-jumbo", container_id="pw9mtu", netns="/run/netns/pw9mtu")
+        assert answer.code != 0
+        assert "MTU 9000" in answer.json["msg"] + answer.json.get("details", ""), answer.json
+        with world.backend() as alice:
+            after = alice.get_port(world.ctx(), world.vm_port_id)
+            assert after.allowed_address_pairs == before.allowed_address_pairs
+            assert alice.list_ports(world.ctx(), {"network_id": [big.id]}) == []
+    finally:
+        guest.cni("DEL", "pw9-jumbo", container_id="pw9mtu", netns="/run/netns/pw9mtu")
+        guest.run("ip netns del pw9mtu")
+        with world.backend() as alice:
+            alice.delete_network(world.ctx(), big.id)
+
+
+def test_another_projects_token_cannot_touch_the_vm_port(nested_world: NestedWorld) -> None:
+    world = nested_world
+    before = _pairs(world)
+    with world.backend("bob") as bob:
+        with pytest.raises(Exception) as err:
+            bob.update_port(
+                world.ctx("bob"),
+                world.vm_port_id,
+                PortUpdate(allowed_address_pairs=[AllowedAddressPair(ip_address="198.18.200.99")]),
+            )
+        assert type(err.value).__name__ in ("NotFound", "Forbidden")
+    assert _pairs(world) == before
+
+
+def test_sixteen_concurrent_adds_lose_no_pair(nested_world: NestedWorld) -> None:
+    world, guest = nested_world, nested_world.guest
+    names = ["pw9p" + uuid.uuid4().hex[:6] for _ in range(16)]
+    guest.run("; ".join(f"ip netns add {n}" for n in names)).check()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            answers = list(
+                pool.map(
+                    lambda n: guest.cni("ADD", PW9_NET, container_id=n, netns=f"/run/netns/{n}"),
+                    names,
+                )
+            )
+        assert all(a.code == 0 for a in answers), [a.stdout for a in answers if a.code]
+        ips = {ip["address"].split("/")[0] for a in answers for ip in a.json["ips"]}
+        assert len(ips) == 32
+        assert {ip for ip, _ in _pairs(world)} == ips
+    finally:
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(
+                pool.map(
+                    lambda n: guest.cni("DEL", PW9_NET, container_id=n, netns=f"/run/netns/{n}"),
+                    names,
+                )
+            )
+        guest.run("; ".join(f"ip netns del {n}" for n in names))
+    _assert_clean(world)
+
+
+def _unused() -> None:  # keep imports used while cases are added
+    _ = (json, Forbidden)

@@ -159,5 +159,101 @@ def test_sixteen_concurrent_adds_lose_no_pair(nested_world: NestedWorld) -> None
     _assert_clean(world)
 
 
+def test_macvlan_containers_with_their_own_macs(nested_world: NestedWorld) -> None:
+    world, guest = nested_world, nested_world.guest
+    guest.restart_agent(default_kind="macvlan_nested")
+    try:
+        with containers(world, 2) as (c1, c2):
+            assert len({c1["mac"], c2["mac"], guest.mac}) == 3
+            assert (
+                "macvlan mode bridge"
+                in guest.run(f"ip netns exec {c1['netns']} ip -d link show eth0").stdout
+            )
+            for address in c2["ips"] + world.host_addresses:
+                _ping(guest, c1["netns"], address)
+            # Each address with its container's own MAC.
+            assert _pairs(world) == {(ip, c["mac"]) for c in (c1, c2) for ip in c["ips"]}
+        _assert_clean(world)
+    finally:
+        guest.restart_agent()
+
+
+@pytest.fixture(scope="module")
+def vlan_network(nested_world: NestedWorld) -> Iterator[str]:
+    """A second network of alice's whose containers inside the VM join it
+    through trunk sub-ports of the VM's port (datapath "vlan")."""
+    world = nested_world
+    with world.backend() as alice:
+        net = alice.create_network(world.ctx(), NetworkCreate(name="pw9-vlannet", datapath="vlan"))
+        alice.create_subnet(world.ctx(), SubnetCreate(network_id=net.id, cidr="198.18.203.0/24"))
+    try:
+        yield "pw9-vlannet"
+    finally:
+        with world.backend() as alice, contextlib.suppress(Exception):
+            alice.delete_network(world.ctx(), net.id)
+
+
+def test_vlan_sub_ports_with_the_lowest_free_ids(
+    nested_world: NestedWorld, vlan_network: str
+) -> None:
+    world, guest = nested_world, nested_world.guest
+    with containers(world, 2, vlan_network) as (c1, c2):
+        with world.backend() as alice:
+            (trunk,) = alice.list_trunks(world.ctx(), {"port_id": [world.vm_port_id]})
+            subs = {sp.port_id: sp.segmentation_id for sp in trunk.sub_ports}
+            ports = {p.id: p for p in alice.list_ports(world.ctx(), {"id": list(subs)})}
+        assert sorted(subs.values()) == [1, 2]
+        for c in (c1, c2):
+            (port,) = [p for p in ports.values() if p.mac_address == c["mac"]]
+            # Unbound: no host plugs a nested container's port.
+            assert port.binding.host_id == "" and port.parent_port_id == world.vm_port_id
+            details = guest.run(f"ip netns exec {c['netns']} ip -d link show eth0").stdout
+            assert f"vlan protocol 802.1Q id {subs[port.id]}" in details, details
+        # Nothing goes on the VM port's pairs for VLAN containers.
+        assert _pairs(world) == set()
+    _assert_clean(world)
+
+
+def test_kill_at_add_steps_then_restart_and_del_leave_nothing(
+    nested_world: NestedWorld, vlan_network: str
+) -> None:
+    """For each step: an agent whose fault plan kills it (SIGKILL) there, an
+    ADD that dies with it; the next agent's start-up reconcile undoes the
+    dead one's record; at the end a clean agent and a DEL of every container:
+    no pair, no sub-port (so no VLAN id), no port, no interface left.
+
+    The steps: on ipvlan, after the pair was added to the VM port and before
+    the step was marked done (the crash the record must survive), and after
+    the plug; on VLAN, after the sub-port was added (VLAN id taken)."""
+    world, guest = nested_world, nested_world.guest
+    walk = [
+        (PW9_NET, "step.kind.backend:after"),
+        (PW9_NET, "step.plug:after"),
+        (vlan_network, "step.kind.allocate:after"),
+    ]
+    made: list[tuple[str, str]] = []
+    try:
+        for network, point in walk:
+            plan = json.dumps([{"point": point, "action": "crash"}])
+            guest.restart_agent(env={"PODWIRE_FAULTS": plan})
+            name = "pw9k" + uuid.uuid4().hex[:6]
+            made.append((network, name))
+            guest.run(f"ip netns add {name}").check()
+            answer = guest.cni("ADD", network, container_id=name, netns=f"/run/netns/{name}")
+            assert answer.code != 0, f"the agent did not die at {point}"
+            assert not guest.agent_alive(), point
+        guest.restart_agent()
+        for network, name in made:
+            answer = guest.cni("DEL", network, container_id=name, netns=f"/run/netns/{name}")
+            assert answer.code == 0, answer.stdout
+            links = guest.run(f"ip netns exec {name} ip -o link show").stdout
+            assert "eth0" not in links, links
+    finally:
+        if not guest.agent_alive():
+            guest.restart_agent()
+        guest.run("; ".join(f"ip netns del {n}" for _, n in made) or "true")
+    _assert_clean(world)
+
+
 def _unused() -> None:  # keep imports used while cases are added
     _ = (json, Forbidden)

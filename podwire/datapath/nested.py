@@ -193,8 +193,12 @@ class NestedDriver:
                         )
                     if not parent.up:
                         host.set_link(parent.index, up=True)
+                    # The kernel looks the new name up in the caller's namespace
+                    # first: a container's "eth0" would collide with the VM's own
+                    # eth0. Made under a temporary name there, renamed inside.
+                    made = ifname if ns is None else "pwn" + uuid.uuid4().hex[:10]
                     host.add_sublink(
-                        ifname, kind, parent.index, data=data, mtu=mtu, mac=mac, netns=ns
+                        made, kind, parent.index, data=data, mtu=mtu, mac=mac, netns=ns
                     )
             except NetlinkError as exc:
                 if exc.errno == errno.EBUSY:
@@ -219,6 +223,11 @@ class NestedDriver:
             if ns is None:
                 return PluggedInterface(ifname=ifname, mac=nvif.mac, sandbox=None, mtu=mtu)
             try:
+                self._rename(ns, made, ifname)
+            except BaseException:
+                self._delete(ns, made)
+                raise
+            try:
                 configure_container_end(ns, ifname, addresses=addresses, routes=nvif.routes)
             except BaseException:
                 self._delete(ns, ifname)
@@ -227,6 +236,23 @@ class NestedDriver:
                 ifname=ifname, mac=nvif.mac, sandbox=netns, mtu=mtu, addresses=addresses
             )
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _rename(ns: Netns, made: str, ifname: str) -> None:
+        try:
+            with rtnl(ns) as inner:
+                link = inner.link(made)
+                if link is None:
+                    raise DatapathError(f"{made} vanished from {ns.path} while plugging")
+                inner.set_link(link.index, name=ifname)
+        except NetlinkError as exc:
+            if exc.errno == errno.EEXIST:
+                raise Conflict(
+                    f"interface {ifname} already exists in {ns.path}",
+                    kind="interface",
+                    object_id=ifname,
+                ) from exc
+            raise datapath_error(exc, f"renaming {made} to {ifname} in {ns.path}") from exc
 
     @staticmethod
     def _delete(ns: Netns | None, ifname: str) -> bool:

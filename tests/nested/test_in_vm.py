@@ -15,71 +15,14 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from podwire.errors import Forbidden
 from podwire.model import AllowedAddressPair, NetworkCreate, PortUpdate, SubnetCreate
-from tests.fixtures.uml import PW9_NET, Guest, NestedWorld
+from tests.fixtures.uml import PW9_NET, NestedWorld
+from tests.nested.helpers import assert_clean, containers, pairs, ping
 
 pytestmark = pytest.mark.vm
-
-
-def _ping(guest: Guest, netns: str, address: str) -> None:
-    answer = guest.run(f"ip netns exec {netns} busybox ping -c2 -W3 {address}", timeout=30)
-    assert answer.rc == 0, f"{netns} cannot reach {address}: {answer.stdout} {answer.stderr}"
-
-
-def _pairs(world: NestedWorld) -> set[tuple[str, str | None]]:
-    with world.backend() as alice:
-        vm = alice.get_port(world.ctx(), world.vm_port_id)
-    # A pair without a MAC is the port's own MAC (Neutron's meaning).
-    return {(p.ip_address, p.mac_address or vm.mac_address) for p in vm.allowed_address_pairs}
-
-
-@contextlib.contextmanager
-def containers(
-    world: NestedWorld, count: int, network: str = PW9_NET
-) -> Iterator[list[dict[str, Any]]]:
-    """``count`` containers (netns in the guest) ADDed on ``network``; DEL
-    and netns removal at the end, whatever happened."""
-    guest = world.guest
-    made: list[dict[str, Any]] = []
-    try:
-        for _ in range(count):
-            name = "pw9c" + uuid.uuid4().hex[:6]
-            guest.run(f"ip netns add {name}").check()
-            item: dict[str, Any] = {"netns": name, "id": name, "path": f"/run/netns/{name}"}
-            made.append(item)
-            answer = guest.cni("ADD", network, container_id=name, netns=item["path"])
-            assert answer.code == 0, (answer.stdout, answer.stderr, guest.agent_log())
-            item["result"] = answer.json
-            item["ips"] = [ip["address"].split("/")[0] for ip in answer.json["ips"]]
-            item["mac"] = answer.json["interfaces"][0]["mac"]
-        yield made
-    finally:
-        for item in made:
-            guest.cni("DEL", network, container_id=item["id"], netns=item["path"])
-            guest.run(f"ip netns del {item['netns']}")
-
-
-def _assert_clean(world: NestedWorld) -> None:
-    """Nothing of the nested containers left: no pair, no sub-port, no record."""
-    assert _pairs(world) == set()
-    with world.backend() as alice:
-        trunks = alice.list_trunks(world.ctx(), {"port_id": [world.vm_port_id]})
-        assert all(t.sub_ports == [] for t in trunks), trunks
-        owned = [
-            p
-            for p in alice.list_ports(world.ctx())
-            if any(t.startswith("podwire:host=pw9-vm") for t in p.tags)
-        ]
-        assert owned == []
-    records = world.guest.run(
-        "ls /run/netns; ip -o link show | grep -c '@vec0' || true"
-    ).stdout.split()
-    assert records[-1] == "0", records
 
 
 def test_ipvlan_containers_reach_each_other_and_the_host(nested_world: NestedWorld) -> None:
@@ -89,10 +32,10 @@ def test_ipvlan_containers_reach_each_other_and_the_host(nested_world: NestedWor
         assert c1["mac"] == guest.mac and c2["mac"] == guest.mac
         assert guest.run(f"ip netns exec {c1['netns']} ip -d link show eth0").stdout.count("ipvlan")
         for address in c2["ips"] + world.host_addresses:
-            _ping(guest, c1["netns"], address)
+            ping(guest, c1["netns"], address)
         # Exactly the containers' addresses, with the VM port's own MAC.
-        assert _pairs(world) == {(ip, guest.mac) for ip in c1["ips"] + c2["ips"]}
-    _assert_clean(world)
+        assert pairs(world) == {(ip, guest.mac) for ip in c1["ips"] + c2["ips"]}
+    assert_clean(world)
 
 
 def test_mtu_above_the_nic_is_refused_and_changes_nothing(nested_world: NestedWorld) -> None:
@@ -119,7 +62,7 @@ def test_mtu_above_the_nic_is_refused_and_changes_nothing(nested_world: NestedWo
 
 def test_another_projects_token_cannot_touch_the_vm_port(nested_world: NestedWorld) -> None:
     world = nested_world
-    before = _pairs(world)
+    before = pairs(world)
     with world.backend("bob") as bob:
         with pytest.raises(Exception) as err:
             bob.update_port(
@@ -128,7 +71,7 @@ def test_another_projects_token_cannot_touch_the_vm_port(nested_world: NestedWor
                 PortUpdate(allowed_address_pairs=[AllowedAddressPair(ip_address="198.18.200.99")]),
             )
         assert type(err.value).__name__ in ("NotFound", "Forbidden")
-    assert _pairs(world) == before
+    assert pairs(world) == before
 
 
 def test_sixteen_concurrent_adds_lose_no_pair(nested_world: NestedWorld) -> None:
@@ -146,7 +89,7 @@ def test_sixteen_concurrent_adds_lose_no_pair(nested_world: NestedWorld) -> None
         assert all(a.code == 0 for a in answers), [a.stdout for a in answers if a.code]
         ips = {ip["address"].split("/")[0] for a in answers for ip in a.json["ips"]}
         assert len(ips) == 32
-        assert {ip for ip, _ in _pairs(world)} == ips
+        assert {ip for ip, _ in pairs(world)} == ips
     finally:
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             list(
@@ -156,7 +99,7 @@ def test_sixteen_concurrent_adds_lose_no_pair(nested_world: NestedWorld) -> None
                 )
             )
         guest.run("; ".join(f"ip netns del {n}" for n in names))
-    _assert_clean(world)
+    assert_clean(world)
 
 
 def test_macvlan_containers_with_their_own_macs(nested_world: NestedWorld) -> None:
@@ -170,10 +113,10 @@ def test_macvlan_containers_with_their_own_macs(nested_world: NestedWorld) -> No
                 in guest.run(f"ip netns exec {c1['netns']} ip -d link show eth0").stdout
             )
             for address in c2["ips"] + world.host_addresses:
-                _ping(guest, c1["netns"], address)
+                ping(guest, c1["netns"], address)
             # Each address with its container's own MAC.
-            assert _pairs(world) == {(ip, c["mac"]) for c in (c1, c2) for ip in c["ips"]}
-        _assert_clean(world)
+            assert pairs(world) == {(ip, c["mac"]) for c in (c1, c2) for ip in c["ips"]}
+        assert_clean(world)
     finally:
         guest.restart_agent()
 
@@ -210,8 +153,8 @@ def test_vlan_sub_ports_with_the_lowest_free_ids(
             details = guest.run(f"ip netns exec {c['netns']} ip -d link show eth0").stdout
             assert f"vlan protocol 802.1Q id {subs[port.id]}" in details, details
         # Nothing goes on the VM port's pairs for VLAN containers.
-        assert _pairs(world) == set()
-    _assert_clean(world)
+        assert pairs(world) == set()
+    assert_clean(world)
 
 
 def test_kill_at_add_steps_then_restart_and_del_leave_nothing(
@@ -252,8 +195,4 @@ def test_kill_at_add_steps_then_restart_and_del_leave_nothing(
         if not guest.agent_alive():
             guest.restart_agent()
         guest.run("; ".join(f"ip netns del {n}" for _, n in made) or "true")
-    _assert_clean(world)
-
-
-def _unused() -> None:  # keep imports used while cases are added
-    _ = (json, Forbidden)
+    assert_clean(world)

@@ -15,7 +15,7 @@ DEB_PACKAGES := podman runc containernetworking-plugins docker.io \
 # From bookworm-backports: QEMU 10 (the emulated igb SR-IOV NIC).
 BACKPORT_PACKAGES := qemu-system-x86
 
-.PHONY: all deps system-deps guest-kernel neutron venv shim test test-fast lint demo demo-ovn bench clean
+.PHONY: all deps system-deps guest-kernel neutron venv shim test test-fast lint demo demo-ovn demo-nested bench clean
 
 all: venv
 
@@ -62,6 +62,11 @@ demo: deps
 # The same demo with the agent on OVN (a private OVS + OVN it starts and stops).
 demo-ovn: deps
 	$(PY) scripts/demo-ovn.py
+
+# Containers inside a VM (user-mode Linux) on ipvlan, pinging a host container;
+# the VM port's allowed-address-pairs before and after (docs/nested.md).
+demo-nested: deps
+	$(PY) scripts/demo-nested.py
 
 bench: deps
 	$(PY) bench/api_ports.py

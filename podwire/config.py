@@ -90,6 +90,27 @@ class AgentConfig(_Section):
     # networks) or "nested" (containers inside a VM, on its port). One input
     # of the VIF kind decision (podwire.kinds.registry.decide).
     node_mode: Literal["host", "nested"] = "host"
+    # The kind this node gives networks without a datapath hint; None: the
+    # kind serving node_mode by default (veth_bridge on a host, ipvlan_nested
+    # inside a VM). E.g. "macvlan_nested" for a VM whose containers get
+    # macvlans on the VM's own network.
+    default_kind: str | None = None
+
+
+class NestedConfig(_Section):
+    """``agent.node_mode = "nested"``: the agent runs inside a VM and puts
+    containers on the VM's own NIC (macvlan, ipvlan, VLAN sub-interfaces)."""
+
+    # The VM's NIC; None: the interface of the default route.
+    nic: str | None = None
+    # The VM's port in the backend; None: the port whose MAC is the NIC's.
+    port_id: str | None = None
+    # ipvlan's mode: l2 (default; ARP/ND inside the container) or l3.
+    ipvlan_mode: Literal["l2", "l3"] = "l2"
+    # Allowed-address-pair updates race with other containers of the VM:
+    # read, change, write with the revision read (If-Match); on a 412 read
+    # again, this many times at most.
+    pair_update_tries: int = Field(default=40, ge=1)
 
 
 class VhostUserConfig(_Section):
@@ -156,6 +177,7 @@ class Config(_Section):
     agent: AgentConfig = Field(default_factory=AgentConfig)
     vhostuser: VhostUserConfig = Field(default_factory=VhostUserConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    nested: NestedConfig = Field(default_factory=NestedConfig)
 
     def embedded_db_url(self) -> str:
         return self.embedded.db_url or f"sqlite:///{self.state_dir / 'podwire.db'}"

@@ -83,6 +83,14 @@ class Conflict(PodwireError):
     neutron_type = "Conflict"
 
 
+class PreconditionFailed(Conflict):
+    """The object changed since the caller read it (``If-Match:
+    revision_number=N`` no longer holds); read it again and retry."""
+
+    http_status = 412
+    neutron_type = "RevisionNumberConstraintFailed"
+
+
 class Exhausted(Conflict):
     """A pool (addresses, MACs, VLAN ids, VFs) has nothing left to give."""
 

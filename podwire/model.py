@@ -241,6 +241,9 @@ class Network(_Strict):
     status: str = "ACTIVE"
     datapath: DatapathHint | None = None
     subnets: list[str] = Field(default_factory=list)
+    # Neutron's revision_number: bumped by every change of the object; a
+    # PUT with If-Match: revision_number=N applies only while it is still N.
+    revision_number: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -258,6 +261,7 @@ class Subnet(_Strict):
     dns_nameservers: list[IpAddress] = Field(default_factory=list)
     host_routes: list[HostRoute] = Field(default_factory=list)
     enable_dhcp: bool = False
+    revision_number: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -286,6 +290,7 @@ class Port(_Strict):
     # OVN stores exactly this as parent_name and tag.
     parent_port_id: str | None = None
     segmentation_id: int | None = None
+    revision_number: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -299,6 +304,7 @@ class Trunk(_Strict):
     status: str = "ACTIVE"
     admin_state_up: bool = True
     sub_ports: list[SubPort] = Field(default_factory=list)
+    revision_number: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
 

@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.fixtures.docker",
     "tests.fixtures.podman",
     "tests.fixtures.ovs_dpdk",
+    "tests.fixtures.uml",
 ]

@@ -186,7 +186,9 @@ def _attach_one(
     stages.mark("port")
 
     # The one decision of the kind, now that the backend has answered.
-    kind = registry.decide(KindChoice.of(port, network, agent.config.agent.node_mode))
+    kind = registry.decide(
+        KindChoice.of(port, network, agent.config.agent.node_mode, agent.config.agent.default_kind)
+    )
     plugin = agent.kinds.get(kind)
     ref = AttachmentRef(record.id, req.container_id, ifname, network.id, port.id)
     allocation: dict[str, object] = {}

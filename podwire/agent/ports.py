@@ -75,16 +75,19 @@ def take(
 
 
 def binding(agent: Agent, network: Network, vnic_type: str) -> PortBinding:
-    if agent.backend.bound_vif_type is not None:
-        return PortBinding(host_id=agent.config.host_id)
     guess = registry.decide(
         KindChoice(
             vnic_type=vnic_type,
             datapath_hint=network.datapath,
             node_mode=agent.config.agent.node_mode,
             network=network.name or network.id,
+            default_kind=agent.config.agent.default_kind,
         )
     )
+    if not registry.plugin_class(guess).binds_port:
+        return PortBinding()  # no host plugs it (a container's port inside a VM)
+    if agent.backend.bound_vif_type is not None:
+        return PortBinding(host_id=agent.config.host_id)
     return PortBinding(host_id=agent.config.host_id, vif_type=guess)
 
 

@@ -44,6 +44,7 @@ def can_attach(agent: Agent, network_ref: str) -> tuple[bool, str]:
             datapath_hint=network.datapath,
             node_mode=agent.config.agent.node_mode,
             network=network.name or network.id,
+            default_kind=agent.config.agent.default_kind,
         )
         kind = registry.decide(choice)
     except PodwireError as exc:

@@ -205,17 +205,42 @@ def _parse_update(kind: str, body: dict[str, Any]) -> None:
         wire.port_update(body, None)
 
 
-def _update(backend: Backend, kind: str, ctx: Context, obj_id: str, body: dict[str, Any]) -> Any:
+def if_match_revision(header: str | None) -> int | None:
+    """Neutron's ``If-Match: revision_number=N`` (the update applies only at
+    revision N, else 412); None without the header."""
+    if header is None or not header.strip():
+        return None
+    key, sep, value = header.strip().partition("=")
+    if sep and key.strip() == "revision_number" and value.strip().isdigit():
+        return int(value.strip())
+    raise InvalidInput(
+        f"If-Match: expected 'revision_number=N' with a whole number N, got {header!r}",
+        field="If-Match",
+    )
+
+
+def _update(
+    backend: Backend,
+    kind: str,
+    ctx: Context,
+    obj_id: str,
+    body: dict[str, Any],
+    if_revision: int | None,
+) -> Any:
     if kind == "network":
-        return backend.update_network(ctx, obj_id, wire.network_update(body))
+        return backend.update_network(
+            ctx, obj_id, wire.network_update(body), if_revision=if_revision
+        )
     if kind == "subnet":
-        return backend.update_subnet(ctx, obj_id, wire.subnet_update(body))
+        return backend.update_subnet(ctx, obj_id, wire.subnet_update(body), if_revision=if_revision)
     if kind == "port":
         current = None
         if wire.port_update_touches_binding(body):
             current = backend.get_port(ctx, obj_id)
-        return backend.update_port(ctx, obj_id, wire.port_update(body, current))
-    return backend.update_trunk(ctx, obj_id, wire.trunk_update(body))
+        return backend.update_port(
+            ctx, obj_id, wire.port_update(body, current), if_revision=if_revision
+        )
+    return backend.update_trunk(ctx, obj_id, wire.trunk_update(body), if_revision=if_revision)
 
 
 def _add_trunk_details(
@@ -302,9 +327,10 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
         body = wire.member_body(await _json_body(request), kind)
         _parse_update(kind, body)  # 400 before policy's 403, as Neutron answers
         policy.enforce(ctx, kind, "update", body)
+        if_revision = if_match_revision(request.headers.get("if-match"))
 
         def work() -> bytes:
-            obj = _update(backend, kind, ctx, id, body)
+            obj = _update(backend, kind, ctx, id, body, if_revision)
             wired = to_wire(obj)
             if kind == "port":
                 _add_trunk_details(backend, ctx, [obj], [wired])

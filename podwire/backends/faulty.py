@@ -85,9 +85,12 @@ class FaultyBackend:
     def list_networks(self, ctx: Context, filters: Filters | None = None) -> list[Network]:
         return self._through("list_networks", lambda: self.inner.list_networks(ctx, filters))
 
-    def update_network(self, ctx: Context, network_id: str, req: NetworkUpdate) -> Network:
+    def update_network(
+        self, ctx: Context, network_id: str, req: NetworkUpdate, *, if_revision: int | None = None
+    ) -> Network:
         return self._through(
-            "update_network", lambda: self.inner.update_network(ctx, network_id, req)
+            "update_network",
+            lambda: self.inner.update_network(ctx, network_id, req, if_revision=if_revision),
         )
 
     def delete_network(self, ctx: Context, network_id: str) -> None:
@@ -103,8 +106,13 @@ class FaultyBackend:
     def list_subnets(self, ctx: Context, filters: Filters | None = None) -> list[Subnet]:
         return self._through("list_subnets", lambda: self.inner.list_subnets(ctx, filters))
 
-    def update_subnet(self, ctx: Context, subnet_id: str, req: SubnetUpdate) -> Subnet:
-        return self._through("update_subnet", lambda: self.inner.update_subnet(ctx, subnet_id, req))
+    def update_subnet(
+        self, ctx: Context, subnet_id: str, req: SubnetUpdate, *, if_revision: int | None = None
+    ) -> Subnet:
+        return self._through(
+            "update_subnet",
+            lambda: self.inner.update_subnet(ctx, subnet_id, req, if_revision=if_revision),
+        )
 
     def delete_subnet(self, ctx: Context, subnet_id: str) -> None:
         self._through("delete_subnet", lambda: self.inner.delete_subnet(ctx, subnet_id))
@@ -119,8 +127,13 @@ class FaultyBackend:
     def list_ports(self, ctx: Context, filters: Filters | None = None) -> list[Port]:
         return self._through("list_ports", lambda: self.inner.list_ports(ctx, filters))
 
-    def update_port(self, ctx: Context, port_id: str, req: PortUpdate) -> Port:
-        return self._through("update_port", lambda: self.inner.update_port(ctx, port_id, req))
+    def update_port(
+        self, ctx: Context, port_id: str, req: PortUpdate, *, if_revision: int | None = None
+    ) -> Port:
+        return self._through(
+            "update_port",
+            lambda: self.inner.update_port(ctx, port_id, req, if_revision=if_revision),
+        )
 
     def delete_port(self, ctx: Context, port_id: str) -> None:
         self._through("delete_port", lambda: self.inner.delete_port(ctx, port_id))
@@ -135,8 +148,13 @@ class FaultyBackend:
     def list_trunks(self, ctx: Context, filters: Filters | None = None) -> list[Trunk]:
         return self._through("list_trunks", lambda: self.inner.list_trunks(ctx, filters))
 
-    def update_trunk(self, ctx: Context, trunk_id: str, req: TrunkUpdate) -> Trunk:
-        return self._through("update_trunk", lambda: self.inner.update_trunk(ctx, trunk_id, req))
+    def update_trunk(
+        self, ctx: Context, trunk_id: str, req: TrunkUpdate, *, if_revision: int | None = None
+    ) -> Trunk:
+        return self._through(
+            "update_trunk",
+            lambda: self.inner.update_trunk(ctx, trunk_id, req, if_revision=if_revision),
+        )
 
     def delete_trunk(self, ctx: Context, trunk_id: str) -> None:
         self._through("delete_trunk", lambda: self.inner.delete_trunk(ctx, trunk_id))

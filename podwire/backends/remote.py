@@ -76,6 +76,7 @@ _BY_STATUS: dict[int, type[errors.PodwireError]] = {
     403: errors.Forbidden,
     404: errors.NotFound,
     409: errors.Conflict,
+    412: errors.PreconditionFailed,
     429: errors.Busy,
     503: errors.Unavailable,
 }
@@ -147,6 +148,11 @@ def _to_wire(req: BaseModel, renames: Mapping[str, str]) -> dict[str, Any]:
             continue
         body[reverse.get(name, name)] = value
     return body
+
+
+def _if_match(if_revision: int | None) -> dict[str, str]:
+    """Neutron's conditional update: applied only at that revision (else 412)."""
+    return {} if if_revision is None else {"If-Match": f"revision_number={if_revision}"}
 
 
 def _query(kind: str, filters: Filters | None) -> list[tuple[str, str]]:
@@ -251,9 +257,13 @@ class RemoteBackend:
             _from_wire(Network, n, wire.NETWORK_RENAMES) for n in self._member(answer, "networks")
         ]
 
-    def update_network(self, ctx: Context, network_id: str, req: NetworkUpdate) -> Network:
+    def update_network(
+        self, ctx: Context, network_id: str, req: NetworkUpdate, *, if_revision: int | None = None
+    ) -> Network:
         body = {"network": _to_wire(req, wire.NETWORK_RENAMES)}
-        answer = self._call("PUT", f"/networks/{network_id}", json=body)
+        answer = self._call(
+            "PUT", f"/networks/{network_id}", json=body, headers=_if_match(if_revision)
+        )
         return _from_wire(Network, self._member(answer, "network"), wire.NETWORK_RENAMES)
 
     def delete_network(self, ctx: Context, network_id: str) -> None:
@@ -274,9 +284,13 @@ class RemoteBackend:
         answer = self._call("GET", "/subnets", params=_query("subnet", filters))
         return [_from_wire(Subnet, s, wire.SUBNET_RENAMES) for s in self._member(answer, "subnets")]
 
-    def update_subnet(self, ctx: Context, subnet_id: str, req: SubnetUpdate) -> Subnet:
+    def update_subnet(
+        self, ctx: Context, subnet_id: str, req: SubnetUpdate, *, if_revision: int | None = None
+    ) -> Subnet:
         body = {"subnet": _to_wire(req, wire.SUBNET_RENAMES)}
-        answer = self._call("PUT", f"/subnets/{subnet_id}", json=body)
+        answer = self._call(
+            "PUT", f"/subnets/{subnet_id}", json=body, headers=_if_match(if_revision)
+        )
         return _from_wire(Subnet, self._member(answer, "subnet"), wire.SUBNET_RENAMES)
 
     def delete_subnet(self, ctx: Context, subnet_id: str) -> None:
@@ -306,9 +320,16 @@ class RemoteBackend:
         answer = self._call("GET", "/ports", params=_query("port", filters))
         return [self._port(p) for p in self._member(answer, "ports")]
 
-    def update_port(self, ctx: Context, port_id: str, req: PortUpdate) -> Port:
+    def update_port(
+        self, ctx: Context, port_id: str, req: PortUpdate, *, if_revision: int | None = None
+    ) -> Port:
         body = {"port": _to_wire(req, wire.PORT_RENAMES)}
-        return self._port(self._member(self._call("PUT", f"/ports/{port_id}", json=body), "port"))
+        return self._port(
+            self._member(
+                self._call("PUT", f"/ports/{port_id}", json=body, headers=_if_match(if_revision)),
+                "port",
+            )
+        )
 
     def delete_port(self, ctx: Context, port_id: str) -> None:
         self._call("DELETE", f"/ports/{port_id}")
@@ -328,9 +349,11 @@ class RemoteBackend:
         answer = self._call("GET", "/trunks", params=_query("trunk", filters))
         return [_from_wire(Trunk, t, wire.TRUNK_RENAMES) for t in self._member(answer, "trunks")]
 
-    def update_trunk(self, ctx: Context, trunk_id: str, req: TrunkUpdate) -> Trunk:
+    def update_trunk(
+        self, ctx: Context, trunk_id: str, req: TrunkUpdate, *, if_revision: int | None = None
+    ) -> Trunk:
         body = {"trunk": _to_wire(req, wire.TRUNK_RENAMES)}
-        answer = self._call("PUT", f"/trunks/{trunk_id}", json=body)
+        answer = self._call("PUT", f"/trunks/{trunk_id}", json=body, headers=_if_match(if_revision))
         return _from_wire(Trunk, self._member(answer, "trunk"), wire.TRUNK_RENAMES)
 
     def delete_trunk(self, ctx: Context, trunk_id: str) -> None:

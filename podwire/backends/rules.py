@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from ..errors import Conflict, Exhausted, Forbidden, InvalidInput, NotFound
+from ..errors import Conflict, Exhausted, Forbidden, InvalidInput, NotFound, PreconditionFailed
 from ..model import (
     AllowedAddressPair,
     Context,
@@ -395,3 +395,16 @@ def check_members(trunk_id: str, members: Collection[str], port_ids: Iterable[st
                 object_id=trunk_id,
                 field="sub_ports",
             )
+
+
+def check_revision(kind: str, object_id: str, current: int, expected: int | None) -> None:
+    """Neutron's If-Match: revision_number=N: the change applies only while
+    the object is still at revision N."""
+    if expected is not None and current != expected:
+        raise PreconditionFailed(
+            f"{kind} {object_id} is at revision_number {current}, not {expected}:"
+            " it changed since it was read",
+            kind=kind,
+            object_id=object_id,
+            field="revision_number",
+        )

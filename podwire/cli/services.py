@@ -25,6 +25,20 @@ from podwire.cli.target import error_exit
 )
 @click.option("--db-url", help="SQLAlchemy URL (e.g. PostgreSQL) instead of SQLite in --state-dir")
 @click.option(
+    "--backend",
+    type=click.Choice(["embedded", "ovn"]),
+    default="embedded",
+    show_default=True,
+    help="what the API fronts: the embedded database, or an OVN northbound database"
+    " (then tenants, such as agents inside VMs, reach OVN only through this API)",
+)
+@click.option(
+    "--ovn-nb",
+    "ovn_nb",
+    multiple=True,
+    help="OVN northbound remote for --backend ovn (repeatable)",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=1,
@@ -42,16 +56,21 @@ def server(
     listen: str,
     tokens: Path,
     db_url: str | None,
+    backend: str,
+    ovn_nb: tuple[str, ...],
     workers: int,
     log_level: str,
 ) -> None:
-    """Serve the embedded backend over the Neutron v2.0 API."""
+    """Serve a backend (embedded or OVN) over the Neutron v2.0 API."""
     from podwire.api.server import run_server
     from podwire.config import load_config
 
     with error_exit():
         config = load_config(
-            None, state_dir=str(state_dir), backend="embedded", **{"embedded.db_url": db_url}
+            None,
+            state_dir=str(state_dir),
+            backend=backend,
+            **{"embedded.db_url": db_url, "ovn.nb_remotes": list(ovn_nb) or None},
         )
         run_server(config, listen, tokens, workers=workers, log_level=log_level)
 

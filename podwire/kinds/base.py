@@ -63,9 +63,13 @@ class KindChoice:
     datapath_hint: str | None = None
     node_mode: str = "host"
     network: str = ""  # for error messages only
+    # The node's own choice for networks without a hint (agent.default_kind).
+    default_kind: str | None = None
 
     @classmethod
-    def of(cls, port: Port, network: Network, node_mode: str) -> KindChoice:
+    def of(
+        cls, port: Port, network: Network, node_mode: str, default_kind: str | None = None
+    ) -> KindChoice:
         return cls(
             vif_type=port.binding.vif_type,
             vif_details=port.binding.vif_details,
@@ -73,6 +77,7 @@ class KindChoice:
             datapath_hint=network.datapath,
             node_mode=node_mode,
             network=network.name or network.id,
+            default_kind=default_kind,
         )
 
 
@@ -134,6 +139,14 @@ class KindPlugin:
     vif_types: ClassVar[tuple[str, ...]] = ()
     vnic_types: ClassVar[tuple[str, ...]] = ()
     default_for: ClassVar[tuple[str, ...]] = ()
+    #: whether the agent binds the kind's port to this host; False for kinds
+    #: whose port no host plugs (a nested container's port rides on the VM's).
+    binds_port: ClassVar[bool] = True
+    #: node modes the kind runs on at all (empty: every mode). A network's
+    #: datapath hint naming only kinds of other modes does not bind this
+    #: node: e.g. "macvlan" says how containers inside VMs join the network,
+    #: while the host's own containers join it by the host's default kind.
+    node_modes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, env: KindEnv) -> None:
         self.env = env

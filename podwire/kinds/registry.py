@@ -31,6 +31,9 @@ KINDS: dict[str, str] = {
     "veth_bridge": "podwire.kinds.veth_bridge:VethBridgeKind",
     "veth_ovs": "podwire.kinds.veth_ovs:VethOvsKind",
     "vhostuser": "podwire.kinds.vhostuser:VhostUserKind",
+    "ipvlan_nested": "podwire.kinds.nested:IpvlanNestedKind",
+    "macvlan_nested": "podwire.kinds.nested:MacvlanNestedKind",
+    "vlan_nested": "podwire.kinds.nested:VlanNestedKind",
 }
 
 TEST_KINDS: dict[str, str] = {
@@ -98,6 +101,8 @@ def decide(choice: KindChoice) -> str:
 
     def pick(what: str, value: str, attr: str) -> str:
         for cls in _loadable():
+            if cls.node_modes and choice.node_mode not in cls.node_modes:
+                continue
             if value in getattr(cls, attr) and cls.matches(choice):
                 return cls.name
         raise InvalidInput(
@@ -108,11 +113,24 @@ def decide(choice: KindChoice) -> str:
         )
 
     if choice.datapath_hint is not None:
-        return pick("datapath", choice.datapath_hint, "datapath_hints")
+        hinted = [c for c in _loadable() if choice.datapath_hint in c.datapath_hints]
+        if not hinted or any(not c.node_modes or choice.node_mode in c.node_modes for c in hinted):
+            return pick("datapath", choice.datapath_hint, "datapath_hints")
+        # Only kinds of other node modes serve the hint: not this node's.
     if choice.vif_type not in UNDECIDED_VIF_TYPES:
         return pick("binding vif_type", choice.vif_type, "vif_types")
     if choice.vnic_type != "normal":
         return pick("vnic_type", choice.vnic_type, "vnic_types")
+    if choice.default_kind is not None:
+        cls = plugin_class(choice.default_kind)
+        if cls.node_modes and choice.node_mode not in cls.node_modes:
+            raise InvalidInput(
+                f"agent.default_kind {choice.default_kind!r} does not run in node mode"
+                f" {choice.node_mode!r}",
+                kind="config",
+                field="agent.default_kind",
+            )
+        return cls.name
     return pick("node mode", choice.node_mode, "default_for")
 
 

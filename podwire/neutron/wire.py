@@ -12,7 +12,7 @@ Timestamps are left as datetimes for ``dumps`` to format.
 
 Attributes podwire does not keep but Neutron clients expect are emitted with
 Neutron's neutral values (``router:external`` false, ``tags`` [], ...).
-``revision_number`` is 0: the model keeps no revision counter.
+``revision_number`` is the object's own (bumped by every change).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def network_to_wire(n: Network) -> dict[str, Any]:
         "l2_adjacency": True,
         "qos_policy_id": None,
         "tags": [],
-        "revision_number": 0,
+        "revision_number": n.revision_number,
         "created_at": n.created_at,
         "updated_at": n.updated_at,
     }
@@ -137,7 +137,7 @@ def subnet_to_wire(s: Subnet) -> dict[str, Any]:
         "segment_id": None,
         "service_types": [],
         "tags": [],
-        "revision_number": 0,
+        "revision_number": s.revision_number,
         "created_at": s.created_at,
         "updated_at": s.updated_at,
     }
@@ -176,7 +176,7 @@ def port_to_wire(p: Port) -> dict[str, Any]:
         "extra_dhcp_opts": [],
         "qos_policy_id": None,
         "tags": list(p.tags),
-        "revision_number": 0,
+        "revision_number": p.revision_number,
         "created_at": p.created_at,
         "updated_at": p.updated_at,
     }
@@ -213,7 +213,7 @@ def trunk_to_wire(t: Trunk) -> dict[str, Any]:
         "admin_state_up": t.admin_state_up,
         "sub_ports": [subport_to_wire(sp) for sp in t.sub_ports],
         "tags": [],
-        "revision_number": 0,
+        "revision_number": t.revision_number,
         "created_at": t.created_at,
         "updated_at": t.updated_at,
     }

@@ -283,6 +283,8 @@ def test_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     with db:
         db.execute("ALTER TABLE ports DROP COLUMN tags")
+        for table in ("networks", "subnets", "ports", "trunks"):
+            db.execute(f"ALTER TABLE {table} DROP COLUMN revision_number")
         db.execute("UPDATE podwire_meta SET value = '1' WHERE key = 'schema_version'")
     db.close()
 
@@ -295,6 +297,36 @@ def test_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
         backend.close()
     db = sqlite3.connect(path)
     assert db.execute("SELECT value FROM podwire_meta WHERE key = 'schema_version'").fetchone() == (
-        "2",
+        "3",
     )
     db.close()
+
+
+def test_schema_2_database_gets_revision_numbers(tmp_path: Path) -> None:
+    """A database from before revision numbers (schema 2) opens: old objects
+    read at revision 0 and count from there."""
+    import sqlite3
+
+    from podwire.model import Context, NetworkCreate, PortCreate, PortUpdate
+
+    path = tmp_path / "old.db"
+    url = f"sqlite:///{path}"
+    ctx = Context(project_id="p1")
+    backend = EmbeddedBackend(url)
+    net = backend.create_network(ctx, NetworkCreate(name="n"))
+    old = backend.create_port(ctx, PortCreate(network_id=net.id))
+    backend.close()
+    db = sqlite3.connect(path)
+    with db:
+        for table in ("networks", "subnets", "ports", "trunks"):
+            db.execute(f"ALTER TABLE {table} DROP COLUMN revision_number")
+        db.execute("UPDATE podwire_meta SET value = '2' WHERE key = 'schema_version'")
+    db.close()
+
+    backend = EmbeddedBackend(url)
+    try:
+        assert backend.get_port(ctx, old.id).revision_number == 0
+        assert backend.update_port(ctx, old.id, PortUpdate(name="x")).revision_number == 1
+        assert backend.get_network(ctx, net.id).revision_number == 0
+    finally:
+        backend.close()

@@ -130,8 +130,22 @@ def test_kind_decision() -> None:
                 "host",
             )
         )
-    with pytest.raises(InvalidInput, match="nested"):
-        registry.decide(KindChoice(node_mode="nested"))
+    # Inside a VM: ipvlan by default, the others by the network's hint.
+    assert registry.decide(KindChoice(node_mode="nested")) == "ipvlan_nested"
+    assert registry.decide(KindChoice(node_mode="nested", datapath_hint="macvlan")) == (
+        "macvlan_nested"
+    )
+    assert registry.decide(KindChoice(node_mode="nested", datapath_hint="vlan")) == "vlan_nested"
+    with pytest.raises(InvalidInput, match="sriov"):
+        registry.decide(KindChoice(node_mode="nested", datapath_hint="sriov"))
+    # The node's own default for networks without a hint.
+    assert registry.decide(KindChoice(node_mode="nested", default_kind="macvlan_nested")) == (
+        "macvlan_nested"
+    )
+    with pytest.raises(InvalidInput, match="default_kind"):
+        registry.decide(KindChoice(node_mode="host", default_kind="macvlan_nested"))
+    # A nested hint does not bind a host's own containers on that network.
+    assert registry.decide(KindChoice(node_mode="host", datapath_hint="macvlan")) == "veth_bridge"
 
 
 def test_not_the_default_route_owner_gets_no_default_routes_and_no_dns() -> None:

@@ -116,9 +116,12 @@ class NetworkCalls(Store):
         clauses = [*self._network_scope(ctx), *where(networks, "network", filters)]
         return self._read(lambda conn: self._networks(conn, clauses))
 
-    def update_network(self, ctx: Context, network_id: str, req: NetworkUpdate) -> Network:
+    def update_network(
+        self, ctx: Context, network_id: str, req: NetworkUpdate, *, if_revision: int | None = None
+    ) -> Network:
         def work(conn: Connection) -> Network:
             row = self._network_row(conn, ctx, network_id, owner=True, lock=True)
+            rules.check_revision("network", network_id, row.revision_number, if_revision)
             values = req.model_dump(exclude_unset=True, exclude_none=True)
             if values.get("shared") is False and row.shared:
                 foreign = conn.execute(
@@ -130,7 +133,11 @@ class NetworkCalls(Store):
             conn.execute(
                 update(networks)
                 .where(networks.c.id == network_id)
-                .values(**values, updated_at=utc_now())
+                .values(
+                    **values,
+                    revision_number=networks.c.revision_number + 1,
+                    updated_at=utc_now(),
+                )
             )
             return self._networks(conn, [networks.c.id == network_id])[0]
 

@@ -146,6 +146,7 @@ class PortCalls(AddressAllocation):
                 "binding_vif_type": binding["vif_type"] if binding else "unbound",
                 "binding_vif_details": binding["vif_details"] if binding else {},
                 "tags": list(req.tags),
+                "revision_number": 0,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -171,9 +172,14 @@ class PortCalls(AddressAllocation):
             found = [p for p in found if tags_match(p.tags, every, any_of)]
         return found
 
-    def update_port(self, ctx: Context, port_id: str, req: PortUpdate) -> Port:
+    def update_port(
+        self, ctx: Context, port_id: str, req: PortUpdate, *, if_revision: int | None = None
+    ) -> Port:
         def work(conn: Connection) -> Port:
             row = self._port_row(conn, ctx, port_id, lock=True)
+            # Checked under the write lock (SQLite) or the row lock (PostgreSQL):
+            # no other writer can change the port between this check and ours.
+            rules.check_revision("port", port_id, row.revision_number, if_revision)
             values: dict[str, Any] = {}
             for key in (
                 "name",
@@ -208,7 +214,13 @@ class PortCalls(AddressAllocation):
                     conn, row, req.fixed_ips, values.get("device_owner", row.device_owner)
                 )
             conn.execute(
-                update(ports).where(ports.c.id == port_id).values(**values, updated_at=utc_now())
+                update(ports)
+                .where(ports.c.id == port_id)
+                .values(
+                    **values,
+                    revision_number=ports.c.revision_number + 1,
+                    updated_at=utc_now(),
+                )
             )
             return self._ports(conn, [ports.c.id == port_id])[0]
 

@@ -30,8 +30,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-# 2: ports.tags (Neutron tags; podwire's ownership mark). 1 is upgraded in place.
-SCHEMA_VERSION = 2
+# 2: ports.tags (Neutron tags; podwire's ownership mark).
+# 3: revision_number on networks, subnets, ports and trunks (Neutron's).
+# Older versions are upgraded in place.
+SCHEMA_VERSION = 3
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -75,6 +77,8 @@ _ADDR = 64  # an IPv6 address or CIDR in text form
 
 def _stamps() -> list[Column[Any]]:
     return [
+        # Neutron's revision_number: bumped by every change of the row.
+        Column("revision_number", Integer, nullable=False, default=0, server_default="0"),
         Column("created_at", UtcDateTime(), nullable=False),
         Column("updated_at", UtcDateTime(), nullable=False),
     ]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, Select, insert, select, text, update
+from sqlalchemy import Connection, Row, Select, insert, inspect, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from podwire.backends import rules
@@ -127,8 +127,18 @@ class Store:
         version = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
         if version is None:
             conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
-        elif version == "1":
-            conn.execute(text("ALTER TABLE ports ADD COLUMN tags JSON NOT NULL DEFAULT '[]'"))
+        elif version in ("1", "2"):
+            if version == "1":
+                conn.execute(text("ALTER TABLE ports ADD COLUMN tags JSON NOT NULL DEFAULT '[]'"))
+            for table in ("networks", "subnets", "ports", "trunks"):
+                columns = {c["name"] for c in inspect(conn).get_columns(table)}
+                if "revision_number" not in columns:
+                    conn.execute(
+                        text(
+                            f"ALTER TABLE {table}"
+                            " ADD COLUMN revision_number INTEGER NOT NULL DEFAULT 0"
+                        )
+                    )
             conn.execute(
                 update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
             )

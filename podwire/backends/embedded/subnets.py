@@ -80,9 +80,12 @@ class SubnetCalls(Store):
         clauses = [*self._subnet_scope(ctx), *where(subnets, "subnet", filters)]
         return self._read(lambda conn: self._subnets(conn, clauses))
 
-    def update_subnet(self, ctx: Context, subnet_id: str, req: SubnetUpdate) -> Subnet:
+    def update_subnet(
+        self, ctx: Context, subnet_id: str, req: SubnetUpdate, *, if_revision: int | None = None
+    ) -> Subnet:
         def work(conn: Connection) -> Subnet:
             row = self._subnet_row(conn, ctx, subnet_id, owner=True)
+            rules.check_revision("subnet", subnet_id, row.revision_number, if_revision)
             values: dict[str, Any] = {}
             for key in ("name", "description"):
                 if getattr(req, key) is not None:
@@ -95,7 +98,11 @@ class SubnetCalls(Store):
             conn.execute(
                 update(subnets)
                 .where(subnets.c.id == subnet_id)
-                .values(**values, updated_at=utc_now())
+                .values(
+                    **values,
+                    revision_number=subnets.c.revision_number + 1,
+                    updated_at=utc_now(),
+                )
             )
             return self._subnets(conn, [subnets.c.id == subnet_id])[0]
 

@@ -115,7 +115,11 @@ class TrunkCalls(Store):
                     segmentation_id=sp.segmentation_id,
                 )
             )
-            conn.execute(update(ports).where(ports.c.id == sp.port_id).values(updated_at=now))
+            conn.execute(
+                update(ports)
+                .where(ports.c.id == sp.port_id)
+                .values(revision_number=ports.c.revision_number + 1, updated_at=now)
+            )
 
     def get_trunk(self, ctx: Context, trunk_id: str) -> Trunk:
         def work(conn: Connection) -> Trunk:
@@ -128,12 +132,21 @@ class TrunkCalls(Store):
         clauses = [*self._trunk_scope(ctx), *where(trunks, "trunk", filters)]
         return self._read(lambda conn: self._trunks(conn, clauses))
 
-    def update_trunk(self, ctx: Context, trunk_id: str, req: TrunkUpdate) -> Trunk:
+    def update_trunk(
+        self, ctx: Context, trunk_id: str, req: TrunkUpdate, *, if_revision: int | None = None
+    ) -> Trunk:
         def work(conn: Connection) -> Trunk:
-            self._trunk_row(conn, ctx, trunk_id)
+            row = self._trunk_row(conn, ctx, trunk_id)
+            rules.check_revision("trunk", trunk_id, row.revision_number, if_revision)
             values = req.model_dump(exclude_unset=True, exclude_none=True)
             conn.execute(
-                update(trunks).where(trunks.c.id == trunk_id).values(**values, updated_at=utc_now())
+                update(trunks)
+                .where(trunks.c.id == trunk_id)
+                .values(
+                    **values,
+                    revision_number=trunks.c.revision_number + 1,
+                    updated_at=utc_now(),
+                )
             )
             return self._trunks(conn, [trunks.c.id == trunk_id])[0]
 
@@ -151,7 +164,11 @@ class TrunkCalls(Store):
         def work(conn: Connection) -> Trunk:
             row = self._trunk_row(conn, ctx, trunk_id)
             self._add_subports(conn, ctx, trunk_id, row.port_id, sub_ports)
-            conn.execute(update(trunks).where(trunks.c.id == trunk_id).values(updated_at=utc_now()))
+            conn.execute(
+                update(trunks)
+                .where(trunks.c.id == trunk_id)
+                .values(revision_number=trunks.c.revision_number + 1, updated_at=utc_now())
+            )
             return self._trunks(conn, [trunks.c.id == trunk_id])[0]
 
         return self._write(work)
@@ -173,8 +190,16 @@ class TrunkCalls(Store):
                         subports.c.trunk_id == trunk_id, subports.c.port_id.in_(unique_ids)
                     )
                 )
-                conn.execute(update(ports).where(ports.c.id.in_(unique_ids)).values(updated_at=now))
-            conn.execute(update(trunks).where(trunks.c.id == trunk_id).values(updated_at=now))
+                conn.execute(
+                    update(ports)
+                    .where(ports.c.id.in_(unique_ids))
+                    .values(revision_number=ports.c.revision_number + 1, updated_at=now)
+                )
+            conn.execute(
+                update(trunks)
+                .where(trunks.c.id == trunk_id)
+                .values(revision_number=trunks.c.revision_number + 1, updated_at=now)
+            )
             return self._trunks(conn, [trunks.c.id == trunk_id])[0]
 
         return self._write(work)

@@ -121,3 +121,16 @@ def lsp_port_security(
 def decode(model: type[_M], external_ids: dict[str, str], **native: Any) -> _M:
     """Build ``model`` from its external_ids plus fields read from native columns."""
     return model.model_validate({**decode_fields(model, external_ids), **native})
+
+
+REVISION_KEY = PREFIX + "revision_number"
+
+
+def revision_of(external_ids: dict[str, str]) -> int:
+    return int(external_ids.get(REVISION_KEY, "0"))
+
+
+def bump_revision(row: Any) -> None:
+    """One more change of the object kept in ``row``'s external_ids (a
+    sub-port's parent_name/tag change is a change of that port)."""
+    row.setkey("external_ids", REVISION_KEY, str(revision_of(dict(row.external_ids)) + 1))

@@ -68,11 +68,14 @@ class NetworkCalls(NbStore):
 
         return self._nb.read(work)
 
-    def update_network(self, ctx: Context, network_id: str, req: NetworkUpdate) -> Network:
+    def update_network(
+        self, ctx: Context, network_id: str, req: NetworkUpdate, *, if_revision: int | None = None
+    ) -> Network:
         def work(txn: Any, t: Tables) -> Network:
             ls = self._network_row(t, ctx, network_id, owner=True)
             ls.verify("external_ids")
             current = to_network(ls, [pid(r) for r in subnet_rows(t, network_id)])
+            rules.check_revision("network", network_id, current.revision_number, if_revision)
             values = req.model_dump(exclude_unset=True, exclude_none=True)
             if values.get("shared") is False and current.shared:
                 foreign = [
@@ -81,7 +84,13 @@ class NetworkCalls(NbStore):
                     if xids(p).get(codec.PREFIX + "project_id") != current.project_id
                 ]
                 rules.check_unshare(network_id, len(foreign))
-            updated = current.model_copy(update={**values, "updated_at": utc_now()})
+            updated = current.model_copy(
+                update={
+                    **values,
+                    "revision_number": current.revision_number + 1,
+                    "updated_at": utc_now(),
+                }
+            )
             updated = Network.model_validate(updated.model_dump())
             ids = ids_copy(ls)
             ids.update(codec.encode(updated, exclude={"subnets"}))

@@ -172,13 +172,18 @@ class PortCalls(NbStore):
 
         return self._nb.read(work)
 
-    def update_port(self, ctx: Context, port_id: str, req: PortUpdate) -> Port:
+    def update_port(
+        self, ctx: Context, port_id: str, req: PortUpdate, *, if_revision: int | None = None
+    ) -> Port:
         if req.allowed_address_pairs is not None:
             rules.check_pairs(req.allowed_address_pairs)
 
         def work(txn: Any, t: Tables) -> Port:
             lsp = self._port_row(t, ctx, port_id)
             current = to_port(lsp, self._subnets_of(t, xids(lsp)[codec.PREFIX + "network_id"]))
+            # external_ids is verified below: a concurrent writer that bumped
+            # the revision makes this transaction retry and see the new one.
+            rules.check_revision("port", port_id, current.revision_number, if_revision)
             ls = find_switch(t, current.network_id)
             assert ls is not None
             values: dict[str, Any] = req.model_dump(
@@ -199,7 +204,12 @@ class PortCalls(NbStore):
             lsp.verify("external_ids")
             lsp.verify("addresses")
             updated = Port.model_validate(
-                {**current.model_dump(), **values, "updated_at": utc_now()}
+                {
+                    **current.model_dump(),
+                    **values,
+                    "revision_number": current.revision_number + 1,
+                    "updated_at": utc_now(),
+                }
             )
             self._write_port(lsp, updated)
             return updated

@@ -86,15 +86,23 @@ class SubnetCalls(NbStore):
 
         return self._nb.read(work)
 
-    def update_subnet(self, ctx: Context, subnet_id: str, req: SubnetUpdate) -> Subnet:
+    def update_subnet(
+        self, ctx: Context, subnet_id: str, req: SubnetUpdate, *, if_revision: int | None = None
+    ) -> Subnet:
         def work(txn: Any, t: Tables) -> Subnet:
             row = self._subnet_row(t, ctx, subnet_id, owner=True)
             row.verify("external_ids")
             current = to_subnet(row)
+            rules.check_revision("subnet", subnet_id, current.revision_number, if_revision)
             values = req.model_dump(exclude_unset=True, exclude_none=True)
             rules.check_dns_nameservers(subnet_id, current.ip_version, req.dns_nameservers or [])
             updated = Subnet.model_validate(
-                {**current.model_dump(), **values, "updated_at": utc_now()}
+                {
+                    **current.model_dump(),
+                    **values,
+                    "revision_number": current.revision_number + 1,
+                    "updated_at": utc_now(),
+                }
             )
             ids = ids_copy(row)
             ids.update(codec.encode(updated, exclude={"cidr"}))

@@ -89,6 +89,7 @@ class TrunkCalls(NbStore):
             lsp.tag_request = [sp.segmentation_id]
             lsp.tag = [sp.segmentation_id]
             lsp.setkey("external_ids", codec.TRUNK_ID_KEY, trunk_id)
+            codec.bump_revision(lsp)
 
     def get_trunk(self, ctx: Context, trunk_id: str) -> Trunk:
         def work(_: Any, t: Tables) -> Trunk:
@@ -110,14 +111,22 @@ class TrunkCalls(NbStore):
 
         return self._nb.read(work)
 
-    def update_trunk(self, ctx: Context, trunk_id: str, req: TrunkUpdate) -> Trunk:
+    def update_trunk(
+        self, ctx: Context, trunk_id: str, req: TrunkUpdate, *, if_revision: int | None = None
+    ) -> Trunk:
         def work(txn: Any, t: Tables) -> Trunk:
             parent = self._trunk_parent(t, ctx, trunk_id)
             parent.verify("external_ids")
             current = to_trunk(parent, port_rows(t))
+            rules.check_revision("trunk", trunk_id, current.revision_number, if_revision)
             values = req.model_dump(exclude_unset=True, exclude_none=True)
             updated = Trunk.model_validate(
-                {**current.model_dump(), **values, "updated_at": utc_now()}
+                {
+                    **current.model_dump(),
+                    **values,
+                    "revision_number": current.revision_number + 1,
+                    "updated_at": utc_now(),
+                }
             )
             parent.setkey("external_ids", codec.TRUNK_KEY, trunk_json(updated))
             return updated
@@ -146,6 +155,7 @@ class TrunkCalls(NbStore):
                     "sub_ports": sorted(
                         [*current.sub_ports, *sub_ports], key=lambda s: s.segmentation_id
                     ),
+                    "revision_number": current.revision_number + 1,
                     "updated_at": utc_now(),
                 }
             )
@@ -169,6 +179,7 @@ class TrunkCalls(NbStore):
             updated = current.model_copy(
                 update={
                     "sub_ports": [sp for sp in current.sub_ports if sp.port_id not in gone],
+                    "revision_number": current.revision_number + 1,
                     "updated_at": utc_now(),
                 }
             )
@@ -183,3 +194,4 @@ def _clear_subport(lsp: Row) -> None:
     lsp.tag_request = []
     lsp.tag = []
     lsp.delkey("external_ids", codec.TRUNK_ID_KEY)
+    codec.bump_revision(lsp)

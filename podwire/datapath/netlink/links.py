@@ -134,6 +134,45 @@ class LinkCalls(RtnlSocket):
             f"create veth {name} with peer {peer_name}",
         )
 
+    def add_sublink(
+        self,
+        name: str,
+        kind: str,
+        parent: int,
+        *,
+        data: list[tuple[str, Any]],
+        mtu: int,
+        mac: str | None = None,
+        netns: Netns | None = None,
+    ) -> None:
+        """Create a link on ``parent`` (macvlan, ipvlan, vlan: ``kind`` with
+        its IFLA_INFO_DATA ``data``), down. With ``netns`` it is created
+        directly there (the kernel checks ``name`` there), never in the host
+        namespace."""
+        attrs: list[tuple[str, Any]] = [
+            ("IFLA_IFNAME", name),
+            ("IFLA_MTU", mtu),
+            ("IFLA_LINK", parent),
+        ]
+        if mac:
+            attrs.append(("IFLA_ADDRESS", mac_bytes(mac)))
+        if netns is not None:
+            attrs.append(("IFLA_NET_NS_FD", netns.fd))
+        attrs.append(
+            (
+                "IFLA_LINKINFO",
+                {"attrs": [("IFLA_INFO_KIND", kind), ("IFLA_INFO_DATA", {"attrs": data})]},
+            )
+        )
+        msg = ifinfmsg()
+        msg["attrs"] = attrs
+        self._request(
+            msg,
+            RTM_NEWLINK,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            f"create {kind} {name} on link {parent}",
+        )
+
     def set_link(
         self,
         index: int,

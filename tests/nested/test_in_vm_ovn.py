@@ -1,0 +1,126 @@
+"""The nested kinds in a real VM on OVN: ``podwire server --backend ovn``
+fronts the northbound database; the VM's tap is on the integration bridge
+with iface-id = the VM's port, and its agent reaches the API only through
+that port (the API is served from a container on the same logical switch).
+
+ipvlan: the containers' addresses on the VM port's pairs become OVN
+port_security, so they pass while a source outside the pairs is dropped.
+VLAN: each container's port is a Logical_Switch_Port with parent_name = the
+VM's port and tag = its VLAN id; ovn-controller strips and adds the tags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+
+from podwire.model import NetworkCreate, SubnetCreate
+from tests.fixtures.agent import netconf
+from tests.fixtures.uml import PW9_NET, NestedWorld
+from tests.nested.helpers import assert_clean, containers, pairs, ping
+
+pytestmark = [pytest.mark.vm, pytest.mark.ovn]
+
+
+def _port_security(world: NestedWorld) -> str:
+    return str(
+        world.ovn.nbctl(
+            "--bare", "--columns=port_security", "list", "Logical_Switch_Port", world.vm_port_id
+        )
+    )
+
+
+def test_ipvlan_on_ovn_pairs_become_port_security(nested_world_ovn: NestedWorld) -> None:
+    world, guest = nested_world_ovn, nested_world_ovn.guest
+    # Control plane only: traffic of ipvlan/macvlan containers on OVN is not
+    # proven yet. The container's own unbound port still holds its MAC and
+    # address in OVN's addresses column, so OVN's ARP responder answers for
+    # the container with that port's MAC, racing the container's own answer
+    # (docs/nested.md, "Known gaps"). VLAN traffic on OVN is proven below.
+    with containers(world, 2) as (c1, c2):
+        assert pairs(world) == {(ip, guest.mac) for ip in c1["ips"] + c2["ips"]}
+        security = _port_security(world)
+        assert all(ip in security for ip in c1["ips"] + c2["ips"]), security
+    assert_clean(world)
+    security = _port_security(world)
+    assert not any(ip in security for ip in c1["ips"] + c2["ips"]), security
+
+
+def test_a_source_outside_the_pairs_is_dropped(nested_world_ovn: NestedWorld) -> None:
+    """An ipvlan the agent did not make (its address on no pair) cannot send."""
+    world, guest = nested_world_ovn, nested_world_ovn.guest
+    host_v4 = next(a for a in world.host_addresses if ":" not in a)
+    try:
+        guest.run(
+            "ip netns add pw9spoof && ip link add pw9s link eth0 type ipvlan mode l2"
+            " && ip link set pw9s netns pw9spoof"
+            " && ip netns exec pw9spoof ip addr add 198.18.210.250/24 dev pw9s"
+            " && ip netns exec pw9spoof ip link set pw9s up"
+        ).check()
+        answer = guest.run(f"ip netns exec pw9spoof busybox ping -c2 -W2 {host_v4}", timeout=30)
+        assert answer.rc != 0, answer.stdout
+    finally:
+        guest.run("ip netns del pw9spoof")
+
+
+@pytest.fixture(scope="module")
+def ovn_vlan_network(nested_world_ovn: NestedWorld) -> Iterator[tuple[str, str]]:
+    """alice's second logical switch (datapath "vlan") and a host container on
+    it; yields (network name, the host container's IPv4 address)."""
+    world = nested_world_ovn
+    with world.backend() as alice:
+        net = alice.create_network(world.ctx(), NetworkCreate(name="pw9-ovnvlan", datapath="vlan"))
+        alice.create_subnet(world.ctx(), SubnetCreate(network_id=net.id, cidr="198.18.211.0/24"))
+    netns = world.host_netns + "v"
+    import subprocess
+
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        added = world.host_agent.cni(
+            "ADD",
+            netconf("pw9-ovnvlan", "1.0.0"),
+            container_id=netns,
+            netns=f"/var/run/netns/{netns}",
+        )
+        assert added.code == 0, added.stderr
+        yield "pw9-ovnvlan", added.json["ips"][0]["address"].split("/")[0]
+    finally:
+        world.host_agent.cni(
+            "DEL",
+            netconf("pw9-ovnvlan", "1.0.0"),
+            container_id=netns,
+            netns=f"/var/run/netns/{netns}",
+        )
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+        with world.backend() as alice, contextlib.suppress(Exception):
+            alice.delete_network(world.ctx(), net.id)
+
+
+def test_vlan_sub_ports_are_parent_name_and_tag(
+    nested_world_ovn: NestedWorld, ovn_vlan_network: tuple[str, str]
+) -> None:
+    world, guest = nested_world_ovn, nested_world_ovn.guest
+    network, host_v4 = ovn_vlan_network
+    with containers(world, 2, network) as (c1, c2):
+        with world.backend() as alice:
+            (trunk,) = alice.list_trunks(world.ctx(), {"port_id": [world.vm_port_id]})
+        assert sorted(sp.segmentation_id for sp in trunk.sub_ports) == [1, 2]
+        for sp in trunk.sub_ports:
+            row = world.ovn.nbctl(
+                "--bare", "--columns=parent_name,tag", "list", "Logical_Switch_Port", sp.port_id
+            ).split()
+            assert row == [world.vm_port_id, str(sp.segmentation_id)], row
+        for address in [c2["ips"][0], host_v4]:
+            ping(guest, c1["netns"], address)
+    assert_clean(world)
+
+
+def test_ovn_server_fronts_the_same_api(nested_world_ovn: NestedWorld) -> None:
+    """The VM port as the API reports it is the OVN row (revision, pairs)."""
+    world = nested_world_ovn
+    with world.backend() as alice:
+        vm = alice.get_port(world.ctx(), world.vm_port_id)
+    assert vm.network_id == world.network_id and vm.revision_number >= 0
+    assert PW9_NET in world.ovn.nbctl("--bare", "--columns=external_ids", "list", "Logical_Switch")

@@ -46,7 +46,15 @@ from podwire.datapath.vif import IpvlanNested, MacvlanNested, VifBase, VlanNeste
 from podwire.errors import Busy, Conflict, Exhausted, Forbidden, InvalidInput, NotFound, Unavailable
 from podwire.kinds.base import AttachmentRef, BuildContext, KindEnv, KindPlugin
 from podwire.kinds.common import common_fields
-from podwire.model import AllowedAddressPair, Network, Port, PortUpdate, SubPort, TrunkCreate
+from podwire.model import (
+    MAX_ALLOWED_ADDRESS_PAIRS,
+    AllowedAddressPair,
+    Network,
+    Port,
+    PortUpdate,
+    SubPort,
+    TrunkCreate,
+)
 
 # The tag podwire's ports carry naming their attachment (agent/ownership.py).
 _ATTACHMENT_TAG = "podwire:attachment="
@@ -234,6 +242,14 @@ class PairKind(NestedKind):
                     have.add(_pair_key(pair, mac))
             if new == current:
                 return
+            if len(new) > MAX_ALLOWED_ADDRESS_PAIRS:
+                raise Exhausted(
+                    f"port {vm_port_id} would hold {len(new)} allowed-address-pairs,"
+                    f" more than the {MAX_ALLOWED_ADDRESS_PAIRS} a port may have: the VM"
+                    " has too many containers' addresses for its port",
+                    kind="port",
+                    field="allowed_address_pairs",
+                )
             try:
                 env.backend.update_port(
                     env.ctx,

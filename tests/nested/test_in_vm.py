@@ -86,7 +86,10 @@ def test_sixteen_concurrent_adds_lose_no_pair(nested_world: NestedWorld) -> None
                     names,
                 )
             )
-        assert all(a.code == 0 for a in answers), [a.stdout for a in answers if a.code]
+        assert all(a.code == 0 for a in answers), (
+            [a.stdout for a in answers if a.code],
+            guest.agent_log(),
+        )
         ips = {ip["address"].split("/")[0] for a in answers for ip in a.json["ips"]}
         assert len(ips) == 32
         assert {ip for ip, _ in pairs(world)} == ips

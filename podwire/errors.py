@@ -89,6 +89,15 @@ class Exhausted(Conflict):
     neutron_type = "IpAddressGenerationFailure"
 
 
+class PreconditionFailed(Conflict):
+    """The object changed since the caller read it: its revision_number is
+    not the one the caller named (Neutron's 412 to ``If-Match:
+    revision_number=N``). Shared contract 1; issue 9 adds the same class."""
+
+    http_status = 412
+    neutron_type = "PreconditionFailed"
+
+
 class Unavailable(PodwireError):
     """A dependency (database, OVN, agent, kernel feature) cannot be reached or used now."""
 

@@ -53,6 +53,15 @@ def _if_match(if_revision: int | None) -> dict[str, str]:
     return {} if if_revision is None else {"If-Match": f"revision_number={if_revision}"}
 
 
+def _object_of(path: str) -> tuple[str | None, str | None]:
+    """``/networks/ID[/...]`` -> ("network", ID); ``/ports`` -> ("port", None)."""
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return None, None
+    kind = parts[0][:-1] if parts[0].endswith("s") else parts[0]
+    return kind, parts[1] if len(parts) > 1 else None
+
+
 class NeutronBackend:
     name = "neutron"
     # ML2 sets a port's status from the data plane (ovn-controller's binding
@@ -135,7 +144,14 @@ class NeutronBackend:
         except openstack.exceptions.SDKException as exc:
             raise errors.Unavailable(f"cannot reach Neutron: {exc}") from None
         if response.status_code >= 400:
-            raise error_from_answer(response.status_code, response.text, f"{method} {path}")
+            kind, object_id = _object_of(path)
+            raise error_from_answer(
+                response.status_code,
+                response.text,
+                f"{method} {path}",
+                kind=kind,
+                object_id=object_id,
+            )
         if response.status_code == 204 or not response.content:
             return None
         try:

@@ -76,6 +76,9 @@ def to_wire(
                 for sub, sub_value in binding.model_dump(mode="json").items():
                     body[f"binding:{sub}"] = sub_value
             continue
+        if name == "sub_ports":
+            # Neutron wants each sub-port whole (segmentation_type included).
+            value = [sp.model_dump(mode="json") for sp in getattr(req, "sub_ports", [])]
         body[reverse.get(name, name)] = value
     for key in drop & body.keys():
         del body[key]

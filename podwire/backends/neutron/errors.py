@@ -36,8 +36,36 @@ _BY_TYPE: dict[str, type[errors.PodwireError]] = {
 _KIND_OF_TYPE = {"PortNotFoundClient": "port", "TrunkNotFound": "trunk"}
 
 
-def error_from_answer(status: int, text: str, where: str) -> errors.PodwireError:
-    """An HTTP error answer (status, body) -> the podwire error it means."""
+# Neutron's error types that name the object they are about: "<Kind>NotFound",
+# "<Kind>InUse" (NetworkInUse, SubnetInUse, PortInUse, TrunkInUse, ...).
+_TYPE_SUFFIXES = ("NotFound", "InUse")
+
+
+def _kind_of(err_type: str) -> str | None:
+    if err_type in _KIND_OF_TYPE:
+        return _KIND_OF_TYPE[err_type]
+    for suffix in _TYPE_SUFFIXES:
+        if err_type.endswith(suffix) and err_type != suffix:
+            head = err_type[: -len(suffix)]
+            # CamelCase -> snake: "SecurityGroup" -> "security_group"
+            return "".join(f"_{c.lower()}" if c.isupper() else c for c in head).lstrip("_")
+    return None
+
+
+def error_from_answer(
+    status: int,
+    text: str,
+    where: str,
+    *,
+    kind: str | None = None,
+    object_id: str | None = None,
+) -> errors.PodwireError:
+    """An HTTP error answer (status, body) -> the podwire error it means.
+
+    ``kind`` and ``object_id`` name the object the request was about (from
+    its path: ``DELETE /networks/ID``); an error about another object (a
+    subnet's unknown network) names that one's kind and the field that
+    pointed at it (``network_id``) instead."""
     message = f"HTTP {status} from {where}"
     err_type = ""
     try:
@@ -55,12 +83,15 @@ def error_from_answer(status: int, text: str, where: str) -> errors.PodwireError
     if status == 500:
         default = errors.PodwireError
     cls = _BY_TYPE.get(err_type) or _BY_STATUS.get(status, default)
-    kind = _KIND_OF_TYPE.get(err_type)
-    if kind is None and cls is errors.NotFound and err_type.endswith("NotFound"):
-        kind = err_type[: -len("NotFound")].lower() or None
     field = None
+    named = _kind_of(err_type)
+    if named is not None and kind is not None and named != kind:
+        field = f"{named}_id"
+        object_id = None
+    if named is not None:
+        kind = named
     if cls is errors.InvalidInput and ": " in message:
         head = message.split(": ", 1)[0]
         if " " not in head:
             field = head
-    return cls(message, kind=kind, field=field)
+    return cls(message, kind=kind, object_id=object_id, field=field)

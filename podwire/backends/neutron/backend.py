@@ -77,12 +77,15 @@ class NeutronBackend:
         self._conn = connection
         self._proxy: Any = None
         self._drop = codec.NEUTRON_OWNS
+        # Neutron changes tags through /ports/ID/tags only, never in a port PUT.
+        self._tags_apart: frozenset[str] = frozenset({"tags"})
         if status_from_agent:
             # podwire server's embedded store has no data plane to set status
             # and no binding of its own: the agent writes both, as before.
             self.derives_port_status = False
             self.bound_vif_type = None
             self._drop = frozenset()
+            self._tags_apart = frozenset()
 
     @classmethod
     def from_config(cls, config: Config) -> NeutronBackend:
@@ -236,7 +239,16 @@ class NeutronBackend:
 
     def create_port(self, ctx: Context, req: PortCreate) -> Port:
         body = {"port": codec.to_wire(req, codec.PORT_IN, self._drop)}
-        return self._port(self._member(self._call("POST", "/ports", body=body), "port"))
+        port = self._port(self._member(self._call("POST", "/ports", body=body), "port"))
+        if req.tags and sorted(port.tags) != sorted(req.tags):
+            # A Neutron without tags-on-create (extension "tag-creation")
+            # ignores them in the POST: set them through the tag API.
+            port = self._set_tags(port.id, req.tags)
+        return port
+
+    def _set_tags(self, port_id: str, tags: list[str]) -> Port:
+        self._call("PUT", f"/ports/{port_id}/tags", body={"tags": tags})
+        return self.get_port(Context(project_id="-"), port_id)
 
     def get_port(self, ctx: Context, port_id: str) -> Port:
         return self._port(self._member(self._call("GET", f"/ports/{port_id}"), "port"))
@@ -247,9 +259,17 @@ class NeutronBackend:
     def update_port(
         self, ctx: Context, port_id: str, req: PortUpdate, *, if_revision: int | None = None
     ) -> Port:
-        body = {"port": codec.to_wire(req, codec.PORT_IN, self._drop)}
-        answer = self._call("PUT", f"/ports/{port_id}", body=body, headers=_if_match(if_revision))
-        return self._port(self._member(answer, "port"))
+        attrs = codec.to_wire(req, codec.PORT_IN, self._drop | self._tags_apart)
+        port: Port | None = None
+        if attrs or req.tags is None:
+            answer = self._call(
+                "PUT", f"/ports/{port_id}", body={"port": attrs}, headers=_if_match(if_revision)
+            )
+            port = self._port(self._member(answer, "port"))
+        if req.tags is not None and self._tags_apart:
+            port = self._set_tags(port_id, req.tags)
+        assert port is not None
+        return port
 
     def delete_port(self, ctx: Context, port_id: str) -> None:
         self._call("DELETE", f"/ports/{port_id}")

@@ -61,6 +61,10 @@ def from_wire(model: type[_M], data: Any, renames: Mapping[str, str]) -> _M:
         ) from None
 
 
+# Fields where an explicit null is a value: a subnet without gateway.
+_NULL_MEANS_SOMETHING = frozenset({"gateway_ip"})
+
+
 def to_wire(
     req: BaseModel, renames: Mapping[str, str], drop: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
@@ -69,6 +73,8 @@ def to_wire(
     reverse = {m: w for w, m in renames.items() if w != "tenant_id" and "." not in m}
     body: dict[str, Any] = {}
     for name, value in req.model_dump(mode="json", exclude_unset=True).items():
+        if value is None and name not in _NULL_MEANS_SOMETHING:
+            continue  # the model's "not given"; Neutron refuses an explicit null
         if name == "binding":
             # The whole binding, defaults included: the model replaces it whole.
             binding = getattr(req, "binding", None)

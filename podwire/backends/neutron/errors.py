@@ -36,6 +36,13 @@ _BY_TYPE: dict[str, type[errors.PodwireError]] = {
 _KIND_OF_TYPE = {"PortNotFoundClient": "port", "TrunkNotFound": "trunk"}
 
 
+# Neutron's error types about one input field of the request.
+_FIELD_OF_TYPE = {
+    "MacAddressInUse": "mac_address",
+    "IpAddressInUse": "fixed_ips",
+    "IpAddressAlreadyAllocated": "fixed_ips",
+}
+
 # Neutron's error types that name the object they are about: "<Kind>NotFound",
 # "<Kind>InUse" (NetworkInUse, SubnetInUse, PortInUse, TrunkInUse, ...).
 _TYPE_SUFFIXES = ("NotFound", "InUse")
@@ -83,8 +90,8 @@ def error_from_answer(
     if status == 500:
         default = errors.PodwireError
     cls = _BY_TYPE.get(err_type) or _BY_STATUS.get(status, default)
-    field = None
-    named = _kind_of(err_type)
+    field = _FIELD_OF_TYPE.get(err_type)
+    named = None if field else _kind_of(err_type)
     if named is not None and kind is not None and named != kind:
         field = f"{named}_id"
         object_id = None

@@ -72,6 +72,33 @@ class RemoteConfig(_Section):
     token: str | None = None
 
 
+class NeutronConfig(_Section):
+    """An OpenStack Neutron, reached through openstacksdk (docs/neutron.md).
+
+    One of: ``cloud`` (a clouds.yaml entry), ``auth_url`` with Keystone
+    credentials, or ``endpoint`` with ``token`` (no token: Neutron's noauth).
+    """
+
+    cloud: str | None = None
+    region_name: str | None = None
+    # Keystone credentials (password or application credential).
+    auth_url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    project_name: str | None = None
+    project_id: str | None = None
+    user_domain_name: str | None = None
+    project_domain_name: str | None = None
+    application_credential_id: str | None = None
+    application_credential_secret: str | None = None
+    # A fixed endpoint: http(s)://HOST:PORT (or unix:///PATH, a podwire agent).
+    endpoint: str | None = None
+    token: str | None = None
+    # TLS: True, False, or a CA bundle path.
+    verify: bool | str = True
+    timeout: float = Field(default=30.0, gt=0)
+
+
 class AgentConfig(_Section):
     socket: Path = DEFAULT_AGENT_SOCKET
     docker_plugin_socket: Path = DEFAULT_DOCKER_PLUGIN_SOCKET
@@ -170,10 +197,12 @@ class MetricsConfig(_Section):
 class Config(_Section):
     state_dir: Path = DEFAULT_STATE_DIR
     host_id: str = Field(default_factory=socket.gethostname)
-    backend: Literal["embedded", "ovn", "remote"] = "embedded"
+    # "remote" is the neutron backend pointed at a podwire server ([remote]).
+    backend: Literal["embedded", "ovn", "neutron", "remote"] = "embedded"
     embedded: EmbeddedConfig = Field(default_factory=EmbeddedConfig)
     ovn: OvnConfig = Field(default_factory=OvnConfig)
     remote: RemoteConfig = Field(default_factory=RemoteConfig)
+    neutron: NeutronConfig = Field(default_factory=NeutronConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     vhostuser: VhostUserConfig = Field(default_factory=VhostUserConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)

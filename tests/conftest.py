@@ -2,6 +2,7 @@
 so that each area's owner edits only its own file."""
 
 pytest_plugins = [
+    "tests.fixtures.neutron",
     "tests.fixtures.common",
     "tests.fixtures.netns",
     "tests.fixtures.backends",

@@ -30,15 +30,23 @@ def _ovn(config: Config) -> Backend:
     return OvnBackend.from_config(config)  # type: ignore[no-any-return,unused-ignore]
 
 
-def _remote(config: Config) -> Backend:
-    from podwire.backends.remote import RemoteBackend  # type: ignore[import-not-found,unused-ignore]
+def _neutron(config: Config) -> Backend:
+    from podwire.backends.neutron import NeutronBackend
 
-    return RemoteBackend.from_config(config)  # type: ignore[no-any-return,unused-ignore]
+    return NeutronBackend.from_config(config)
+
+
+def _remote(config: Config) -> Backend:
+    # A podwire server speaks Neutron's API: the same client, at its URL.
+    from podwire.backends.neutron import NeutronBackend
+
+    return NeutronBackend.for_remote(config)
 
 
 FACTORIES: dict[str, BackendFactory] = {
     "embedded": _embedded,
     "ovn": _ovn,
+    "neutron": _neutron,
     "remote": _remote,
 }
 

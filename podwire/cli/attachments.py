@@ -79,7 +79,7 @@ def _agent_get(target: Target, path: str, query: dict[str, str]) -> Any:
     """GET from the agent's socket; its Neutron-style errors as podwire's."""
     import httpx
 
-    from podwire.backends.remote import error_from_response
+    from podwire.backends.neutron.errors import error_from_answer
 
     if target.url or target.state_dir:
         raise InvalidInput(
@@ -94,5 +94,5 @@ def _agent_get(target: Target, path: str, query: dict[str, str]) -> Any:
     except httpx.HTTPError as exc:
         raise Unavailable(f"cannot reach the agent at {socket_path}: {exc}") from None
     if response.status_code >= 400:
-        raise error_from_response(response)
+        raise error_from_answer(response.status_code, response.text, str(response.request.url))
     return response.json()

@@ -78,10 +78,13 @@ def server(
 @click.command()
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--socket", "socket_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--backend", type=click.Choice(["embedded", "ovn", "remote"]))
+@click.option("--backend", type=click.Choice(["embedded", "ovn", "neutron", "remote"]))
 @click.option("--ovn-nb", "ovn_nb", multiple=True, help="OVN northbound remote (repeatable)")
 @click.option("--server-url", help="podwire server URL for --backend remote")
 @click.option("--server-token", help="X-Auth-Token for --server-url")
+@click.option("--os-cloud", "os_cloud", help="clouds.yaml cloud for --backend neutron")
+@click.option("--neutron-url", help="Neutron endpoint for --backend neutron (no Keystone)")
+@click.option("--neutron-token", help="token for --neutron-url (none: Neutron's noauth)")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--docker-plugin-socket",
@@ -97,6 +100,9 @@ def agent(
     ovn_nb: tuple[str, ...],
     server_url: str | None,
     server_token: str | None,
+    os_cloud: str | None,
+    neutron_url: str | None,
+    neutron_token: str | None,
     config_file: Path | None,
     docker_plugin_socket: Path | None,
     host_id: str | None,
@@ -121,6 +127,9 @@ def agent(
                 "remote.url": server_url,
                 "remote.token": server_token,
                 "metrics.address": metrics_address,
+                "neutron.cloud": os_cloud,
+                "neutron.endpoint": neutron_url,
+                "neutron.token": neutron_token,
             },
         )
         from podwire.daemon import run_agent

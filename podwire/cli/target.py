@@ -65,11 +65,12 @@ class Target:
                 **{"embedded.db_url": self.db_url},
             )
             return open_backend(config)
-        from podwire.backends.remote import RemoteBackend
+        from podwire.backends.neutron import NeutronBackend
 
         if self.url:
-            return RemoteBackend(self.url, token=self.token)
-        return RemoteBackend(uds=self.agent_socket or DEFAULT_AGENT_SOCKET, token=self.token)
+            return NeutronBackend.at(self.url, token=self.token)
+        socket_path = self.agent_socket or DEFAULT_AGENT_SOCKET
+        return NeutronBackend.at(f"unix://{socket_path}", token=self.token)
 
     def context(self) -> Context:
         from podwire.model import Context

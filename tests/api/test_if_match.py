@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from podwire.backends.remote import RemoteBackend
+from podwire.backends.neutron import NeutronBackend
 from podwire.errors import PreconditionFailed
 from podwire.model import AllowedAddressPair, Context, PortUpdate
 from tests.fixtures.common import unique
@@ -91,7 +91,7 @@ def test_networks_subnets_and_trunks_report_revisions(
 
 def test_remote_backend_sends_if_match(podwire_server: ServerInfo, port: dict[str, Any]) -> None:
     ctx = Context(project_id=podwire_server.projects["alice"])
-    with RemoteBackend(podwire_server.url, token=podwire_server.tokens["alice"]) as backend:
+    with NeutronBackend.at(podwire_server.url, token=podwire_server.tokens["alice"]) as backend:
         current = backend.get_port(ctx, port["id"])
         assert current.revision_number == port["revision_number"]
         pair = [AllowedAddressPair(ip_address="198.18.44.250")]

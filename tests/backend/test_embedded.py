@@ -157,7 +157,7 @@ def test_mac_prefix_is_configurable(tmp_path: Path) -> None:
 
 def test_registry_turns_a_missing_module_into_unavailable(tmp_path: Path) -> None:
     def ghost(config: Config) -> Backend:
-        # what the lazy "ovn" and "remote" factories do, for a module that is not there
+        # what the lazy "ovn", "neutron" and "remote" factories do, for a module that is not there
         module = importlib.import_module("podwire.backends.no_such_backend")
         return module.Backend(config)  # type: ignore[no-any-return]
 
@@ -171,7 +171,7 @@ def test_registry_turns_a_missing_module_into_unavailable(tmp_path: Path) -> Non
 
 
 def test_registry_names_the_known_backends() -> None:
-    assert {"embedded", "ovn", "remote"} <= set(registry.FACTORIES)
+    assert {"embedded", "ovn", "neutron", "remote"} <= set(registry.FACTORIES)
 
 
 def test_registry_refuses_unknown_names(tmp_path: Path) -> None:

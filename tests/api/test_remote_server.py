@@ -1,4 +1,4 @@
-"""RemoteBackend: the Backend protocol over the Neutron API of a real server,
+"""NeutronBackend: the Backend protocol over the Neutron API of a real server,
 on TCP with a token and on a unix socket with trust-all admin auth (the
 agent's set-up), with the same typed errors the embedded backend raises."""
 
@@ -18,7 +18,7 @@ import pytest
 
 from podwire import errors
 from podwire.backends.base import Backend
-from podwire.backends.remote import RemoteBackend
+from podwire.backends.neutron import NeutronBackend
 from podwire.config import load_config
 from podwire.model import (
     AllowedAddressPair,
@@ -40,14 +40,14 @@ CTX = Context(project_id="ignored-by-remote")
 
 
 @pytest.fixture(scope="module")
-def alice(podwire_server: ServerInfo) -> Iterator[RemoteBackend]:
+def alice(podwire_server: ServerInfo) -> Iterator[NeutronBackend]:
     # The agent's own token: alice's project with the service role (binding).
-    backend = RemoteBackend(podwire_server.url, token=podwire_server.tokens["alice_service"])
+    backend = NeutronBackend.at(podwire_server.url, token=podwire_server.tokens["alice_service"])
     yield backend
     backend.close()
 
 
-def test_is_a_backend_and_round_trips_objects(alice: RemoteBackend) -> None:
+def test_is_a_backend_and_round_trips_objects(alice: NeutronBackend) -> None:
     assert isinstance(alice, Backend)
     net = alice.create_network(CTX, NetworkCreate(name=unique("rb-"), mtu=1400, datapath="bridge"))
     try:
@@ -99,7 +99,7 @@ def test_is_a_backend_and_round_trips_objects(alice: RemoteBackend) -> None:
         alice.delete_network(CTX, net.id)
 
 
-def test_typed_errors_come_back(alice: RemoteBackend, podwire_server: ServerInfo) -> None:
+def test_typed_errors_come_back(alice: NeutronBackend, podwire_server: ServerInfo) -> None:
     with pytest.raises(errors.NotFound) as not_found:
         alice.get_port(CTX, "no-such-port")
     assert not_found.value.kind == "port"
@@ -131,12 +131,12 @@ def test_typed_errors_come_back(alice: RemoteBackend, podwire_server: ServerInfo
         alice.delete_network(CTX, net.id)
 
     with (
-        RemoteBackend(podwire_server.url, token="nope") as stranger,
+        NeutronBackend.at(podwire_server.url, token="nope") as stranger,
         pytest.raises(errors.NotAuthenticated),
     ):
         stranger.list_networks(CTX)
     with (
-        RemoteBackend(f"http://127.0.0.1:{free_port()}", token="x") as nowhere,
+        NeutronBackend.at(f"http://127.0.0.1:{free_port()}", token="x") as nowhere,
         pytest.raises(errors.Unavailable, match="cannot reach"),
     ):
         nowhere.list_networks(CTX)
@@ -144,10 +144,10 @@ def test_typed_errors_come_back(alice: RemoteBackend, podwire_server: ServerInfo
 
 def test_from_config() -> None:
     config = load_config(None, backend="remote", **{"remote.url": "unix:///tmp/x.sock"})
-    backend = RemoteBackend.from_config(config)
+    backend = NeutronBackend.for_remote(config)
     backend.close()
     with pytest.raises(errors.InvalidInput, match=r"remote\.url"):
-        RemoteBackend.from_config(load_config(None, backend="remote"))
+        NeutronBackend.for_remote(load_config(None, backend="remote"))
 
 
 _UDS_SERVER = textwrap.dedent(
@@ -198,7 +198,7 @@ def uds_server(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_over_a_unix_socket_with_trust_all_auth(uds_server: Path) -> None:
-    with RemoteBackend(uds=str(uds_server)) as backend:
+    with NeutronBackend.at(f"unix://{uds_server}") as backend:
         net = backend.create_network(CTX, NetworkCreate(name="on-uds"))
         assert net.project_id == "default"
         # Admin rights: another project may be named.

@@ -82,6 +82,10 @@ def to_wire(
                 for sub, sub_value in binding.model_dump(mode="json").items():
                     body[f"binding:{sub}"] = sub_value
             continue
+        if name == "allowed_address_pairs":
+            # A pair without a MAC means the port's: Neutron takes that as an
+            # absent key and refuses an explicit null.
+            value = [{k: v for k, v in pair.items() if v is not None} for pair in value]
         if name == "sub_ports":
             # Neutron wants each sub-port whole (segmentation_type included).
             value = [sp.model_dump(mode="json") for sp in getattr(req, "sub_ports", [])]

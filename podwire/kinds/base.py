@@ -125,6 +125,8 @@ class AttachmentRef:
     ifname: str
     network_id: str
     port_id: str
+    # The request's NUMA preference (NetworkSelection.numa_node).
+    numa_node: int | None = None
 
 
 class KindPlugin:

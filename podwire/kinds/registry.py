@@ -30,6 +30,7 @@ from podwire.kinds.base import UNDECIDED_VIF_TYPES, KindChoice, KindPlugin
 KINDS: dict[str, str] = {
     "veth_bridge": "podwire.kinds.veth_bridge:VethBridgeKind",
     "veth_ovs": "podwire.kinds.veth_ovs:VethOvsKind",
+    "sriov": "podwire.kinds.sriov:SriovKind",
 }
 
 TEST_KINDS: dict[str, str] = {

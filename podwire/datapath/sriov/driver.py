@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any, cast
 
+from podwire import faults
 from podwire.datapath.base import DriverDescription, PluggedInterface
 from podwire.datapath.netlink import NetlinkError, rtnl
 from podwire.datapath.sriov import pcidrv
@@ -107,6 +108,9 @@ class SriovDriver:
                 # driver"), and may set its own only until the PF pins it.
                 self._set_vf_side_mac(vf.netdev, vif.mac)
             self.authority.apply(vf, settings)
+            # Fault points inside the plug (docs/faults.md): the VF dirty in
+            # the host, then moved into the container, before "done" is written.
+            faults.hit("kind.sriov.vf_settings_applied")
             if vif.driver == "vfio-pci":
                 pcidrv.bind(self.authority.sysfs_root, vif.pci_address, "vfio-pci")
                 group = pcidrv.vfio_group_path(self.authority.sysfs_root, vif.pci_address)
@@ -173,6 +177,7 @@ class SriovDriver:
                         host.set_link(link.index, netns=ns, name=ifname)
         except NetlinkError as exc:
             raise datapath_error(exc, f"moving VF netdev {vf.netdev}") from exc
+        faults.hit("kind.sriov.vf_moved")
         if netns is not None:
             with open_netns(netns) as ns:
                 configure_container_end(ns, ifname, addresses=addresses, routes=vif.routes)

@@ -11,4 +11,5 @@ pytest_plugins = [
     "tests.fixtures.ovn",
     "tests.fixtures.docker",
     "tests.fixtures.podman",
+    "tests.fixtures.qemu",
 ]

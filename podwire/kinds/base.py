@@ -25,7 +25,9 @@ A kind is registered once (podwire.kinds.registry) and provides:
   - ``reconcile``: after a crash, with the VIFs the records still hold;
   - ``flush``: at stop, background work finishes;
   - ``network_deleted``: the network is gone; drop what the host kept for it;
-  - ``device_info``: Multus device-info for the network-status document.
+  - ``device_info``: Multus device-info for the network-status document
+    and the device-info file (podwire.agent.device_info);
+  - ``inventory``: the host resources it hands out and their holders.
 
 Every undo hook gets only what the record holds (the step's data, the VIF):
 never the netns, never names rebuilt from ids. Undo hooks are idempotent and
@@ -218,6 +220,11 @@ class KindPlugin:
     def device_info(self, vif: VifBase, interface: PluggedInterface | None) -> dict[str, Any]:
         """Multus network-status device-info, for kinds that have one."""
         return {}
+
+    def inventory(self) -> list[dict[str, Any]]:
+        """The host resources this kind hands out, with who holds each (SR-IOV
+        VFs and their leases): ``GET /v1/inventory`` and ``podwire vf list``."""
+        return []
 
     def close(self) -> None:
         """The agent stops; ``flush`` ran already."""

@@ -94,7 +94,10 @@ class SriovKind(KindPlugin):
 
     def inventory(self) -> list[dict[str, Any]]:
         """Every VF of the configured pools with its lease (``vf list``)."""
-        return self.authority().inventory() if self.configured() else []
+        if not self.configured():
+            return []
+        inventory: list[dict[str, Any]] = self.authority().inventory()
+        return inventory
 
     def leases(self) -> list[dict[str, Any]]:
         """The cheap read for metrics: the lease rows."""

@@ -3,8 +3,10 @@ on QEMU 10's emulated Intel 82576 (tests/fixtures/qemu.py), two PFs on two
 NUMA nodes, the agent and the CNI shim running inside the guest.
 
 One guest and one agent for the whole module (Python over 9p under TCG is
-slow: an agent start costs ~30 s); every case is driven through them, and
-each case leaves every VF at its baseline (``snapshot()`` equal to the one
+slow: importing the agent costs 30-60 s); every case is driven through them;
+the crash walk's agents are forked from a process that imported the agent's
+modules once (tests/sriov/zygote.py), each a fresh agent process. Every case
+leaves every VF at its baseline (``snapshot()`` equal to the one
 taken before the first ADD), which is itself asserted.
 """
 
@@ -66,20 +68,37 @@ class Lab:
 
     # --- the agent in the guest --------------------------------------------------
 
-    def start_agent(self, plan: list[dict[str, Any]] | None = None) -> None:
-        """Start the agent (with a fault plan, if given) and wait until it
-        serves (its start-up reconcile has run by then)."""
-        plan_json = json.dumps(plan) if plan else ""
+    def start_zygote(self) -> None:
+        """The process that forks agents (tests/sriov/zygote.py): imports
+        once, so the crash walk's many agent starts cost no import each."""
         self.guest.sh(
             f"""
-            echo '{plan_json}' > {RUN}/faults.json
+            mkfifo {RUN}/zygote.fifo
             cd {self.project}
-            if [ -s {RUN}/faults.json ] && [ "$(cat {RUN}/faults.json)" != "" ]; then
-                export PODWIRE_FAULTS="$(cat {RUN}/faults.json)"
-            fi
-            setsid .venv/bin/python -m podwire.daemon --config {RUN}/agent.toml \
-              --state-dir {STATE} --socket {SOCK} >> {RUN}/agent.log 2>&1 < /dev/null &
-            echo $! > {RUN}/agent.pid
+            setsid .venv/bin/python tests/sriov/zygote.py {RUN}/zygote.fifo \
+              > {RUN}/zygote.log 2>&1 < /dev/null &
+            echo $! > {RUN}/zygote.pid
+            """
+        )
+
+    def start_agent(self, plan: list[dict[str, Any]] | None = None) -> None:
+        """Start an agent (with a fault plan, if given) and wait until it
+        serves (its start-up reconcile has run by then)."""
+        request = {
+            "argv": ["--config", f"{RUN}/agent.toml", "--state-dir", STATE, "--socket", SOCK],
+            "env": {"PODWIRE_FAULTS": json.dumps(plan)} if plan else {},
+            "log": f"{RUN}/agent.log",
+            "pidfile": f"{RUN}/agent.pid",
+        }
+        self.guest.sh(
+            f"""
+            rm -f {RUN}/agent.pid
+            echo '{json.dumps(request)}' > {RUN}/zygote.fifo
+            i=0
+            while [ ! -f {RUN}/agent.pid ]; do
+                kill -0 $(cat {RUN}/zygote.pid) || {{ cat {RUN}/zygote.log; exit 1; }}
+                sleep 0.2
+            done
             i=0
             while ! curl -sf --unix-socket {SOCK} http://x/v1/attachments > /dev/null; do
                 kill -0 $(cat {RUN}/agent.pid) || {{ tail -30 {RUN}/agent.log; exit 1; }}
@@ -234,11 +253,12 @@ EOF
     )
     lab = Lab(guest)
     lab.baseline = lab.snapshot()
+    lab.start_zygote()
     lab.start_agent()
     try:
         yield lab
     finally:
-        guest.run(f"kill -9 $(cat {RUN}/agent.pid) 2>/dev/null", timeout=30)
+        guest.run(f"kill -9 $(cat {RUN}/agent.pid) $(cat {RUN}/zygote.pid)", timeout=30)
         for name in list(lab.made_netns):
             guest.run(f"ip netns del {name}", timeout=30)
 
@@ -320,6 +340,13 @@ def test_kernel_mode_add_check_del(lab: Lab) -> None:
     ]
     profile = ports[0]["binding:profile"]
     assert profile["pci_slot"] == pci and profile["physical_network"] == "physnet0"
+
+    # `podwire vf list`'s source: the agent's inventory shows the lease.
+    vfs = {v["pci_address"]: v for v in lab.api("GET", "/v1/inventory")["sriov"]}
+    assert len(vfs) == 2 * NUMVFS
+    assert vfs[pci]["container_id"] == "pw10-k1" and vfs[pci]["physical_network"] == "physnet0"
+    assert vfs["0000:41:10.6"]["physical_network"] == "tiny"
+    assert sum(1 for v in vfs.values() if v["attachment_id"]) == 1
 
     rc, res = lab.cni("CHECK", "pw10-k1", conf, netns=ns)
     assert rc == 0, res

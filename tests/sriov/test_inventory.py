@@ -172,3 +172,13 @@ def test_leases_one_holder_and_rescan(tree: Path, tmp_path: Path) -> None:
     assert auth.scan() == []
     assert [lease.pci for lease in store.leases()] == ["0000:41:10.0"]
     store.close()
+
+
+def test_docker_numa_option() -> None:
+    from podwire.frontends.docker.endpoints import numa_option
+
+    assert numa_option(None) is None and numa_option("") is None
+    assert numa_option("1") == 1
+    for bad in ("-1", "x", "1024"):
+        with pytest.raises(InvalidInput, match=r"podwire\.numa_node"):
+            numa_option(bad)

@@ -13,7 +13,7 @@ alone (podwire.datapath.sriov.authority), so it works without the netns.
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any
 
 from podwire import faults
 from podwire.datapath.base import DriverDescription, PluggedInterface
@@ -236,7 +236,3 @@ class SriovDriver:
             raise Drift(
                 f"VF {vf.index} of {vf.pf_ifname} has spoofchk {state.spoofchk}", field="spoofchk"
             )
-
-
-def as_sriov(vif: Vif) -> SriovVf:
-    return cast(SriovVf, vif)

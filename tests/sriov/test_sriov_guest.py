@@ -486,10 +486,11 @@ def test_dpdk_mode_binds_vfio_pci_and_gives_the_vf_back(lab: Lab) -> None:
     )["port"]
     conf = {"name": "pw10-flat", "networks": [{"name": "pw10-flat", "port": port["id"]}]}
     ns = lab.netns("pw10-d1")
-    rc, res = lab.cni("ADD", "pw10-d1", conf, netns=ns)
+    rc, res = lab.cni("ADD", "pw10-d1", conf, netns=ns, args="NUMA_NODE=0")
     assert rc == 0, res
     (iface,) = res["interfaces"]
     pci = iface["pciID"]
+    dpdk_ip, dpdk_mac = res["ips"][0]["address"].split("/")[0], port["mac_address"]
     assert "name" not in iface  # no netdev in the container
     assert lab.snapshot()[pci]["driver"] == "vfio-pci"
     info = json.loads(lab.guest.sh(f"cat {DEVINFO}/pw10-flat-pw10-d1-net1-device-info.json"))
@@ -498,6 +499,7 @@ def test_dpdk_mode_binds_vfio_pci_and_gives_the_vf_back(lab: Lab) -> None:
     assert lab.guest.sh("ip netns exec pw10-d1 ip -o link").count("\n") == 1  # lo only
     rc, res = lab.cni("CHECK", "pw10-d1", conf, netns=ns)
     assert rc == 0, res
+    _testpmd_answers_pings(lab, pci, dpdk_ip, dpdk_mac)
     rc, res = lab.cni("DEL", "pw10-d1", conf, netns=ns)
     assert rc == 0, res
     assert_all_at_baseline(lab)
@@ -505,6 +507,62 @@ def test_dpdk_mode_binds_vfio_pci_and_gives_the_vf_back(lab: Lab) -> None:
     assert lab.api("GET", f"/v2.0/ports/{port['id']}")["port"]["binding:profile"] == {}
     lab.api("DELETE", f"/v2.0/ports/{port['id']}")
     lab.del_netns("pw10-d1")
+
+
+def _testpmd_answers_pings(lab: Lab, pci: str, dpdk_ip: str, dpdk_mac: str) -> None:
+    """A DPDK application on the VF: dpdk-testpmd (the e1000 igbvf PMD over
+    vfio-pci and the virtual IOMMU) in icmpecho mode answers the pings of a
+    kernel-mode container on a VF of the same PF. The container knows the
+    DPDK VF's MAC statically: broadcasts (ARP) do not reach a DPDK VF in this
+    emulation."""
+    flat = {"name": "pw10-flat", "network": "pw10-flat"}
+    rc, res = lab.cni("ADD", "pw10-d2", flat, netns=lab.netns("pw10-d2"), args="NUMA_NODE=0")
+    assert rc == 0, res
+    assert res["interfaces"][0]["pciID"][:7] == pci[:7]  # the same PF
+    log = f"{RUN}/testpmd.log"
+    try:
+        lab.guest.sh(
+            f"""
+            echo 64 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+            mkdir -p /dev/hugepages
+            mountpoint -q /dev/hugepages || mount -t hugetlbfs none /dev/hugepages
+            ip netns exec pw10-d2 ip neigh replace {dpdk_ip} lladdr {dpdk_mac} dev net1
+            setsid timeout 120 stdbuf -oL dpdk-testpmd -l 0-1 -n 1 -a {pci} --file-prefix pw10 \
+              -- --forward-mode=icmpecho --auto-start --stats-period 2 --total-num-mbufs=4096 \
+              > {log} 2>&1 < /dev/null &
+            echo $! > {RUN}/testpmd.pid
+            i=0
+            until grep -q "Port statistics" {log}; do
+                sleep 0.5; i=$((i+1)); [ $i -lt 120 ] || {{ cat {log}; exit 1; }}
+            done
+            """
+        )
+        answered = _wait(
+            lambda: (
+                lab.guest.run(f"ip netns exec pw10-d2 busybox ping -c3 -W2 {dpdk_ip}", timeout=60)[
+                    1
+                ].count("bytes from")
+                >= 2
+            ),
+            timeout=40,
+            what="testpmd's echo replies",
+        )
+        assert answered
+    finally:
+        # testpmd must let go of the VF before vfio-pci can give it back.
+        lab.guest.run(
+            f"""
+            kill $(cat {RUN}/testpmd.pid) 2>/dev/null
+            i=0; while kill -0 $(cat {RUN}/testpmd.pid) 2>/dev/null && [ $i -lt 60 ]; do
+                sleep 0.5; i=$((i+1)); done
+            kill -9 $(cat {RUN}/testpmd.pid) 2>/dev/null
+            umount /dev/hugepages; echo 0 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+            """,
+            timeout=60,
+        )
+        rc, res = lab.cni("DEL", "pw10-d2", flat)
+        assert rc == 0, res
+        lab.del_netns("pw10-d2")
 
 
 # Where the agent is killed (-9) during an ADD: after the lease, with the VF's

@@ -16,15 +16,18 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fixtures.common import missing
 from tests.fixtures.qemu import Guest
 
 pytestmark = [pytest.mark.vm, pytest.mark.root]
 
-PROJECT = "/work/wt-sriov"
+# This checkout, seen at the same path in the guest (the host's root over 9p).
+PROJECT = str(Path(__file__).resolve().parents[2])
 RUN = "/run/pw10"
 SOCK = f"{RUN}/run/agent.sock"
 STATE = f"{RUN}/state"
@@ -264,6 +267,8 @@ def _wait(predicate: Any, timeout: float = 20.0, what: str = "") -> Any:
 
 @pytest.fixture(scope="module")
 def lab(igb_guest: Guest) -> Iterator[Lab]:
+    if not (Path(PROJECT) / "shim" / "podwire-cni").exists():
+        missing("the compiled CNI shim (make shim)")
     guest = igb_guest
     guest.sh(
         f"""

@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 DEB_PACKAGES := podman runc containernetworking-plugins docker.io \
 	openvswitch-switch ovn-central ovn-host iperf3 busybox-static \
 	postgresql nftables ethtool iproute2 uidmap gcc libc6-dev \
-	openvswitch-switch-dpdk dpdk dpdk-dev user-mode-linux cpio xz-utils
+	openvswitch-switch-dpdk dpdk dpdk-dev user-mode-linux cpio xz-utils curl
 # From bookworm-backports: QEMU 10 (the emulated igb SR-IOV NIC).
 BACKPORT_PACKAGES := qemu-system-x86
 

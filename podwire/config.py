@@ -7,6 +7,7 @@ environment or a global after start-up.
 
 from __future__ import annotations
 
+import re
 import socket
 import tomllib
 from pathlib import Path
@@ -20,6 +21,8 @@ from podwire.model import validation_error
 DEFAULT_STATE_DIR = Path("/var/lib/podwire")
 DEFAULT_AGENT_SOCKET = Path("/run/podwire/agent.sock")
 DEFAULT_DOCKER_PLUGIN_SOCKET = Path("/run/docker/plugins/podwire.sock")
+_SRIOV_SELECTOR = re.compile(r"^[A-Za-z0-9_.:-]{1,32}(#\d+(-\d+)?(,\d+(-\d+)?)*)?$")
+DEFAULT_DEVICE_INFO_DIR = Path("/run/k8s.cni.cncf.io/devinfo/cni")
 # Locally administered (bit 1 set), unicast (bit 0 clear): never a vendor's.
 DEFAULT_MAC_PREFIX = "0a:70:77"
 
@@ -122,6 +125,9 @@ class AgentConfig(_Section):
     # inside a VM). E.g. "macvlan_nested" for a VM whose containers get
     # macvlans on the VM's own network.
     default_kind: str | None = None
+    # Where the device-info files of the Network Plumbing WG's spec go, one
+    # per attachment of a kind that has device info (SR-IOV, vhost-user).
+    device_info_dir: Path = DEFAULT_DEVICE_INFO_DIR
 
 
 class NestedConfig(_Section):
@@ -194,6 +200,36 @@ class MetricsConfig(_Section):
         return host.strip("[]"), int(port)
 
 
+class SriovConfig(_Section):
+    """SR-IOV VF pools (docs/sriov.md)."""
+
+    # Physical network -> the PFs serving it: a PF's netdev name ("eth1"), PCI
+    # address ("0000:21:00.0") or vendor:device id ("8086:10c9"), each with an
+    # optional VF range ("eth1#2-7", "0000:21:00.0#0,3-4").
+    physical_networks: dict[str, list[str]] = Field(default_factory=dict)
+    # The physical network of a network that names none (a local network
+    # whose ports are direct).
+    default_physical_network: str | None = None
+    # VF trust for every VF handed out, unless the port's binding profile
+    # says otherwise (None: leave the VF's baseline).
+    trust: bool | None = None
+    # Where sysfs is (a synthetic tree in unit tests).
+    sysfs_root: Path = Path("/sys")
+
+    @field_validator("physical_networks")
+    @classmethod
+    def _selectors(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        # The shape only; podwire.datapath.sriov.inventory reads the meaning.
+        for physnet, selectors in value.items():
+            for text in selectors:
+                if not _SRIOV_SELECTOR.match(text):
+                    raise ValueError(
+                        f"SR-IOV selector {text!r} of {physnet} is not NAME, PCI address "
+                        "or vendor:device, with an optional #N-M VF range"
+                    )
+        return value
+
+
 class Config(_Section):
     state_dir: Path = DEFAULT_STATE_DIR
     host_id: str = Field(default_factory=socket.gethostname)
@@ -207,6 +243,7 @@ class Config(_Section):
     vhostuser: VhostUserConfig = Field(default_factory=VhostUserConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     nested: NestedConfig = Field(default_factory=NestedConfig)
+    sriov: SriovConfig = Field(default_factory=SriovConfig)
 
     def embedded_db_url(self) -> str:
         return self.embedded.db_url or f"sqlite:///{self.state_dir / 'podwire.db'}"

@@ -14,4 +14,5 @@ pytest_plugins = [
     "tests.fixtures.podman",
     "tests.fixtures.ovs_dpdk",
     "tests.fixtures.uml",
+    "tests.fixtures.qemu",
 ]

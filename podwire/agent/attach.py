@@ -23,7 +23,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from podwire.agent import ports, steps, teardown
+from podwire.agent import device_info, ports, steps, teardown
 from podwire.agent.caches import Stages
 from podwire.agent.types import (
     LABEL_NETWORK,
@@ -136,6 +136,7 @@ def attach(agent: Agent, req: AttachRequest) -> AttachResult:
     for done in attached:
         agent.activator.submit(done.port)
         agent.status_files.put(done.attachment)
+        device_info.write(agent, done.attachment, done.interface)
     return AttachResult(interfaces=attached)
 
 
@@ -190,7 +191,9 @@ def _attach_one(
         KindChoice.of(port, network, agent.config.agent.node_mode, agent.config.agent.default_kind)
     )
     plugin = agent.kinds.get(kind)
-    ref = AttachmentRef(record.id, req.container_id, ifname, network.id, port.id)
+    ref = AttachmentRef(
+        record.id, req.container_id, ifname, network.id, port.id, numa_node=sel.numa_node
+    )
     allocation: dict[str, object] = {}
     if plugin.has_hook("allocate"):
         step = log_.begin(

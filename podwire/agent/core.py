@@ -170,6 +170,14 @@ class Agent:
     ) -> list[Attachment]:
         return self.store.list(container_id=container_id, frontend=frontend)
 
+    def inventory(self) -> dict[str, list[dict[str, Any]]]:
+        """Each kind's host resources and their holders (kinds with the hook)."""
+        out = {}
+        for plugin in self.kinds.all():
+            if plugin.has_hook("inventory"):
+                out[plugin.name] = plugin.inventory()
+        return out
+
     def network_status(self, container_id: str) -> list[dict[str, Any]]:
         """Multus ``network-status`` elements of the container's interfaces."""
         return status_flow.network_status(self, self.store.list(container_id=container_id))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from podwire.agent import steps
+from podwire.agent import device_info, steps
 from podwire.agent.ownership import device_owner, owned_tags, port_name, tag_value
 from podwire.agent.teardown import owned_ports, teardown
 from podwire.agent.types import Attachment, GcRequest
@@ -136,7 +136,11 @@ def reconcile(agent: Agent) -> dict[str, list[str]]:
             orphans,
             swept,
         )
-    agent.status_files.load(agent.store.list(states=("ready",)))
+    ready = agent.store.list(states=("ready",))
+    device_info.sweep(agent, {r.id for r in ready})
+    for record in ready:  # a crash between "ready" and its file
+        device_info.ensure(agent, record)
+    agent.status_files.load(ready)
     agent.status_files.write_all()
     return {
         "rolled_back": rolled_back,

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from podwire.agent import steps
+from podwire.agent import device_info, steps
 from podwire.agent.caches import Stages
 from podwire.agent.ownership import device_owner, ifname_tag, owned_tags, port_name
 from podwire.agent.types import Attachment, DetachRequest
@@ -80,6 +80,7 @@ def teardown(
     stages.mark("record_detaching")
     steps.undo_steps(agent, record, netns)
     stages.mark("undo")
+    device_info.remove(agent, record.id)
     agent.store.delete(record.id)
     agent.status_files.drop(record.container_id, record.ifname)
     stages.mark("record_delete")

@@ -45,6 +45,10 @@ class NetworkSelection(_Msg):
     # True: this one owns the default routes and DNS (see agent/attach.py
     # for the rule); False: never this one; None: the agent decides.
     default_route: bool | None = None
+    # The NUMA node the workload runs on (CNI runtimeConfig "numaNode", args
+    # "numa_node", CNI_ARGS NUMA_NODE; a Docker option): kinds with a host
+    # device (SR-IOV VFs) prefer one there and report the node they chose.
+    numa_node: int | None = Field(default=None, ge=0, le=1023)
 
 
 class AttachRequest(_Msg):

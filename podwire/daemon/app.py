@@ -72,11 +72,16 @@ def build_app(agent: Agent) -> ASGIApp:
         state = await loop.run_in_executor(None, agent.status)
         return JSONResponse(state.model_dump(mode="json"))
 
+    async def inventory(_request: Request) -> Response:
+        loop = asyncio.get_running_loop()
+        return JSONResponse(await loop.run_in_executor(None, agent.inventory))
+
     local = Starlette(
         routes=[
             Route("/v1/cni", cni, methods=["POST"]),
             Route("/v1/status", status, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            Route("/v1/inventory", inventory, methods=["GET"]),
             *attachment_routes(agent),
         ]
     )

@@ -112,16 +112,25 @@ class VlanNested(VifBase):
 
 class SriovVf(VifBase):
     """A virtual function moved into the container (netdevice) or handed to a
-    DPDK application through vfio-pci (no netdev in the container)."""
+    DPDK application through vfio-pci (no netdev in the container). The VF
+    settings applied through the PF are the optional fields below (None:
+    left at the VF's baseline)."""
 
-    kind: Literal["sriov_vf"] = "sriov_vf"
+    kind: Literal["sriov"] = "sriov"
     pci_address: str
+    pf_pci_address: str = ""
     pf_ifname: str
     vf_index: int
     physical_network: str | None = None
     numa_node: int | None = None
     driver: Literal["netdevice", "vfio-pci"] = "netdevice"
     vlan_id: int | None = None
+    qos: int | None = None
+    spoofchk: bool | None = None
+    trust: bool | None = None
+    min_tx_rate: int | None = None
+    max_tx_rate: int | None = None
+    link_state: Literal["auto", "enable", "disable"] | None = None
 
 
 class VhostUser(VifBase):

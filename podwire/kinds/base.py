@@ -25,7 +25,9 @@ A kind is registered once (podwire.kinds.registry) and provides:
   - ``reconcile``: after a crash, with the VIFs the records still hold;
   - ``flush``: at stop, background work finishes;
   - ``network_deleted``: the network is gone; drop what the host kept for it;
-  - ``device_info``: Multus device-info for the network-status document.
+  - ``device_info``: Multus device-info for the network-status document
+    and the device-info file (podwire.agent.device_info);
+  - ``inventory``: the host resources it hands out and their holders.
 
 Every undo hook gets only what the record holds (the step's data, the VIF):
 never the netns, never names rebuilt from ids. Undo hooks are idempotent and
@@ -130,6 +132,8 @@ class AttachmentRef:
     ifname: str
     network_id: str
     port_id: str
+    # The request's NUMA preference (NetworkSelection.numa_node).
+    numa_node: int | None = None
 
 
 class KindPlugin:
@@ -234,6 +238,11 @@ class KindPlugin:
         """Work queued off the request path (e.g. veth pairs still being
         deleted), for metrics. Cheap: read at every scrape."""
         return 0
+
+    def inventory(self) -> list[dict[str, Any]]:
+        """The host resources this kind hands out, with who holds each (SR-IOV
+        VFs and their leases): ``GET /v1/inventory`` and ``podwire vf list``."""
+        return []
 
     def close(self) -> None:
         """The agent stops; ``flush`` ran already."""

@@ -34,6 +34,7 @@ KINDS: dict[str, str] = {
     "ipvlan_nested": "podwire.kinds.nested:IpvlanNestedKind",
     "macvlan_nested": "podwire.kinds.nested:MacvlanNestedKind",
     "vlan_nested": "podwire.kinds.nested:VlanNestedKind",
+    "sriov": "podwire.kinds.sriov:SriovKind",
 }
 
 TEST_KINDS: dict[str, str] = {

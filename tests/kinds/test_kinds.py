@@ -122,10 +122,13 @@ def test_kind_decision() -> None:
     assert registry.decide(KindChoice(datapath_hint="vhostuser")) == "vhostuser"
     assert registry.decide(KindChoice(vif_type="vhostuser")) == "vhostuser"
     # Kinds this build has no plugin for are named in the error.
-    with pytest.raises(InvalidInput, match="direct"):
+    # vnic_type direct is SR-IOV's (kind sriov); one no kind serves is named.
+    direct = _ctx().port.model_copy(update={"vnic_type": "direct"})
+    assert registry.decide(KindChoice.of(direct, net, "host")) == "sriov"
+    with pytest.raises(InvalidInput, match="baremetal"):
         registry.decide(
             KindChoice.of(
-                _ctx().port.model_copy(update={"vnic_type": "direct"}),
+                _ctx().port.model_copy(update={"vnic_type": "baremetal"}),
                 ovs_hint.model_copy(update={"datapath": None}),
                 "host",
             )

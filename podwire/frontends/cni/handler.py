@@ -279,7 +279,7 @@ async def dispatch(agent: Agent, inv: Invocation) -> dict[str, Any] | None:
 
 async def _add(agent: Agent, inv: Invocation) -> dict[str, Any]:
     mac, ips = runtime_hints(inv)
-    networks = selection.with_hints(inv.selections, mac, ips)
+    networks = selection.with_hints(inv.selections, mac, ips, numa_hint(inv))
     req = AttachRequest(
         container_id=inv.container_id,
         netns=inv.netns,
@@ -452,7 +452,30 @@ def runtime_hints(inv: Invocation) -> tuple[str | None, list[str]]:
     return (mac.lower() if mac else None), ips
 
 
-KNOWN_CNI_ARGS = {"IgnoreUnknown", "MAC", "IP"}
+def numa_hint(inv: Invocation) -> int | None:
+    """The NUMA node the workload runs on, for kinds with a host device:
+    runtimeConfig "numaNode", args.cni "numa_node", then CNI_ARGS NUMA_NODE."""
+    runtime = inv.config.get("runtimeConfig") or {}
+    args = (inv.config.get("args") or {}).get("cni") or {}
+    value: Any = None
+    if isinstance(runtime, dict):
+        value = runtime.get("numaNode")
+    if value is None and isinstance(args, dict):
+        value = args.get("numa_node")
+    if value is None:
+        value = parse_cni_args(inv.env.get("CNI_ARGS", "")).get("NUMA_NODE")
+    if value is None:
+        return None
+    try:
+        node = int(value)
+    except (TypeError, ValueError):
+        node = -1
+    if isinstance(value, bool) or not 0 <= node <= 1023:
+        raise CniError(Code.INVALID_CONFIG, f"NUMA node {value!r} is not a number 0-1023")
+    return node
+
+
+KNOWN_CNI_ARGS = {"IgnoreUnknown", "MAC", "IP", "NUMA_NODE"}
 
 
 def parse_cni_args(raw: str) -> dict[str, str]:

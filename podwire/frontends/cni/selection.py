@@ -111,7 +111,10 @@ def requested_gateways(config: dict[str, Any]) -> dict[int, list[str]]:
 
 
 def with_hints(
-    selections: list[NetworkSelection], mac: str | None, ips: list[str]
+    selections: list[NetworkSelection],
+    mac: str | None,
+    ips: list[str],
+    numa_node: int | None = None,
 ) -> list[NetworkSelection]:
     """The runtime's mac/ips capabilities (and args, CNI_ARGS) are for the
     interface it asked for, CNI_IFNAME: the first selection."""
@@ -121,6 +124,8 @@ def with_hints(
         update["mac"] = mac
     if ips and not first.ips:
         update["ips"] = ips
+    if numa_node is not None and first.numa_node is None:
+        update["numa_node"] = numa_node
     return [first.model_copy(update=update), *selections[1:]] if update else selections
 
 

@@ -32,6 +32,7 @@ from podwire.frontends.docker.records import DockerRecords
 from podwire.frontends.docker.reservations import Reservations, is_reservation, quietly
 from podwire.frontends.docker.terms import (
     FRONTEND,
+    OPT_NUMA_NODE,
     OPT_PORT,
     EndpointInterface,
     JoinInfo,
@@ -98,6 +99,7 @@ class Endpoints:
         wanted = interface_addresses(interface.address, interface.address_v6, subnets)
         mac = interface.mac or None
         existing_port = options.get(OPT_PORT)
+        numa_node = numa_option(options.get(OPT_NUMA_NODE))
 
         with ExitStack() as undo:
             if existing_port:
@@ -121,6 +123,7 @@ class Endpoints:
                             # endpoint's own: the agent deletes it at DEL
                             # (and after a crash), the user's is given back.
                             port_reserved=origin == "created",
+                            numa_node=numa_node,
                         )
                     ],
                     frontend_state=state.model_dump(),
@@ -328,3 +331,19 @@ class Endpoints:
                 object_id=endpoint_id,
             )
         return record
+
+
+def numa_option(value: Any) -> int | None:
+    """``--driver-opt podwire.numa_node=N``: the NUMA node the container runs
+    on, for kinds with a host device (SR-IOV VFs)."""
+    if value is None or value == "":
+        return None
+    try:
+        node = int(str(value))
+    except ValueError:
+        node = -1
+    if not 0 <= node <= 1023:
+        raise InvalidInput(
+            f"{OPT_NUMA_NODE} {value!r} is not a NUMA node number 0-1023", field=OPT_NUMA_NODE
+        )
+    return node

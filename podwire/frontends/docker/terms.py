@@ -16,6 +16,7 @@ OPT_NETWORK = "podwire.network"  # adopt this backend network (name or id)
 OPT_NAME = "podwire.name"  # name of the backend network podwire creates
 # Endpoint option (docker network connect --driver-opt KEY=VALUE).
 OPT_PORT = "podwire.port"  # attach this existing backend port
+OPT_NUMA_NODE = "podwire.numa_node"  # prefer a host device (SR-IOV VF) on this node
 
 # The container end lives in the host namespace under this prefix until
 # dockerd moves it. "-" never occurs in the hex names the agent gives host

@@ -232,6 +232,16 @@ class Agent:
             ("kind",),
             lambda: {(p.name,): p.background_pending() for p in self.kinds.loaded()},
         )
+        self.metrics.register_levels(
+            "podwire_kind_resources",
+            "Host resources a kind hands out (e.g. VFs), by pool and state (leased, free)",
+            ("kind", "pool", "state"),
+            lambda: {
+                (p.name, pool, state): count
+                for p in self.kinds.loaded()
+                for (pool, state), count in p.levels().items()
+            },
+        )
 
     # --- shared by the flows ----------------------------------------------------------
 

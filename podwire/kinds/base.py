@@ -239,6 +239,12 @@ class KindPlugin:
         deleted), for metrics. Cheap: read at every scrape."""
         return 0
 
+    def levels(self) -> dict[tuple[str, str], int]:
+        """How much of what this kind hands out is in use, by (pool, state)
+        (SR-IOV: VFs by physical network, leased or free), for metrics.
+        Cheap: read at every scrape."""
+        return {}
+
     def inventory(self) -> list[dict[str, Any]]:
         """The host resources this kind hands out, with who holds each (SR-IOV
         VFs and their leases): ``GET /v1/inventory`` and ``podwire vf list``."""

@@ -28,6 +28,7 @@ from contextlib import suppress
 from typing import Any
 
 from podwire.datapath.base import Driver, DriverDescription, PluggedInterface
+from podwire.datapath.sriov.leases import lease_levels
 from podwire.datapath.vif import SriovVf, VifBase
 from podwire.errors import InvalidInput, NotFound
 from podwire.kinds.base import AttachmentRef, BuildContext, KindEnv, KindPlugin
@@ -104,6 +105,11 @@ class SriovKind(KindPlugin):
         if not self.configured():
             return []
         return [lease.as_dict() for lease in self.authority().store.leases()]
+
+    def levels(self) -> dict[tuple[str, str], int]:
+        if not self.configured():
+            return {}
+        return lease_levels(self.authority().store.leases())
 
     # --- hooks ------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from podwire.datapath.sriov.inventory import (
     parse_ranges,
     pool_vfs,
 )
-from podwire.datapath.sriov.leases import LeaseStore
+from podwire.datapath.sriov.leases import LeaseStore, lease_levels
 from podwire.errors import InvalidInput
 
 
@@ -139,6 +139,8 @@ def test_leases_one_holder_and_rescan(tree: Path, tmp_path: Path) -> None:
         attachment_id="a2", container_id="c2", ifname="net1", physical_network="p", numa_node=None
     )
     assert second.pci != first.pci
+    # What metrics export (podwire_kind_resources): the pool's use.
+    assert lease_levels(store.leases()) == {("p", "leased"): 2}
     from podwire.errors import Exhausted
 
     with pytest.raises(Exhausted, match="physical network p"):
@@ -163,6 +165,7 @@ def test_leases_one_holder_and_rescan(tree: Path, tmp_path: Path) -> None:
     assert auth.release("a2") == second.pci
     assert store.get(second.pci).attachment_id is None  # type: ignore[union-attr]
     assert auth.release("a2") is None  # idempotent
+    assert lease_levels(store.leases()) == {("p", "leased"): 1, ("p", "free"): 1}
     # numvfs lowered: the rescan drops the free VF that is gone; a leased
     # VF's row stays until its attachment is undone.
     devices = tree / "bus/pci/devices"

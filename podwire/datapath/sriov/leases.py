@@ -79,6 +79,16 @@ class Lease:
         }
 
 
+def lease_levels(leases: list[Lease]) -> dict[tuple[str, str], int]:
+    """VFs by (physical network, "leased" or "free"), for metrics: what a
+    pool has left is what an operator watches."""
+    levels: dict[tuple[str, str], int] = {}
+    for lease in leases:
+        key = (lease.physical_network or "", "leased" if lease.leased else "free")
+        levels[key] = levels.get(key, 0) + 1
+    return levels
+
+
 def _lease(row: sqlite3.Row) -> Lease:
     return Lease(
         pci=row["pci"],

@@ -20,7 +20,8 @@ from tests.fixtures.common import unique
 from tests.fixtures.netns import ns_ping
 from tests.fixtures.neutron import NeutronApi, NeutronChassis
 
-pytestmark = [pytest.mark.neutron, pytest.mark.ovn, pytest.mark.root]
+# own_session: its chassis is a second userspace-datapath OVS (scripts/run-tests.sh).
+pytestmark = [pytest.mark.neutron, pytest.mark.ovn, pytest.mark.root, pytest.mark.own_session]
 
 ADMIN = Context.admin("pw12-admin")
 

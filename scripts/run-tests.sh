@@ -13,9 +13,10 @@ fi
 # Two pytest sessions. Tests marked "own_session" need the host's one
 # userspace-datapath ovs-vswitchd slot (its "ovs-netdev" device) for a chassis
 # of their own (the real Neutron's OVN), which the session-wide OVN fixture
-# holds from its first use to the end of its session: they run after it, in a
-# session of their own. Both always run; either failing fails the suite.
+# holds from its first use to the end of its session: they run first, in a
+# session of their own, and the whole suite after them (so its summary is the
+# last line). Both always run; either failing fails the suite.
 rc=0
-python -m pytest -v -p no:cacheprovider -m "${long}not own_session" "$@" tests || rc=$?
-python -m pytest -v -p no:cacheprovider -m "${long}own_session" "$@" tests || rc=$((rc ? rc : $?))
+python -m pytest -v -p no:cacheprovider -m "${long}own_session" "$@" tests || rc=$?
+python -m pytest -v -p no:cacheprovider -m "${long}not own_session" "$@" tests || rc=$((rc ? rc : $?))
 exit "$rc"

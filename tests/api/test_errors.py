@@ -29,18 +29,6 @@ def snapshot(admin: httpx.Client) -> dict[str, Any]:
     return out
 
 
-@pytest.fixture(scope="module")
-def admin(podwire_server: ServerInfo) -> Iterator[httpx.Client]:
-    with podwire_server.http("admin") as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def alice(podwire_server: ServerInfo) -> Iterator[httpx.Client]:
-    with podwire_server.http("alice") as client:
-        yield client
-
-
 @pytest.fixture
 def net(alice: httpx.Client) -> Iterator[dict[str, Any]]:
     """Alice's network with one small v4 subnet (pool of 3 addresses)."""

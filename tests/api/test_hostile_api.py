@@ -23,18 +23,6 @@ _octets = itertools.count(150)
 
 
 @pytest.fixture(scope="module")
-def admin(podwire_server: ServerInfo) -> Iterator[httpx.Client]:
-    with podwire_server.http("admin") as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def alice(podwire_server: ServerInfo) -> Iterator[httpx.Client]:
-    with podwire_server.http("alice") as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def agent(podwire_server: ServerInfo) -> Iterator[httpx.Client]:
     """Alice's host agent: alice's project, roles member and service."""
     with podwire_server.http("alice_service") as client:

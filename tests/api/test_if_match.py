@@ -5,7 +5,6 @@ nothing; the remote backend sends the header and gets PreconditionFailed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,12 +15,6 @@ from podwire.errors import PreconditionFailed
 from podwire.model import AllowedAddressPair, Context, PortUpdate
 from tests.fixtures.common import unique
 from tests.fixtures.server import ServerInfo
-
-
-@pytest.fixture(scope="module")
-def alice(podwire_server: ServerInfo) -> Iterator[httpx.Client]:
-    with podwire_server.http("alice") as client:
-        yield client
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ import uuid
 from contextlib import ExitStack
 from typing import Any
 
+from podwire import faults
+from podwire.datapath import probes
 from podwire.datapath.base import DriverDescription, PluggedInterface
 from podwire.datapath.netlink import NetlinkError, Netns, NetnsError, rtnl
 from podwire.datapath.netlink.replies import Link
@@ -127,7 +129,9 @@ class NestedDriver:
             return answer(False, f"needs root (CAP_NET_ADMIN) to create {self._link_kind} links")
         # The kernel knows a link kind if it accepts one on a throwaway parent
         # (a dummy is not always there: a veth pair is).
-        probe = "pwq" + uuid.uuid4().hex[:8]
+        # Named after this process: a kill -9 mid-probe leaves it to the
+        # agent's start-up sweep (podwire.datapath.probes).
+        probe = probes.probe_name("pwq")
         data: dict[str, list[tuple[str, Any]]] = {
             "macvlan": [("IFLA_MACVLAN_MODE", 4)],
             "ipvlan": [("IFLA_IPVLAN_MODE", 0)],
@@ -146,6 +150,7 @@ class NestedDriver:
                         data=data[self._link_kind],
                         mtu=1500,
                     )
+                    faults.hit("kind.nested.probe")
                 finally:
                     host.delete_link(probe)
         except NetlinkError as exc:

@@ -109,6 +109,13 @@ class AgentConfig(_Section):
     socket: Path = DEFAULT_AGENT_SOCKET
     docker_plugin_socket: Path = DEFAULT_DOCKER_PLUGIN_SOCKET
     serve_docker: bool = False
+    # The largest network config a CNI request may carry on stdin (code 7
+    # above it). At most 1 MiB: the shims and the agent's socket refuse more
+    # before reading it whole, whatever this says; lower it to refuse sooner.
+    cni_max_stdin_bytes: int = Field(default=CNI_STDIN_CEILING, ge=256, le=CNI_STDIN_CEILING)
+    # How deeply that config's JSON may nest (code 6 deeper). The shim checks
+    # 512 levels itself; a usable config needs a few.
+    cni_max_depth: int = Field(default=64, ge=8, le=512)
     # Requests doing work at once; past this the agent answers "try again".
     max_in_flight: int = Field(default=32, ge=1)
     # Requests allowed to wait for a slot before being refused.
@@ -131,13 +138,6 @@ class AgentConfig(_Section):
     # Where the device-info files of the Network Plumbing WG's spec go, one
     # per attachment of a kind that has device info (SR-IOV, vhost-user).
     device_info_dir: Path = DEFAULT_DEVICE_INFO_DIR
-    # The largest network config a CNI request may carry on stdin (code 7
-    # above it). At most 1 MiB: the shims and the agent's socket refuse more
-    # before reading it whole, whatever this says; lower it to refuse sooner.
-    cni_max_stdin_bytes: int = Field(default=CNI_STDIN_CEILING, ge=256, le=CNI_STDIN_CEILING)
-    # How deeply that config's JSON may nest (code 6 deeper). The shim checks
-    # 512 levels itself; a usable config needs a few.
-    cni_max_depth: int = Field(default=64, ge=8, le=512)
 
 
 class ApiConfig(_Section):

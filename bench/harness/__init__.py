@@ -1,0 +1,1 @@
+"""Helpers the benchmarks and the test fixtures share (no pytest here)."""

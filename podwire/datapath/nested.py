@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import uuid
 from contextlib import ExitStack
 from typing import Any
@@ -98,6 +99,11 @@ def _linkinfo(vif: NestedVif) -> tuple[str, list[tuple[str, Any]], str | None]:
     if not 1 <= vif.vlan_id <= 4094:
         raise InvalidInput(f"VLAN id {vif.vlan_id} is outside 1-4094", field="vlan_id")
     return "vlan", [("IFLA_VLAN_ID", vif.vlan_id)], vif.mac
+
+
+# A sub-link's name in the container's namespace until plug renames it.
+_TEMPORARY_PREFIX = "pwn"
+_TEMPORARY = re.compile(r"^pwn[0-9a-f]{10}$")
 
 
 class NestedDriver:
@@ -201,7 +207,7 @@ class NestedDriver:
                     # The kernel looks the new name up in the caller's namespace
                     # first: a container's "eth0" would collide with the VM's own
                     # eth0. Made under a temporary name there, renamed inside.
-                    made = ifname if ns is None else "pwn" + uuid.uuid4().hex[:10]
+                    made = ifname if ns is None else _TEMPORARY_PREFIX + uuid.uuid4().hex[:10]
                     host.add_sublink(
                         made, kind, parent.index, data=data, mtu=mtu, mac=mac, netns=ns
                     )
@@ -280,6 +286,21 @@ class NestedDriver:
             raise DatapathError(f"opening {netns}: {exc.strerror}") from exc
         with ns:
             self._delete(ns, ifname)
+            self._sweep_temporary(ns)
+
+    @staticmethod
+    def _sweep_temporary(ns: Netns) -> None:
+        """Sub-links a plug killed between making and renaming them left in
+        the container under their temporary name: nothing else makes such
+        names there, and the agent holds the container's lock while it
+        unplugs (a DEL, or the start-up reconcile of an unfinished ADD)."""
+        try:
+            with rtnl(ns) as conn:
+                for link in conn.links():
+                    if _TEMPORARY.match(link.name):
+                        conn.delete_link(link.name)
+        except NetlinkError as exc:
+            raise datapath_error(exc, f"removing temporary links in {ns.path}") from exc
 
     def check(self, vif: Vif, netns: str | None, ifname: str) -> None:
         nvif = self._vif(vif)

@@ -157,8 +157,8 @@ class ApiConfig(_Section):
     )
     max_fixed_ips: int = Field(default=model.MAX_FIXED_IPS, ge=1, le=model.LIST_CEILING)
     max_security_groups: int = Field(default=model.MAX_SECURITY_GROUPS, ge=1, le=model.LIST_CEILING)
-    # The agent's nested kinds read this too (a VM's port carries its
-    # containers' addresses): set it to the server's value on those agents.
+    # (The agent's nested kinds still check the default, 1000, before they
+    # add a container's pairs to its VM's port: docs/api.md, Limits.)
     max_allowed_address_pairs: int = Field(
         default=model.MAX_ALLOWED_ADDRESS_PAIRS, ge=1, le=model.PAIRS_CEILING
     )

@@ -47,6 +47,7 @@ from podwire.errors import Busy, Conflict, Exhausted, Forbidden, InvalidInput, N
 from podwire.kinds.base import AttachmentRef, BuildContext, KindEnv, KindPlugin
 from podwire.kinds.common import common_fields
 from podwire.model import (
+    MAX_ALLOWED_ADDRESS_PAIRS,
     AllowedAddressPair,
     Network,
     Port,
@@ -241,11 +242,10 @@ class PairKind(NestedKind):
                     have.add(_pair_key(pair, mac))
             if new == current:
                 return
-            limit = env.config.api.max_allowed_address_pairs
-            if len(new) > limit:
+            if len(new) > MAX_ALLOWED_ADDRESS_PAIRS:
                 raise Exhausted(
                     f"port {vm_port_id} would hold {len(new)} allowed-address-pairs,"
-                    f" more than the {limit} a port may have: the VM"
+                    f" more than the {MAX_ALLOWED_ADDRESS_PAIRS} a port may have: the VM"
                     " has too many containers' addresses for its port",
                     kind="port",
                     field="allowed_address_pairs",

@@ -101,9 +101,10 @@ def _linkinfo(vif: NestedVif) -> tuple[str, list[tuple[str, Any]], str | None]:
     return "vlan", [("IFLA_VLAN_ID", vif.vlan_id)], vif.mac
 
 
-# A sub-link's name in the container's namespace until plug renames it.
-_TEMPORARY_PREFIX = "pwn"
-_TEMPORARY = re.compile(r"^pwn[0-9a-f]{10}$")
+# A sub-link's name in the container's namespace until plug renames it (the
+# hyphen keeps it apart from names made of a prefix and random hex).
+_TEMPORARY_PREFIX = "pwn-"
+_TEMPORARY = re.compile(r"^pwn-[0-9a-f]{10}$")
 
 
 class NestedDriver:

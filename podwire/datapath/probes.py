@@ -3,9 +3,11 @@ supports, and the sweep of those a killed process left behind.
 
 A probe lives for milliseconds and is deleted in a ``finally``, so only a
 process killed mid-probe (kill -9, the OOM killer) leaves one in the host
-namespace. Its name says who made it: ``<prefix><pid, 6 hex><sequence, 2
-hex>`` (11 characters, room for the one-letter suffixes a probe gives its
-veth peer or sub-link within IFNAMSIZ). The sweep removes a probe only when
+namespace. Its name says who made it: ``<prefix>-<pid, 6 hex>-<sequence, 2
+hex>`` (13 characters, room for the one-letter suffix a probe gives its veth
+peer or sub-link within IFNAMSIZ). The hyphens keep it apart from the names
+tests make from a prefix and random hex (``pwp`` + hex is also a helper's
+test prefix): no such name is ever taken for a probe. The sweep removes a probe only when
 the process named in it is gone, so it never pulls a link from under a live
 agent's (or a test's) probe in progress. PID_MAX_LIMIT is 2**22: a pid fits
 in 6 hex digits.
@@ -27,7 +29,7 @@ from podwire.datapath.netlink import rtnl
 
 # veth_bridge's bridge/veth probe; the nested driver's macvlan/ipvlan/vlan probe.
 PREFIXES = ("pwp", "pwq")
-_NAME = re.compile(r"^(pwp|pwq)([0-9a-f]{6})[0-9a-f]{2}[a-z]?$")
+_NAME = re.compile(r"^(pwp|pwq)-([0-9a-f]{6})-[0-9a-f]{2}[ps]?$")
 _sequence = itertools.count()
 _sequence_lock = threading.Lock()
 
@@ -39,7 +41,7 @@ def probe_name(prefix: str) -> str:
         raise ValueError(f"{prefix!r} is not a probe prefix ({', '.join(PREFIXES)})")
     with _sequence_lock:
         seq = next(_sequence) % 256
-    return f"{prefix}{os.getpid():06x}{seq:02x}"
+    return f"{prefix}-{os.getpid():06x}-{seq:02x}"
 
 
 def owner_pid(name: str) -> int | None:

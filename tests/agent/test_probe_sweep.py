@@ -82,7 +82,9 @@ def test_probe_names_carry_their_process() -> None:
         assert len(name + "s") <= 15  # IFNAMSIZ, with a sub-link's suffix
         assert probes.owner_pid(name) == probes.owner_pid(name + "p") == os.getpid()
     # Not probes: other podwire links, and names of another shape.
-    for other in ("pwbr1234abcd", "pwv0123456789", "pwp123", "pwp0123456789xyz", "eth0"):
+    # A test's name from a prefix and random hex (pwp is also a helper's
+    # test prefix) is never a probe.
+    for other in ("pwbr1234abcd", "pwv0123456789", "pwp0123abcd", "pwp-0123ab", "pwq00ab12cd"):
         assert probes.owner_pid(other) is None
     with pytest.raises(ValueError):
         probes.probe_name("pwz")

@@ -1,5 +1,5 @@
 """The nested driver makes a container's macvlan/ipvlan/VLAN under a
-temporary name (pwn + 10 hex) inside the container's namespace and renames
+temporary name (pwn- + 10 hex) inside the container's namespace and renames
 it there; a process killed in between leaves the temporary link. The
 driver's unplug (a DEL, or the start-up reconcile's undo of the unfinished
 ADD) removes it, and nothing else in the namespace."""
@@ -40,7 +40,7 @@ def test_unplug_removes_a_temporary_link_a_killed_plug_left() -> None:
         _ip("link", "set", parent, "up")
         # What a plug killed before its rename leaves: the macvlan, made in the
         # container's namespace under its temporary name.
-        left = "pwn" + uuid.uuid4().hex[:10]
+        left = "pwn-" + uuid.uuid4().hex[:10]
         _ip("link", "add", left, "link", parent, "netns", ns, "type", "macvlan", "mode", "bridge")
         # Not the driver's: stays.
         _ip("-n", ns, "link", "add", "pwnotmine", "type", "veth", "peer", "name", "pwn0123456789a")

@@ -34,8 +34,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fixtures.agent import AgentProcess, netconf
-from tests.fixtures.ovs_dpdk import DpdkTestpmd, OvsDpdk, private_ovs_dpdk
+# The harness the tests' fixtures use too; no dependency on the test package.
+from bench.harness.agent import AgentProcess, netconf
+from bench.harness.ovs_dpdk import (
+    DpdkTestpmd,
+    OvsDpdk,
+    ovs_dpdk_missing,
+    private_ovs_dpdk,
+)
 
 
 def log(msg: str) -> None:
@@ -143,6 +149,9 @@ def main() -> None:
 
     from podwire.model import PortBinding, PortCreate
 
+    missing = ovs_dpdk_missing()
+    if missing:
+        sys.exit(f"vhostuser_pps: {missing} is missing")
     base = Path(tempfile.mkdtemp(prefix="pw11b", dir="/tmp"))
     root = base / "s"
     root.mkdir()

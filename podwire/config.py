@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from podwire import model
 from podwire.errors import InvalidInput
 from podwire.model import validation_error
 
@@ -25,6 +26,8 @@ _SRIOV_SELECTOR = re.compile(r"^[A-Za-z0-9_.:-]{1,32}(#\d+(-\d+)?(,\d+(-\d+)?)*)
 DEFAULT_DEVICE_INFO_DIR = Path("/run/k8s.cni.cncf.io/devinfo/cni")
 # Locally administered (bit 1 set), unicast (bit 0 clear): never a vendor's.
 DEFAULT_MAC_PREFIX = "0a:70:77"
+# The shims' and the agent socket's own cap on a CNI request's stdin.
+CNI_STDIN_CEILING = 1 << 20
 
 
 class _Section(BaseModel):
@@ -106,6 +109,13 @@ class AgentConfig(_Section):
     socket: Path = DEFAULT_AGENT_SOCKET
     docker_plugin_socket: Path = DEFAULT_DOCKER_PLUGIN_SOCKET
     serve_docker: bool = False
+    # The largest network config a CNI request may carry on stdin (code 7
+    # above it). At most 1 MiB: the shims and the agent's socket refuse more
+    # before reading it whole, whatever this says; lower it to refuse sooner.
+    cni_max_stdin_bytes: int = Field(default=CNI_STDIN_CEILING, ge=256, le=CNI_STDIN_CEILING)
+    # How deeply that config's JSON may nest (code 6 deeper). The shim checks
+    # 512 levels itself; a usable config needs a few.
+    cni_max_depth: int = Field(default=64, ge=8, le=512)
     # Requests doing work at once; past this the agent answers "try again".
     max_in_flight: int = Field(default=32, ge=1)
     # Requests allowed to wait for a slot before being refused.
@@ -128,6 +138,54 @@ class AgentConfig(_Section):
     # Where the device-info files of the Network Plumbing WG's spec go, one
     # per attachment of a kind that has device info (SR-IOV, vhost-user).
     device_info_dir: Path = DEFAULT_DEVICE_INFO_DIR
+
+
+class ApiConfig(_Section):
+    """Size limits of the Neutron API (``podwire server``, docs/api.md,
+    Limits). Defaults: Neutron's own where it has one (max_request_body_size,
+    max_dns_nameservers, max_subnet_host_routes, MAX_TAGS), else podwire's
+    bound on a list Neutron leaves unbounded. The upper bounds are sanity
+    bounds: the model refuses longer lists whatever the configuration."""
+
+    # Request body (413 above it, never read whole).
+    max_body_bytes: int = Field(default=114688, ge=1024, le=16 << 20)
+    # Items in a request's lists (400 above them).
+    max_dns_nameservers: int = Field(default=model.MAX_DNS_NAMESERVERS, ge=1, le=model.DNS_CEILING)
+    max_host_routes: int = Field(default=model.MAX_HOST_ROUTES, ge=1, le=model.LIST_CEILING)
+    max_allocation_pools: int = Field(
+        default=model.MAX_ALLOCATION_POOLS, ge=1, le=model.LIST_CEILING
+    )
+    max_fixed_ips: int = Field(default=model.MAX_FIXED_IPS, ge=1, le=model.LIST_CEILING)
+    max_security_groups: int = Field(default=model.MAX_SECURITY_GROUPS, ge=1, le=model.LIST_CEILING)
+    # (The agent's nested kinds still check the default, 1000, before they
+    # add a container's pairs to its VM's port: docs/api.md, Limits.)
+    max_allowed_address_pairs: int = Field(
+        default=model.MAX_ALLOWED_ADDRESS_PAIRS, ge=1, le=model.PAIRS_CEILING
+    )
+    max_tags: int = Field(default=model.MAX_TAGS, ge=1, le=model.LIST_CEILING)
+    # Sub-ports in one trunk create or add_subports (VLAN ids: 4094 at most).
+    max_sub_ports: int = Field(default=model.MAX_SUB_PORTS, ge=1, le=model.MAX_SUB_PORTS)
+    # The longest value of a list filter (?name=...): 400 above it. At least
+    # 64: ids (36 characters) must stay filterable.
+    max_filter_value: int = Field(default=255, ge=64, le=4096)
+
+    def list_limit(self, field: str) -> int | None:
+        """The configured bound of a request list field, None if unbounded here."""
+        value = getattr(self, f"max_{field}", None)
+        return value if field in LIST_FIELDS and isinstance(value, int) else None
+
+
+# The request list fields ApiConfig bounds (ApiConfig.max_<field>).
+LIST_FIELDS = (
+    "dns_nameservers",
+    "host_routes",
+    "allocation_pools",
+    "fixed_ips",
+    "security_groups",
+    "allowed_address_pairs",
+    "tags",
+    "sub_ports",
+)
 
 
 class NestedConfig(_Section):
@@ -240,6 +298,7 @@ class Config(_Section):
     remote: RemoteConfig = Field(default_factory=RemoteConfig)
     neutron: NeutronConfig = Field(default_factory=NeutronConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
     vhostuser: VhostUserConfig = Field(default_factory=VhostUserConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     nested: NestedConfig = Field(default_factory=NestedConfig)

@@ -128,7 +128,9 @@ NeutronBool = Annotated[bool, BeforeValidator(_neutron_bool)]
 BindingDict = Annotated[dict[str, Any], _json_size(4095)]
 # Neutron's configurable limits, at its defaults: max_dns_nameservers,
 # max_subnet_host_routes, MAX_TAGS; and bounds of podwire's own on lists
-# Neutron leaves unbounded.
+# Neutron leaves unbounded. These are the defaults of podwire.config.ApiConfig,
+# which the API enforces (podwire.api.limits); the models themselves only
+# refuse lists past the configuration's sanity bounds below.
 MAX_DNS_NAMESERVERS = 5
 MAX_HOST_ROUTES = 20
 # Not Neutron's default of 10 (max_allowed_address_pair): a VM hosting
@@ -141,6 +143,9 @@ MAX_FIXED_IPS = 32
 MAX_ALLOCATION_POOLS = 64
 MAX_SECURITY_GROUPS = 64
 MAX_SUB_PORTS = 4094
+DNS_CEILING = 100
+LIST_CEILING = 1000
+PAIRS_CEILING = 100_000
 ProjectId = Annotated[str, Field(min_length=1, max_length=255)]
 # A comma would split it in a ``tags=a,b`` query.
 Tag = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^,]+$")]
@@ -365,13 +370,11 @@ class SubnetCreate(_Strict):
     description: Description = ""
     # Unset: the first usable address. Explicit None: no gateway.
     gateway_ip: IpAddress | Literal["auto"] | None = "auto"
-    allocation_pools: (
-        Annotated[list[AllocationPool], Field(max_length=MAX_ALLOCATION_POOLS)] | None
-    ) = None
-    dns_nameservers: Annotated[list[IpAddress], Field(max_length=MAX_DNS_NAMESERVERS)] = Field(
+    allocation_pools: Annotated[list[AllocationPool], Field(max_length=LIST_CEILING)] | None = None
+    dns_nameservers: Annotated[list[IpAddress], Field(max_length=DNS_CEILING)] = Field(
         default_factory=list
     )
-    host_routes: Annotated[list[HostRoute], Field(max_length=MAX_HOST_ROUTES)] = Field(
+    host_routes: Annotated[list[HostRoute], Field(max_length=LIST_CEILING)] = Field(
         default_factory=list
     )
     enable_dhcp: NeutronBool = False
@@ -400,8 +403,8 @@ class SubnetCreate(_Strict):
 class SubnetUpdate(_Strict):
     name: Name | None = None
     description: Description | None = None
-    dns_nameservers: Annotated[list[IpAddress], Field(max_length=MAX_DNS_NAMESERVERS)] | None = None
-    host_routes: Annotated[list[HostRoute], Field(max_length=MAX_HOST_ROUTES)] | None = None
+    dns_nameservers: Annotated[list[IpAddress], Field(max_length=DNS_CEILING)] | None = None
+    host_routes: Annotated[list[HostRoute], Field(max_length=LIST_CEILING)] | None = None
 
 
 class PortCreate(_Strict):
@@ -412,37 +415,37 @@ class PortCreate(_Strict):
     mac_address: MacAddress | None = None
     # None: one address on every subnet of the network (one per IP version
     # family is Neutron's rule too: one per subnet). []: no address.
-    fixed_ips: Annotated[list[FixedIpRequest], Field(max_length=MAX_FIXED_IPS)] | None = None
+    fixed_ips: Annotated[list[FixedIpRequest], Field(max_length=LIST_CEILING)] | None = None
     device_id: DeviceField = ""
     device_owner: DeviceField = ""
     admin_state_up: NeutronBool = True
     port_security_enabled: NeutronBool | None = None  # None: the network's setting
-    security_groups: Annotated[list[Name], Field(max_length=MAX_SECURITY_GROUPS)] | None = None
-    allowed_address_pairs: Annotated[
-        list[AllowedAddressPair], Field(max_length=MAX_ALLOWED_ADDRESS_PAIRS)
-    ] = Field(default_factory=list)
+    security_groups: Annotated[list[Name], Field(max_length=LIST_CEILING)] | None = None
+    allowed_address_pairs: Annotated[list[AllowedAddressPair], Field(max_length=PAIRS_CEILING)] = (
+        Field(default_factory=list)
+    )
     vnic_type: VnicType = "normal"
     binding: PortBinding | None = None
-    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = Field(default_factory=list)
+    tags: Annotated[list[Tag], Field(max_length=LIST_CEILING)] = Field(default_factory=list)
 
 
 class PortUpdate(_Strict):
     name: Name | None = None
     description: Description | None = None
     mac_address: MacAddress | None = None
-    fixed_ips: Annotated[list[FixedIpRequest], Field(max_length=MAX_FIXED_IPS)] | None = None
+    fixed_ips: Annotated[list[FixedIpRequest], Field(max_length=LIST_CEILING)] | None = None
     device_id: DeviceField | None = None
     device_owner: DeviceField | None = None
     status: PortStatus | None = None
     admin_state_up: NeutronBool | None = None
     port_security_enabled: NeutronBool | None = None
-    security_groups: Annotated[list[Name], Field(max_length=MAX_SECURITY_GROUPS)] | None = None
+    security_groups: Annotated[list[Name], Field(max_length=LIST_CEILING)] | None = None
     allowed_address_pairs: (
-        Annotated[list[AllowedAddressPair], Field(max_length=MAX_ALLOWED_ADDRESS_PAIRS)] | None
+        Annotated[list[AllowedAddressPair], Field(max_length=PAIRS_CEILING)] | None
     ) = None
     vnic_type: VnicType | None = None
     binding: PortBinding | None = None
-    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
+    tags: Annotated[list[Tag], Field(max_length=LIST_CEILING)] | None = None
 
 
 class TrunkCreate(_Strict):

@@ -4,7 +4,9 @@
 - reconcile (before serving, after a crash) undoes every record left
   "pending" or "detaching" from its recorded steps, lets each kind remove
   what it left on the host that no record holds, and deletes the ports this
-  host made (found by their ownership tags) that no record knows.
+  host made (found by their ownership tags) that no record knows, and
+  removes the probe links of drivers' describe() whose process was killed
+  mid-probe (podwire.datapath.probes: never a live process's probe).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from podwire.agent import device_info, steps
 from podwire.agent.ownership import device_owner, owned_tags, port_name, tag_value
 from podwire.agent.teardown import owned_ports, teardown
 from podwire.agent.types import Attachment, GcRequest
+from podwire.datapath import probes
 from podwire.errors import NotFound, PodwireError
 from podwire.model import Port
 
@@ -129,12 +132,15 @@ def reconcile(agent: Agent) -> dict[str, list[str]]:
     except PodwireError as exc:
         log.warning("reconcile: cannot list this host's ports: %s", exc)
         orphans = []
-    if rolled_back or orphans or swept:
+    stale_probes = _sweep_probes()
+    if rolled_back or orphans or swept or stale_probes:
         log.info(
-            "reconcile: rolled back %s, deleted orphan ports %s, removed from the host %s",
+            "reconcile: rolled back %s, deleted orphan ports %s, removed from the host %s,"
+            " stale probe links %s",
             rolled_back,
             orphans,
             swept,
+            stale_probes,
         )
     ready = agent.store.list(states=("ready",))
     device_info.sweep(agent, {r.id for r in ready})
@@ -147,4 +153,15 @@ def reconcile(agent: Agent) -> dict[str, list[str]]:
         "failed": failed,
         "orphan_ports": orphans,
         "retired_pairs": swept,
+        "stale_probes": stale_probes,
     }
+
+
+def _sweep_probes() -> list[str]:
+    """Probe links left by a process killed mid-describe(): no record holds
+    them, so nothing else would ever delete them."""
+    try:
+        return probes.sweep_stale()
+    except OSError as exc:  # NetlinkError included: e.g. not root
+        log.warning("reconcile: cannot sweep stale probe links: %s", exc)
+        return []

@@ -25,10 +25,12 @@ from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from podwire.api import limits as api_limits
 from podwire.api import policy
 from podwire.api.auth import Auth
 from podwire.api.openapi import install_openapi, request_body
 from podwire.backends.base import Backend
+from podwire.config import ApiConfig
 from podwire.errors import InvalidInput, NotFound, PodwireError
 from podwire.model import (
     Context,
@@ -157,10 +159,11 @@ _EXTENSIONS = [
 ]
 
 
-#: The largest request body the API reads (Neutron's max_request_body_size
-#: default, 114688 bytes); a longer one is refused with 413 from its
-#: Content-Length, or as soon as it grows past it, never read whole.
-MAX_BODY_BYTES = 114688
+#: The default of the largest request body the API reads (Neutron's
+#: max_request_body_size default, 114688 bytes; api.max_body_bytes sets it); a
+#: longer one is refused with 413 from its Content-Length, or as soon as it
+#: grows past it, never read whole.
+MAX_BODY_BYTES = ApiConfig().max_body_bytes
 
 
 class RequestTooLarge(InvalidInput):
@@ -168,19 +171,19 @@ class RequestTooLarge(InvalidInput):
     neutron_type = "HTTPRequestEntityTooLarge"
 
 
-def _too_large() -> RequestTooLarge:
-    return RequestTooLarge(f"the request body is over {MAX_BODY_BYTES} bytes")
+def _too_large(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(f"the request body is over {limit} bytes (api.max_body_bytes)")
 
 
-async def _json_body(request: Request) -> Any:
+async def _json_body(request: Request, limit: int) -> Any:
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _too_large()
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large()
+        if size > limit:
+            raise _too_large(limit)
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
@@ -191,18 +194,16 @@ async def _json_body(request: Request) -> Any:
         raise InvalidInput(f"malformed JSON in request body: {exc}") from None
 
 
-def _parse_update(kind: str, body: dict[str, Any]) -> None:
+def _parse_update(kind: str, body: dict[str, Any], limits: ApiConfig) -> None:
     """Validate an update body alone (a port's binding is merged with the
-    stored one later, in ``_update``)."""
+    stored one later, in ``_update``), with the configured list limits."""
     parse = {
         "network": wire.network_update,
         "subnet": wire.subnet_update,
         "trunk": wire.trunk_update,
     }.get(kind)
-    if parse is not None:
-        parse(body)
-    else:
-        wire.port_update(body, None)
+    parsed = parse(body) if parse is not None else wire.port_update(body, None)
+    api_limits.check_lists(kind, parsed, limits)
 
 
 def if_match_revision(header: str | None) -> int | None:
@@ -272,7 +273,9 @@ def _add_trunk_details(
             item["trunk_details"] = wire.trunk_details(trunk, macs)
 
 
-def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resource) -> None:
+def _add_resource_routes(
+    app: FastAPI, backend: Backend, auth: Auth, res: _Resource, limits: ApiConfig
+) -> None:
     kind, coll = res.kind, res.collection
     create_fn = getattr(backend, f"create_{kind}")
     get_fn = getattr(backend, f"get_{kind}")
@@ -284,7 +287,9 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
     async def list_objects(request: Request) -> Response:
         ctx = auth.authenticate(request.headers.get("x-auth-token"))
         try:
-            filters = filters_from_query(kind, request.query_params.multi_items())
+            filters = filters_from_query(
+                kind, request.query_params.multi_items(), max_value=limits.max_filter_value
+            )
         except NothingMatches:
             return json_response({coll: []})
 
@@ -300,9 +305,10 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
 
     async def create_object(request: Request) -> Response:
         ctx = auth.authenticate(request.headers.get("x-auth-token"))
-        body = wire.member_body(await _json_body(request), kind)
+        body = wire.member_body(await _json_body(request, limits.max_body_bytes), kind)
         # Neutron's order: a malformed body is 400 before policy's 403.
         req = res.parse_create(body)
+        api_limits.check_lists(kind, req, limits)
         policy.enforce(ctx, kind, "create", body)
 
         def work() -> bytes:
@@ -324,8 +330,8 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
 
     async def update_object(request: Request, id: str) -> Response:
         ctx = auth.authenticate(request.headers.get("x-auth-token"))
-        body = wire.member_body(await _json_body(request), kind)
-        _parse_update(kind, body)  # 400 before policy's 403, as Neutron answers
+        body = wire.member_body(await _json_body(request, limits.max_body_bytes), kind)
+        _parse_update(kind, body, limits)  # 400 before policy's 403, as Neutron answers
         policy.enforce(ctx, kind, "update", body)
         if_revision = if_match_revision(request.headers.get("if-match"))
 
@@ -396,14 +402,21 @@ def _add_resource_routes(app: FastAPI, backend: Backend, auth: Auth, res: _Resou
     )
 
 
-def _add_subport_routes(app: FastAPI, backend: Backend, auth: Auth) -> None:
+def _add_subport_routes(app: FastAPI, backend: Backend, auth: Auth, limits: ApiConfig) -> None:
     security: list[dict[str, list[str]]] = [{"token": []}]
 
     async def add_subports(request: Request, id: str) -> Response:
         ctx = auth.authenticate(request.headers.get("x-auth-token"))
-        sub_ports = wire.subports_to_add(await _json_body(request))
+        sub_ports = wire.subports_to_add(await _json_body(request, limits.max_body_bytes))
+        api_limits.check_count("trunk", "sub_ports", sub_ports, limits)
 
         def work() -> bytes:
+            # The bound is on the trunk's sub-ports, not only this request's.
+            # (Two concurrent adds may pass it together: a soft bound.)
+            have = backend.get_trunk(ctx, id).sub_ports
+            known = {sp.port_id for sp in have}
+            after = [*have, *(sp for sp in sub_ports if sp.port_id not in known)]
+            api_limits.check_count("trunk", "sub_ports", after, limits)
             # Neutron answers these two with the bare trunk, no "trunk" key.
             return wire.dumps(wire.trunk_to_wire(backend.add_subports(ctx, id, sub_ports)))
 
@@ -411,7 +424,7 @@ def _add_subport_routes(app: FastAPI, backend: Backend, auth: Auth) -> None:
 
     async def remove_subports(request: Request, id: str) -> Response:
         ctx = auth.authenticate(request.headers.get("x-auth-token"))
-        port_ids = wire.subports_to_remove(await _json_body(request))
+        port_ids = wire.subports_to_remove(await _json_body(request, limits.max_body_bytes))
 
         def work() -> bytes:
             return wire.dumps(wire.trunk_to_wire(backend.remove_subports(ctx, id, port_ids)))
@@ -578,14 +591,18 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
-def create_app(backend: Backend, auth: Auth, *, title: str = "podwire") -> FastAPI:
+def create_app(
+    backend: Backend, auth: Auth, *, title: str = "podwire", limits: ApiConfig | None = None
+) -> FastAPI:
     """The Neutron v2.0 subset on ``backend``; who the caller is comes from
-    ``auth``. The app does not close the backend: its owner does."""
+    ``auth``; ``limits``: the configured size limits (None: the defaults).
+    The app does not close the backend: its owner does."""
+    limits = limits or ApiConfig()
     app = FastAPI(title=f"{title} Neutron v2.0 subset", version="2.0", redoc_url=None)
     _add_discovery_routes(app, auth)
     for res in _RESOURCES:
-        _add_resource_routes(app, backend, auth, res)
-    _add_subport_routes(app, backend, auth)
+        _add_resource_routes(app, backend, auth, res, limits)
+    _add_subport_routes(app, backend, auth, limits)
     install_error_handlers(app)
     install_openapi(app)
     return app

@@ -53,7 +53,7 @@ def app_from_env() -> Any:
     config = Config.model_validate(settings["config"])
     auth = TokenFileAuth.from_file(Path(settings["tokens"]))
     backend = open_backend(config)
-    app = create_app(backend, auth)
+    app = create_app(backend, auth, limits=config.api)
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:

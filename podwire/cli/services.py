@@ -51,6 +51,12 @@ from podwire.cli.target import error_exit
     default="warning",
     show_default=True,
 )
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML configuration (e.g. [api] size limits, docs/api.md); flags win over it",
+)
 def server(
     state_dir: Path,
     listen: str,
@@ -60,6 +66,7 @@ def server(
     ovn_nb: tuple[str, ...],
     workers: int,
     log_level: str,
+    config_file: Path | None,
 ) -> None:
     """Serve a backend (embedded or OVN) over the Neutron v2.0 API."""
     from podwire.api.server import run_server
@@ -67,7 +74,7 @@ def server(
 
     with error_exit():
         config = load_config(
-            None,
+            config_file,
             state_dir=str(state_dir),
             backend=backend,
             **{"embedded.db_url": db_url, "ovn.nb_remotes": list(ovn_nb) or None},

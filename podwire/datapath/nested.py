@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import uuid
 from contextlib import ExitStack
 from typing import Any
 
+from podwire import faults
+from podwire.datapath import probes
 from podwire.datapath.base import DriverDescription, PluggedInterface
 from podwire.datapath.netlink import NetlinkError, Netns, NetnsError, rtnl
 from podwire.datapath.netlink.replies import Link
@@ -98,6 +101,12 @@ def _linkinfo(vif: NestedVif) -> tuple[str, list[tuple[str, Any]], str | None]:
     return "vlan", [("IFLA_VLAN_ID", vif.vlan_id)], vif.mac
 
 
+# A sub-link's name in the container's namespace until plug renames it (the
+# hyphen keeps it apart from names made of a prefix and random hex).
+_TEMPORARY_PREFIX = "pwn-"
+_TEMPORARY = re.compile(r"^pwn-[0-9a-f]{10}$")
+
+
 class NestedDriver:
     """One driver for the three nested kinds: they differ only in the link
     kind and its data."""
@@ -127,7 +136,9 @@ class NestedDriver:
             return answer(False, f"needs root (CAP_NET_ADMIN) to create {self._link_kind} links")
         # The kernel knows a link kind if it accepts one on a throwaway parent
         # (a dummy is not always there: a veth pair is).
-        probe = "pwq" + uuid.uuid4().hex[:8]
+        # Named after this process: a kill -9 mid-probe leaves it to the
+        # agent's start-up sweep (podwire.datapath.probes).
+        probe = probes.probe_name("pwq")
         data: dict[str, list[tuple[str, Any]]] = {
             "macvlan": [("IFLA_MACVLAN_MODE", 4)],
             "ipvlan": [("IFLA_IPVLAN_MODE", 0)],
@@ -146,6 +157,7 @@ class NestedDriver:
                         data=data[self._link_kind],
                         mtu=1500,
                     )
+                    faults.hit("kind.nested.probe")
                 finally:
                     host.delete_link(probe)
         except NetlinkError as exc:
@@ -196,7 +208,7 @@ class NestedDriver:
                     # The kernel looks the new name up in the caller's namespace
                     # first: a container's "eth0" would collide with the VM's own
                     # eth0. Made under a temporary name there, renamed inside.
-                    made = ifname if ns is None else "pwn" + uuid.uuid4().hex[:10]
+                    made = ifname if ns is None else _TEMPORARY_PREFIX + uuid.uuid4().hex[:10]
                     host.add_sublink(
                         made, kind, parent.index, data=data, mtu=mtu, mac=mac, netns=ns
                     )
@@ -275,6 +287,21 @@ class NestedDriver:
             raise DatapathError(f"opening {netns}: {exc.strerror}") from exc
         with ns:
             self._delete(ns, ifname)
+            self._sweep_temporary(ns)
+
+    @staticmethod
+    def _sweep_temporary(ns: Netns) -> None:
+        """Sub-links a plug killed between making and renaming them left in
+        the container under their temporary name: nothing else makes such
+        names there, and the agent holds the container's lock while it
+        unplugs (a DEL, or the start-up reconcile of an unfinished ADD)."""
+        try:
+            with rtnl(ns) as conn:
+                for link in conn.links():
+                    if _TEMPORARY.match(link.name):
+                        conn.delete_link(link.name)
+        except NetlinkError as exc:
+            raise datapath_error(exc, f"removing temporary links in {ns.path}") from exc
 
     def check(self, vif: Vif, netns: str | None, ifname: str) -> None:
         nvif = self._vif(vif)

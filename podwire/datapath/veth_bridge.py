@@ -21,11 +21,11 @@ import ipaddress
 import logging
 import os
 import threading
-import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from podwire.datapath import veth
+from podwire import faults
+from podwire.datapath import probes, veth
 from podwire.datapath.base import DriverDescription, PluggedInterface
 from podwire.datapath.netlink import NetlinkError, Rtnl, rtnl
 from podwire.datapath.portsec import DEFAULT_TABLE, PortSecurityTable, nftables_available
@@ -96,11 +96,14 @@ class VethBridgeDriver:
         if os.geteuid() != 0:
             return unavailable("needs root (CAP_NET_ADMIN) to create bridges and veth pairs")
         # Built-in bridge/veth leave no trace in /sys/module: ask the kernel.
-        probe = "pwp" + uuid.uuid4().hex[:8]
+        # Named after this process: a kill -9 mid-probe leaves it to the
+        # agent's start-up sweep (podwire.datapath.probes).
+        probe = probes.probe_name("pwp")
         try:
             with rtnl() as host:
                 try:
                     host.add_bridge(probe, mtu=1500)
+                    faults.hit("kind.veth_bridge.probe")
                 finally:
                     host.delete_link(probe)
                 try:

@@ -92,7 +92,8 @@ _INTEGER: dict[str, tuple[int, int]] = {
     "ip_version": (4, 6),
 }
 _ALLOWED_VALUES: dict[str, frozenset[str]] = {"ip_version": frozenset({"4", "6"})}
-# The longest value any filterable field holds (names, ids, descriptions).
+# The longest value any filterable field holds (names, ids, descriptions):
+# the default of api.max_filter_value.
 MAX_FILTER_VALUE = 255
 _FIXED_IP_KEYS = {"ip_address": "fixed_ips.ip_address", "subnet_id": "fixed_ips.subnet_id"}
 
@@ -127,7 +128,9 @@ def _integer(field: str, value: str) -> str:
     return str(number)
 
 
-def filters_from_query(kind: str, items: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+def filters_from_query(
+    kind: str, items: Iterable[tuple[str, str]], *, max_value: int = MAX_FILTER_VALUE
+) -> dict[str, list[str]]:
     """Raise InvalidInput for a filter podwire does not know, NothingMatches
     when no object can match."""
     allowed = FILTERABLE[kind]
@@ -162,9 +165,11 @@ def filters_from_query(kind: str, items: Iterable[tuple[str, str]]) -> dict[str,
             value = _boolean(key, value)
         elif key in _INTEGER:
             value = _integer(key, value)
-        elif len(value) > MAX_FILTER_VALUE:
+        elif len(value) > max_value:
             raise InvalidInput(
-                f"filter {key}: the value is longer than {MAX_FILTER_VALUE} characters", field=key
+                f"filter {key}: the value is longer than {max_value} characters"
+                " (api.max_filter_value)",
+                field=key,
             )
         out.setdefault(target, []).append(value)
     return out

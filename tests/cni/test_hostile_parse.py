@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from podwire.config import Config
 from podwire.datapath.netlink.netns import Netns, NetnsError
 from podwire.frontends.cni import validate
 from podwire.frontends.cni.errors import CniError
@@ -194,6 +195,8 @@ def test_oversized_stdin_is_refused_by_size_alone() -> None:
 
 class _BrokenAgent:
     """An agent whose every call fails with a bug (not a podwire error)."""
+
+    config = Config()  # the limits the door reads before any call
 
     async def submit(self, fn: Any, req: Any) -> Any:
         raise ZeroDivisionError("secret internals")

@@ -28,6 +28,7 @@ from podwire.agent.types import (
     GcRequest,
     NetworkSelection,
 )
+from podwire.config import AgentConfig
 from podwire.errors import PodwireError
 from podwire.frontends.cni import result as results
 from podwire.frontends.cni import selection, validate, versions
@@ -109,7 +110,7 @@ async def handle(agent: Agent, headers: Mapping[str, str], body: bytes) -> tuple
     version = versions.LATEST
     command = headers.get(HEADERS["CNI_COMMAND"], "")
     try:
-        inv = parse(headers, body)
+        inv = parse(headers, body, agent.config.agent)
         command = inv.command
         version = inv.version
         output = await dispatch(agent, inv)
@@ -154,7 +155,7 @@ def busy_answer(body: bytes, admitted: int, limit: int) -> bytes:
     return _dump(error.to_json(_error_version(body, versions.LATEST)))
 
 
-def parse(headers: Mapping[str, str], body: bytes) -> Invocation:
+def parse(headers: Mapping[str, str], body: bytes, limits: AgentConfig | None = None) -> Invocation:
     """The whole request, checked before anything is done with it: the
     environment (exact bytes, see validate.decode_env), stdin as strict JSON,
     every config key podwire reads by type, CNI_ARGS, and CNI_NETNS proven a
@@ -172,7 +173,10 @@ def parse(headers: Mapping[str, str], body: bytes) -> Invocation:
     if command == "VERSION":
         return Invocation(command, env, {}, versions.LATEST)
 
-    config = validate.load_config(body)
+    limits = limits or AgentConfig()  # the door's limits (agent.cni_max_*)
+    config = validate.load_config(
+        body, max_bytes=limits.cni_max_stdin_bytes, max_depth=limits.cni_max_depth
+    )
     version = versions.choose(config)
 
     minimum = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}.get(command)

@@ -23,9 +23,11 @@ from typing import Any
 from podwire.frontends.cni.errors import CniError, Code
 
 #: The largest stdin the agent reads (docs/cni.md "Limits"); the daemon
-#: refuses a longer body before reading it.
+#: refuses a longer body before reading it. The default of (and the ceiling
+#: on) agent.cni_max_stdin_bytes, which may lower it.
 MAX_CONFIG_BYTES = 1 << 20
-#: How deeply stdin's JSON may nest (a real config nests 5-6 levels).
+#: How deeply stdin's JSON may nest (a real config nests 5-6 levels): the
+#: default of agent.cni_max_depth.
 MAX_DEPTH = 64
 #: Header that says the X-CNI-* values are base64 of the variables' bytes.
 ENCODING_HEADER = "x-cni-encoding"
@@ -74,14 +76,16 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def load_config(body: bytes) -> dict[str, Any]:
+def load_config(
+    body: bytes, *, max_bytes: int = MAX_CONFIG_BYTES, max_depth: int = MAX_DEPTH
+) -> dict[str, Any]:
     """Stdin as strict JSON (RFC 8259: no NaN or Infinity), an object, at most
-    MAX_DEPTH deep. Anything else is code 6."""
-    if len(body) > MAX_CONFIG_BYTES:
+    ``max_depth`` deep (code 6 otherwise), of at most ``max_bytes`` (code 7)."""
+    if len(body) > max_bytes:
         raise CniError(
             Code.INVALID_CONFIG,
-            f"the network config on stdin is over {MAX_CONFIG_BYTES} bytes",
-            "see docs/cni.md, Limits",
+            f"the network config on stdin is over {max_bytes} bytes",
+            "see docs/cni.md, Limits (agent.cni_max_stdin_bytes)",
         )
     try:
         config = json.loads(body, parse_constant=_no_constant)
@@ -91,15 +95,17 @@ def load_config(body: bytes) -> dict[str, Any]:
         raise CniError(Code.DECODE, "cannot decode the network config on stdin", str(exc)) from None
     if not isinstance(config, dict):
         raise CniError(Code.DECODE, "the network config on stdin is not a JSON object")
-    if _depth(config) > MAX_DEPTH:
+    if _depth(config, max_depth) > max_depth:
         raise CniError(
-            Code.DECODE, f"the network config on stdin nests deeper than {MAX_DEPTH} levels"
+            Code.DECODE,
+            f"the network config on stdin nests deeper than {max_depth} levels"
+            " (agent.cni_max_depth)",
         )
     return config
 
 
-def _depth(value: Any) -> int:
-    """How deeply ``value`` nests (stopping past MAX_DEPTH); raises code 6
+def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """How deeply ``value`` nests (stopping past ``limit``); raises code 6
     for a string that is not Unicode text (a lone surrogate escape, valid
     JSON syntax but no text anything downstream can hold)."""
     deepest, stack = 0, [(value, 1)]
@@ -117,7 +123,7 @@ def _depth(value: Any) -> int:
         else:
             continue
         deepest = max(deepest, depth)
-        if deepest > MAX_DEPTH:
+        if deepest > limit:
             return deepest
         stack.extend((child, depth + 1) for child in items)
     return deepest

@@ -1,0 +1,1 @@
+"""Benchmarks (run as scripts); bench.harness is shared with the tests."""

@@ -128,6 +128,10 @@ class AgentConfig(_Section):
     # Where the device-info files of the Network Plumbing WG's spec go, one
     # per attachment of a kind that has device info (SR-IOV, vhost-user).
     device_info_dir: Path = DEFAULT_DEVICE_INFO_DIR
+    # A compute host's VM ports (bound here, device_owner compute:*, with a
+    # tap): how often the agent reads them and follows their pairs and trunk
+    # sub-ports on the host (docs/nested.md); 0: off.
+    vm_watch_seconds: float = Field(default=0.0, ge=0)
 
 
 class NestedConfig(_Section):

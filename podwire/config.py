@@ -148,6 +148,10 @@ class NestedConfig(_Section):
     # read, change, write with the revision read (If-Match); on a 412 read
     # again, this many times at most.
     pair_update_tries: int = Field(default=40, ge=1)
+    # How long an ADD waits for the host under the VM to apply its pairs or
+    # sub-port (when that host says it follows the VM port: docs/nested.md);
+    # past it the ADD fails and is undone. 0: do not wait.
+    host_wait_seconds: float = Field(default=10.0, ge=0)
 
 
 class VhostUserConfig(_Section):

@@ -40,7 +40,7 @@ from podwire import faults
 from podwire.datapath.vif import AddressPair, PortSecurity
 from podwire.errors import PodwireError
 from podwire.kinds.common import short_name
-from podwire.model import Port
+from podwire.model import Port, PortBinding, PortUpdate
 
 if TYPE_CHECKING:
     from podwire.kinds.veth_bridge import VethBridgeKind
@@ -51,6 +51,10 @@ TRUNK_END_PREFIX = "pwtx"  # the access pair's end facing the tap
 NET_END_PREFIX = "pwty"  # its end on the sub-port network's bridge
 TAP_PROFILE_KEY = "tap_name"
 STATE_FILE = "vm_ports.json"
+# In the VM port's binding:vif_details: the port's and its trunk's revision
+# numbers whose content this host has applied. The agent inside the VM waits
+# for it before its ADD returns (podwire/kinds/nested.py: wait_for_host).
+HOST_ACK_KEY = "podwire_host_applied"
 
 Entry = dict[str, Any]
 
@@ -88,6 +92,10 @@ class VmPorts:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._startup = True
+        # port id -> (port revision, trunk revision, binding) as last read
+        self._read_revs: dict[str, tuple[int, int, PortBinding]] = {}
+        # port id -> (port revision, trunk revision) after our own ack write
+        self._acked: dict[str, tuple[int, int]] = {}
 
     # --- the loop -------------------------------------------------------------------
 
@@ -118,10 +126,27 @@ class VmPorts:
         with self._lock:
             wanted = self._wanted()
             force = self._startup
-            if wanted == self._applied and not force:
-                return
-            self._apply(wanted, force)
-            self._startup = False
+            if wanted != self._applied or force:
+                self._apply(wanted, force)
+                self._startup = False
+            self._ack()
+
+    def _ack(self) -> None:
+        """Tell each VM port's agent what this host has applied: one write
+        per change of the port or its trunk, conditional on the revision
+        read (a 412 means it changed again: the next pass acks that)."""
+        env = self._kind.env
+        for port_id, (port_rev, trunk_rev, binding) in self._read_revs.items():
+            if self._acked.get(port_id) == (port_rev, trunk_rev):
+                continue
+            details = {**binding.vif_details, HOST_ACK_KEY: {"port": port_rev, "trunk": trunk_rev}}
+            update = PortUpdate(binding=binding.model_copy(update={"vif_details": details}))
+            try:
+                port = env.backend.update_port(env.ctx, port_id, update, if_revision=port_rev)
+            except PodwireError as exc:
+                log.debug("VM ports: ack of %s at %d: %s", port_id, port_rev, exc.message)
+                continue
+            self._acked[port_id] = (port.revision_number, trunk_rev)
 
     def _wanted(self) -> dict[str, Entry]:
         env = self._kind.env
@@ -140,6 +165,10 @@ class VmPorts:
         if sub_ids:
             subs = {p.id: p for p in env.backend.list_ports(env.ctx, {"id": sub_ids})}
         wanted: dict[str, Entry] = {}
+        trunk_revs = {t.port_id: t.revision_number for t in trunks}
+        self._read_revs = {
+            p.id: (p.revision_number, trunk_revs.get(p.id, -1), p.binding) for p in present.values()
+        }
         for port in present.values():
             entry: Entry = {
                 "tap": tap_name(port),

@@ -132,16 +132,17 @@ def test_vlan_containers_reach_each_other_and_the_host(
 ) -> None:
     world, guest = nested_world_wired, nested_world_wired.guest
     with containers(world, 2, VLAN_NET) as (c1, c2):
-        assert any(":" in ip for ip in c1["ips"]) and any(":" not in ip for ip in c1["ips"])
-        for address in c2["ips"] + vlan_world["host_ips"]:
-            ping(guest, c1["netns"], address)
-        ping(guest, c2["netns"], c1["ips"][0])
-        # Each sub-port: its own access pair, its network end secured.
+        # At once when ADD returned (the agent in the VM waited for the
+        # host): each sub-port has its access pair, its network end secured.
         for c in (c1, c2):
             _, sub_id, _ = _sub_port_of(world, c["mac"])
             assert _secured(short_name(NET_END_PREFIX, sub_id))
             assert short_name(TRUNK_END_PREFIX, sub_id) in _links()
         assert _tap_program(guest.tap)
+        assert any(":" in ip for ip in c1["ips"]) and any(":" not in ip for ip in c1["ips"])
+        for address in c2["ips"] + vlan_world["host_ips"]:
+            ping(guest, c1["netns"], address)
+        ping(guest, c2["netns"], c1["ips"][0])
     assert_clean(world)
     _host_clean(world)
 
@@ -207,26 +208,61 @@ def test_kill_of_the_host_agent_mid_wiring_leaves_nothing_after_restart(
     nested_world_wired: NestedWorld, vlan_world: dict[str, Any]
 ) -> None:
     """The host agent dies (SIGKILL through its fault plan) right after it
-    made a sub-port's access pair; the container is deleted in the VM while
-    it is down; its restart removes the pair, its rules and the tap's
-    program, from its record."""
-    world = nested_world_wired
+    made a sub-port's access pair, before it recorded it done. The ADD in
+    the VM, waiting for the host, fails (nested.host_wait_seconds) and is
+    undone: the sub-port goes. The dead agent's pair stays until its
+    restart, whose first pass removes it, its rules and the tap's program,
+    from its record."""
+    world, guest = nested_world_wired, nested_world_wired.guest
     agent = world.host_agent
     agent.env["PODWIRE_FAULTS"] = json.dumps(
         [{"point": "kind.veth_bridge.trunk_access", "action": "crash"}]
     )
+    name = "pwek" + uuid.uuid4().hex[:6]
+    guest.run(f"ip netns add {name}").check()
     try:
         agent.restart()
-        with containers(world, 1, VLAN_NET) as (c1,):
-            proc = agent.proc
-            assert proc is not None
-            _until("the host agent died", lambda: proc.poll() is not None)
-            _, sub_id, _ = _sub_port_of(world, c1["mac"])
-            assert short_name(TRUNK_END_PREFIX, sub_id) in _links()
+        proc = agent.proc
+        assert proc is not None
+        answer = guest.cni("ADD", VLAN_NET, container_id=name, netns=f"/run/netns/{name}")
+        text = answer.stdout.decode()
+        assert answer.code != 0, text
+        assert "has not applied" in text, text
+        assert proc.poll() is not None, "the host agent did not die"
+        left = _links()
+        assert len(left) == 2, left  # the dead agent's access pair
         assert_clean(world)
-        assert _links() != []  # the dead agent's pair is still there
     finally:
+        guest.cni("DEL", VLAN_NET, container_id=name, netns=f"/run/netns/{name}")
+        guest.run(f"ip netns del {name}")
         agent.env.pop("PODWIRE_FAULTS", None)
         agent.stop()
         agent.start()
     _host_clean(world)
+
+
+def test_pairs_are_on_the_tap_when_add_returns(nested_world_wired: NestedWorld) -> None:
+    """ipvlan containers in the VM: the moment their ADD returned, the
+    host's rules on the VM's tap already allow their addresses (the agent
+    in the VM waited for the host's answer); after DEL they go."""
+    world, guest = nested_world_wired, nested_world_wired.guest
+    tap = guest.tap
+    with containers(world, 2) as (c1, c2):
+        rules = _sh("nft", "list", "set", "bridge", "podwire", "src4")
+        rules += _sh("nft", "list", "set", "bridge", "podwire", "src6")
+        for ip in c1["ips"] + c2["ips"]:
+            assert f'"{tap}" . {guest.mac} . {ip}' in rules, (ip, rules)
+        for address in world.host_addresses:
+            ping(guest, c1["netns"], address)
+    assert_clean(world)
+    gone = c1["ips"] + c2["ips"]
+    _until(
+        "the containers' addresses left the tap's rules",
+        lambda: (
+            not any(
+                ip in _sh("nft", "list", "set", "bridge", "podwire", s)
+                for ip in gone
+                for s in ("src4", "src6")
+            )
+        ),
+    )

@@ -158,7 +158,8 @@ class VmPorts:
         ]
         from podwire.datapath import trunk
 
-        present = {p.id: p for p in ports if trunk.link_index(tap_name(p)) is not None}
+        links = set(trunk.links_named(("",))) if ports else set()
+        present = {p.id: p for p in ports if tap_name(p) in links}
         trunks = env.backend.list_trunks(env.ctx, {"port_id": list(present)}) if present else []
         sub_ids = [sp.port_id for t in trunks for sp in t.sub_ports]
         subs: dict[str, Port] = {}
@@ -217,10 +218,11 @@ class VmPorts:
         tap = new["tap"]
         driver = self._kind.bridge_driver()
         old_subs: dict[str, Entry] = (old or {}).get("subs", {})
-        # Sub-ports gone or changed: their pieces go first.
+        # Sub-ports gone (or a VLAN id now another sub-port's): their pieces
+        # go first. A sub-port whose pairs changed keeps its pair (below).
         for vid, sub in old_subs.items():
-            if new["subs"].get(vid) != sub:
-                self._remove_sub(sub, keep_links=new["subs"].get(vid, {}).get("trunk_end"))
+            if new["subs"].get(vid, {}).get("port_id") != sub["port_id"]:
+                self._remove_sub(sub)
         old_sec = _sec((old or {}).get("security"))
         new_sec = _sec(new["security"])
         if force or old_sec != new_sec:
@@ -238,11 +240,18 @@ class VmPorts:
             if not force and old_subs.get(vid) == sub:
                 continue
             sub_bridge = self._kind.network_bridge(sub["network_id"])
+            before = old_subs.get(vid)
+            kept = before is not None and before["port_id"] == sub["port_id"]
             with self._kind.bridges.using(sub_bridge):
                 index = self._ensure_bridge(sub["network_id"], sub_bridge)
                 mtu = self._networks[sub["network_id"]][0]
-                # Security on the network end before it can carry a frame.
-                driver.portsec.change_port(sub["net_end"], None, _sec(sub["security"]))
+                # Security on the network end before it can carry a frame;
+                # a kept sub-port moves from its old pairs in one step.
+                driver.portsec.change_port(
+                    sub["net_end"],
+                    _sec(before["security"]) if kept and before else None,
+                    _sec(sub["security"]),
+                )
                 trunk.ensure_access(
                     sub["trunk_end"], sub["net_end"], index, mtu, int(vid), tap_index
                 )
@@ -253,12 +262,12 @@ class VmPorts:
                 tap, {int(vid): sub["trunk_end"] for vid, sub in new["subs"].items()}
             )
 
-    def _remove_sub(self, sub: Entry, keep_links: str | None = None) -> None:
+    def _remove_sub(self, sub: Entry) -> None:
+        """The pair goes first (then nothing passes), then its rules."""
         from podwire.datapath import trunk
 
+        trunk.delete(sub["trunk_end"])
         self._kind.bridge_driver().portsec.change_port(sub["net_end"], _sec(sub["security"]), None)
-        if sub["trunk_end"] != keep_links:
-            trunk.delete(sub["trunk_end"])
 
     def _remove(self, old: Entry) -> None:
         """The VM port is gone from this host: its sub-ports' pieces, the

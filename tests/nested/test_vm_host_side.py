@@ -24,8 +24,15 @@ from typing import Any
 import pytest
 
 from podwire.kinds.common import short_name
+from podwire.kinds.veth_bridge import bridge_name
 from podwire.kinds.vm_ports import NET_END_PREFIX, TRUNK_END_PREFIX
-from podwire.model import AllowedAddressPair, NetworkCreate, PortUpdate, SubnetCreate
+from podwire.model import (
+    AllowedAddressPair,
+    NetworkCreate,
+    PortBinding,
+    PortUpdate,
+    SubnetCreate,
+)
 from tests.fixtures.agent import netconf
 from tests.fixtures.uml import NestedWorld
 from tests.nested.helpers import assert_clean, containers, ping
@@ -102,6 +109,9 @@ def vlan_world(nested_world_wired: NestedWorld) -> Iterator[dict[str, Any]]:
         subprocess.run(["ip", "netns", "del", host_ns], check=False)
         with world.backend() as alice, contextlib.suppress(Exception):
             alice.delete_network(world.ctx(), net.id)
+        # The host agent made this network's bridge (its container, the
+        # sub-ports' access pairs); it is told of no network deletion here.
+        subprocess.run(["ip", "link", "del", bridge_name(net.id)], check=False)
 
 
 def _sub_port_of(world: NestedWorld, mac: str) -> tuple[str, str, int]:
@@ -266,3 +276,34 @@ def test_pairs_are_on_the_tap_when_add_returns(nested_world_wired: NestedWorld) 
             )
         ),
     )
+
+
+def test_unbound_vm_port_leaves_the_bridge_and_comes_back(
+    nested_world_wired: NestedWorld,
+) -> None:
+    """A VM port that is no longer bound to the host: its tap leaves the
+    bridge and its rules go (a tap of no port reaches nothing); bound again,
+    the host wires it again and the VM reaches the host's container."""
+    world, guest = nested_world_wired, nested_world_wired.guest
+    tap = guest.tap
+    with world.backend("alice_service") as service:
+        binding = service.get_port(world.ctx(), world.vm_port_id).binding
+        service.update_port(
+            world.ctx(), world.vm_port_id, PortUpdate(binding=PortBinding(host_id=""))
+        )
+        try:
+            _until(
+                "the tap left the bridge",
+                lambda: " master " not in _sh("ip", "link", "show", tap),
+            )
+            _until("the tap's rules are gone", lambda: not _secured(tap))
+        finally:
+            service.update_port(world.ctx(), world.vm_port_id, PortUpdate(binding=binding))
+    _until("the tap is back", lambda: f"master {world.bridge}" in _sh("ip", "link", "show", tap))
+    assert _secured(tap)
+    answer = guest.run(
+        f"for i in $(seq 20); do busybox ping -c1 -W1 {world.host_addresses[0]} && exit 0; done;"
+        " exit 1",
+        timeout=60,
+    )
+    assert answer.rc == 0, answer.stdout

@@ -307,3 +307,88 @@ def test_unbound_vm_port_leaves_the_bridge_and_comes_back(
         timeout=60,
     )
     assert answer.rc == 0, answer.stdout
+
+
+_SEND = r"""
+import socket, struct, sys
+dst_mac, src_mac, src_ip, dst_ip, port, payload = sys.argv[1:7]
+def mac(m): return bytes(int(x, 16) for x in m.split(":"))
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xFFFF); s += s >> 16
+    return ~s & 0xFFFF
+data = payload.encode()
+udp = struct.pack("!HHHH", 40000, int(port), 8 + len(data), 0) + data
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                 socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
+ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+frame = mac(dst_mac) + mac(src_mac) + b"\x08\x00" + ip + udp
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+for _ in range(3):
+    s.send(frame)
+"""
+
+_LISTEN = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(0.2)
+open(sys.argv[2], "w").close()
+got = set()
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    try:
+        got.add(s.recv(100).decode())
+    except OSError:
+        pass
+    if "genuine" in got:  # sent last, on the same path: the spoofed one is past
+        end = min(end, time.monotonic() + 0.5)
+print(" ".join(sorted(got)))
+"""
+
+
+def test_crafted_frame_with_a_foreign_source_mac_is_dropped(
+    nested_world_wired: NestedWorld,
+) -> None:
+    """Frames built by hand in the guest (AF_PACKET, no scapy) to the host's
+    container: with the VM port's MAC and address one arrives; the same
+    frame with a source MAC that is not the port's does not."""
+    world, guest = nested_world_wired, nested_world_wired.guest
+    (world.dir / "pwe_send.py").write_text(_SEND)
+    (world.dir / "pwe_listen.py").write_text(_LISTEN)
+    host_v4 = next(a for a in world.host_addresses if ":" not in a)
+    host_mac = _sh(
+        "ip", "netns", "exec", world.host_netns, "cat", "/sys/class/net/eth0/address"
+    ).strip()
+    vm_v4 = guest.run("ip -4 -o addr show dev eth0").stdout.split()[3].split("/")[0]
+    port = str(20000 + uuid.uuid4().int % 20000)
+    ready = world.dir / f"pwe_ready_{port}"
+    listener = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            world.host_netns,
+            "/usr/bin/python3",
+            "-I",
+            "-S",
+            str(world.dir / "pwe_listen.py"),
+            port,
+            str(ready),
+            "8",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _until("the listener is ready", ready.exists)
+        send = f"/usr/bin/python3 -I -S {world.dir / 'pwe_send.py'} {host_mac}"
+        guest.run(f"{send} 02:00:5e:10:00:99 {vm_v4} {host_v4} {port} spoofed").check()
+        guest.run(f"{send} {guest.mac} {vm_v4} {host_v4} {port} genuine").check()
+        out, _ = listener.communicate(timeout=30)
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+    assert out.split() == ["genuine"], out

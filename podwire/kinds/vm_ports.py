@@ -96,6 +96,8 @@ class VmPorts:
         self._read_revs: dict[str, tuple[int, int, PortBinding]] = {}
         # port id -> (port revision, trunk revision) after our own ack write
         self._acked: dict[str, tuple[int, int]] = {}
+        # ports whose last pass failed: forced again at the next one
+        self._retry: set[str] = set()
 
     # --- the loop -------------------------------------------------------------------
 
@@ -126,7 +128,7 @@ class VmPorts:
         with self._lock:
             wanted = self._wanted()
             force = self._startup
-            if wanted != self._applied or force:
+            if wanted != self._applied or force or self._retry:
                 self._apply(wanted, force)
                 self._startup = False
             self._ack()
@@ -137,7 +139,7 @@ class VmPorts:
         read (a 412 means it changed again: the next pass acks that)."""
         env = self._kind.env
         for port_id, (port_rev, trunk_rev, binding) in self._read_revs.items():
-            if self._acked.get(port_id) == (port_rev, trunk_rev):
+            if port_id in self._retry or self._acked.get(port_id) == (port_rev, trunk_rev):
                 continue
             details = {**binding.vif_details, HOST_ACK_KEY: {"port": port_rev, "trunk": trunk_rev}}
             update = PortUpdate(binding=binding.model_copy(update={"vif_details": details}))
@@ -195,22 +197,43 @@ class VmPorts:
         return wanted
 
     def _apply(self, wanted: dict[str, Entry], force: bool) -> None:
-        # The record first holds everything that is or will be on the host.
+        """Make the host match ``wanted``. One VM port failing does not stop
+        the others: it stays recorded as the union and is retried (forced)
+        at the next pass, and is not acknowledged meanwhile."""
+        # The record first holds everything that is or will be on the host
+        # (a sub-port displaced from its VLAN id stays, under another key).
         union = {**self._applied}
         for port_id, entry in wanted.items():
-            old = union.get(port_id)
-            subs = {**(old or {}).get("subs", {}), **entry["subs"]}
+            subs = dict(entry["subs"])
+            for vid, sub in (union.get(port_id) or {}).get("subs", {}).items():
+                if subs.get(vid, sub)["port_id"] != sub["port_id"]:
+                    vid = f"{vid}/{sub['port_id']}"
+                subs.setdefault(vid, sub)
             union[port_id] = {**entry, "subs": subs}
         self._write(union)
+        failed: set[str] = set()
         for port_id, old in self._applied.items():
             if port_id not in wanted:
-                self._remove(old)
+                try:
+                    self._remove(old)
+                except PodwireError as exc:
+                    log.warning("VM ports: removing port %s: %s", port_id, exc.message)
+                    failed.add(port_id)
         for port_id, entry in wanted.items():
-            self._update(self._applied.get(port_id), entry, force)
-        if force:
+            try:
+                self._update(self._applied.get(port_id), entry, force or port_id in self._retry)
+            except PodwireError as exc:
+                log.warning("VM ports: port %s: %s", port_id, exc.message)
+                failed.add(port_id)
+        if force and not failed:
             self._sweep_links(wanted)
-        self._applied = wanted
-        self._write(wanted)
+        self._applied = {
+            port_id: union[port_id] if port_id in failed else entry
+            for port_id, entry in {**union, **wanted}.items()
+            if port_id in wanted or port_id in failed
+        }
+        self._retry = failed
+        self._write(self._applied)
 
     def _update(self, old: Entry | None, new: Entry, force: bool) -> None:
         from podwire.datapath import trunk

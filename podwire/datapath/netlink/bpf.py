@@ -24,6 +24,7 @@ _BPF_PROG_TYPE_SCHED_CLS = 3
 # __sk_buff offsets (include/uapi/linux/bpf.h)
 _VLAN_PRESENT = 20
 _VLAN_TCI = 24
+_VLAN_PROTO = 28  # the tag's protocol, in network order
 
 # helpers
 _SKB_VLAN_PUSH = 18
@@ -74,14 +75,16 @@ _EXIT = _insn(0x95)
 
 
 def pop_program(vid_to_ifindex: Mapping[int, int]) -> list[bytes]:
-    """For a VM's tap: a frame tagged with a known VLAN loses its tag and
-    goes out of that sub-port's access veth; a tagged frame of any other
-    VLAN is dropped; an untagged frame goes on (to the bridge, where the
-    VM port's own security checks it)."""
+    """For a VM's tap: a frame tagged (802.1Q) with a known VLAN loses its
+    tag and goes out of that sub-port's access veth; a tagged frame of any
+    other VLAN, or with an 802.1ad outer tag, is dropped; an untagged frame
+    goes on (to the bridge, where the VM port's own security checks it)."""
     head = [
         _mov_reg(6, 1),
         _ldxw(2, 6, _VLAN_PRESENT),
         None,  # jeq r2, 0, PASS (patched below)
+        _ldxw(3, 6, _VLAN_PROTO),
+        None,  # jne r3, 802.1Q, DROP: an 802.1ad (QinQ) outer tag (patched below)
         _ldxw(2, 6, _VLAN_TCI),
         _insn(0x57, 2, imm=0xFFF),  # r2 &= 0xfff
     ]
@@ -106,6 +109,7 @@ def pop_program(vid_to_ifindex: Mapping[int, int]) -> list[bytes]:
     start_pop = start_table + len(table) + len(drop)
     start_pass = start_pop + len(pop)
     head[2] = _jeq(2, 0, start_pass - 3)
+    head[4] = _jne(3, _ETH_P_8021Q_BE, start_table + len(table) - 5)
     for n in range(len(entries)):
         at = start_table + 3 * n + 2
         table[3 * n + 2] = _ja(start_pop - at - 1)

@@ -138,6 +138,10 @@ class AgentConfig(_Section):
     # Where the device-info files of the Network Plumbing WG's spec go, one
     # per attachment of a kind that has device info (SR-IOV, vhost-user).
     device_info_dir: Path = DEFAULT_DEVICE_INFO_DIR
+    # A compute host's VM ports (bound here, device_owner compute:*, with a
+    # tap): how often the agent reads them and follows their pairs and trunk
+    # sub-ports on the host (docs/nested.md); 0: off.
+    vm_watch_seconds: float = Field(default=0.0, ge=0)
 
 
 class ApiConfig(_Section):
@@ -202,6 +206,10 @@ class NestedConfig(_Section):
     # read, change, write with the revision read (If-Match); on a 412 read
     # again, this many times at most.
     pair_update_tries: int = Field(default=40, ge=1)
+    # How long an ADD waits for the host under the VM to apply its pairs or
+    # sub-port (when that host says it follows the VM port: docs/nested.md);
+    # past it the ADD fails and is undone. 0: do not wait.
+    host_wait_seconds: float = Field(default=10.0, ge=0)
 
 
 class VhostUserConfig(_Section):

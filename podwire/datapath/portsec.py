@@ -277,6 +277,24 @@ class PortSecurityTable:
         elements = port_elements(host_ifname, security)
         self._run("\n".join(self._script("add", elements)) + "\n")
 
+    def change_port(
+        self, host_ifname: str, old: PortSecurity | None, new: PortSecurity | None
+    ) -> None:
+        """Move a port from ``old`` to ``new`` (None: not secured) in one
+        transaction: new elements in, elements only ``old`` had out, so a
+        source allowed by both never stops passing (a VM port's pairs
+        following the containers inside it)."""
+        before = port_elements(host_ifname, old) if old is not None and old.enabled else {}
+        after = port_elements(host_ifname, new) if new is not None and new.enabled else {}
+        stale = {
+            name: sorted(set(items) - set(after.get(name, ()))) for name, items in before.items()
+        }
+        stale = {name: items for name, items in stale.items() if items}
+        lines = self._script("add", after) + self._script("add", stale)
+        lines += self._script("delete", stale)
+        if lines:
+            self._run("\n".join(lines) + "\n")
+
     def remove_port(self, host_ifname: str, security: PortSecurity) -> None:
         """Remove a port's elements; nothing there is success."""
         elements = port_elements(host_ifname, security)

@@ -203,6 +203,16 @@ class VethBridgeDriver:
         with self._locks_guard:
             return self._bridge_locks.setdefault(bridge, threading.Lock())
 
+    def ensure_bridge(self, bridge: str, mtu: int, gateways: tuple[str, ...]) -> int:
+        """A network's bridge (made if missing, with its gateway addresses):
+        for what joins it besides a container (a VM's tap, an access veth)."""
+        veth.check_ifname(bridge, "bridge")
+        try:
+            with rtnl() as host:
+                return self._ensure_bridge(host, bridge, mtu, tuple(veth.check_addresses(gateways)))
+        except NetlinkError as exc:
+            raise veth.datapath_error(exc, f"making bridge {bridge}") from exc
+
     def _ensure_bridge(self, host: Rtnl, bridge: str, mtu: int, gateways: tuple[str, ...]) -> int:
         """The bridge's ifindex, creating and addressing it if needed."""
         with self._bridge_lock(bridge):

@@ -115,6 +115,41 @@ class VmPort:
                 field="nested.port_id",
             ) from None
 
+    def wait_for_host(self, *, port_revision: int = -1, trunk_revision: int = -1) -> None:
+        """Return once the host under the VM has applied the VM port at
+        ``port_revision`` (its pairs) and its trunk at ``trunk_revision``
+        (its sub-ports): then the container's traffic passes the host's port
+        security and reaches the sub-port's network. A host that follows the
+        VM port says so in its binding:vif_details (podwire/kinds/vm_ports.py);
+        a port without that answer (OVN, whose chassis applies what the
+        northbound database says, or a host without the watch) is not
+        waited for. Bounded by ``nested.host_wait_seconds``: past it the ADD
+        fails (Unavailable) and is undone."""
+        from podwire.kinds.vm_ports import HOST_ACK_KEY
+
+        env = self._env
+        timeout = env.config.nested.host_wait_seconds
+        if timeout <= 0:
+            return
+        deadline = time.monotonic() + timeout
+        pause = 0.02
+        while True:
+            port = self.port()
+            ack = port.binding.vif_details.get(HOST_ACK_KEY)
+            if not isinstance(ack, dict):
+                return
+            if ack.get("port", -1) >= port_revision and ack.get("trunk", -1) >= trunk_revision:
+                return
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"the host of port {port.id} has not applied revision {port_revision}"
+                    f" (trunk {trunk_revision}) in {timeout} s (it has {ack})",
+                    kind="port",
+                    object_id=port.id,
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
 
 def check_tenant(env: KindEnv, vm: Port, network: Network | None, network_id: str) -> None:
     """The container's network must be one the VM owner's project may use."""
@@ -204,8 +239,15 @@ class PairKind(NestedKind):
                 object_id=ref.network_id,
             )
         pairs = self._pairs_of(list(vif.addresses), vif.mac)
-        self._change_pairs(vm.id, add=pairs, remove=[])
-        return {"vm_port_id": vm.id, "pairs": pairs}
+        revision = self._change_pairs(vm.id, add=pairs, remove=[])
+        # The data first: a failed wait is undone from it.
+        data = {"vm_port_id": vm.id, "pairs": pairs}
+        try:
+            self.vm.wait_for_host(port_revision=revision)
+        except Unavailable:
+            self.undo_backend(data)
+            raise
+        return data
 
     def undo_backend(self, data: Mapping[str, Any]) -> None:
         pairs = data.get("pairs")
@@ -225,7 +267,8 @@ class PairKind(NestedKind):
 
     def _change_pairs(
         self, vm_port_id: str, *, add: list[dict[str, Any]], remove: list[dict[str, Any]]
-    ) -> None:
+    ) -> int:
+        """Change the pairs; the VM port's revision that holds the change."""
         env = self.env
         tries = env.config.nested.pair_update_tries
         for attempt in range(tries):
@@ -241,7 +284,7 @@ class PairKind(NestedKind):
                     new.append(AllowedAddressPair.model_validate(pair))
                     have.add(_pair_key(pair, mac))
             if new == current:
-                return
+                return port.revision_number
             if len(new) > MAX_ALLOWED_ADDRESS_PAIRS:
                 raise Exhausted(
                     f"port {vm_port_id} would hold {len(new)} allowed-address-pairs,"
@@ -251,13 +294,12 @@ class PairKind(NestedKind):
                     field="allowed_address_pairs",
                 )
             try:
-                env.backend.update_port(
+                return env.backend.update_port(
                     env.ctx,
                     vm_port_id,
                     PortUpdate(allowed_address_pairs=new),
                     if_revision=port.revision_number,
-                )
-                return
+                ).revision_number
             except Conflict as exc:
                 if exc.http_status != 412:  # only a stale revision is worth another try
                     raise
@@ -317,11 +359,13 @@ class VlanNestedKind(NestedKind):
         vm = self.vm.port()
         check_tenant(env, vm, None, ref.network_id)
         trunk_id = self._trunk_of(vm)
+        revision = -1
         for _ in range(env.config.nested.pair_update_tries):
             trunk = env.backend.get_trunk(env.ctx, trunk_id)
             mine = [sp for sp in trunk.sub_ports if sp.port_id == ref.port_id]
             if mine:
                 vlan = mine[0].segmentation_id
+                revision = trunk.revision_number
                 break
             used = {sp.segmentation_id for sp in trunk.sub_ports}
             vlan = next((v for v in _VLAN_IDS if v not in used), 0)
@@ -330,15 +374,21 @@ class VlanNestedKind(NestedKind):
                     f"trunk {trunk_id} of port {vm.id} has no free VLAN id", kind="trunk"
                 )
             try:
-                env.backend.add_subports(
+                revision = env.backend.add_subports(
                     env.ctx, trunk_id, [SubPort(port_id=ref.port_id, segmentation_id=vlan)]
-                )
+                ).revision_number
                 break
             except Conflict:
                 continue  # another ADD took that id: look again
         else:
             raise Busy(f"trunk {trunk_id} kept changing; try again", kind="trunk")
-        return {"vm_port_id": vm.id, "trunk_id": trunk_id, "vlan_id": vlan, "port_id": ref.port_id}
+        data = {"vm_port_id": vm.id, "trunk_id": trunk_id, "vlan_id": vlan, "port_id": ref.port_id}
+        try:
+            self.vm.wait_for_host(trunk_revision=revision)
+        except Unavailable:
+            self.release(data)
+            raise
+        return data
 
     def _trunk_of(self, vm: Port) -> str:
         env = self.env

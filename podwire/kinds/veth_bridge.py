@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import ClassVar, Protocol, cast
+from typing import TYPE_CHECKING, ClassVar, Protocol, cast
 
 from podwire.datapath.base import Driver
 from podwire.datapath.vif import VethBridge, VifBase
@@ -24,6 +24,10 @@ from podwire.errors import PodwireError
 from podwire.kinds.base import BuildContext, KindEnv, KindPlugin
 from podwire.kinds.common import common_fields, gateway_addresses, short_name
 from podwire.model import Network
+
+if TYPE_CHECKING:
+    from podwire.datapath.veth_bridge import VethBridgeDriver
+    from podwire.kinds.vm_ports import VmPorts
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,10 @@ class VethBridgeKind(KindPlugin):
     def __init__(self, env: KindEnv) -> None:
         super().__init__(env)
         self.bridges = _Bridges(self, env.config.agent.bridge_idle_seconds)
+        self.vm_ports: VmPorts | None = None
+
+    def network_bridge(self, network_id: str) -> str:
+        return bridge_name(network_id)
 
     def build(self, ctx: BuildContext) -> VethBridge:
         return VethBridge(
@@ -69,6 +77,11 @@ class VethBridgeKind(KindPlugin):
 
     def _bridge_driver(self) -> _BridgeDriver:
         return cast(_BridgeDriver, self.driver())
+
+    def bridge_driver(self) -> VethBridgeDriver:
+        from podwire.datapath.veth_bridge import VethBridgeDriver
+
+        return cast(VethBridgeDriver, self.driver())
 
     # --- hooks ------------------------------------------------------------------
 
@@ -91,9 +104,33 @@ class VethBridgeKind(KindPlugin):
         """veth pairs a DEL had taken down for background deletion when the
         agent died: no record keeps them, so nothing else would delete them."""
         keep = {v.host_ifname for v in recorded if isinstance(v, VethBridge)}
-        return self._bridge_driver().sweep_retired(HOST_VETH_PREFIX, keep)
+        swept = self._bridge_driver().sweep_retired(HOST_VETH_PREFIX, keep)
+        self._start_vm_ports()
+        return swept
+
+    def _start_vm_ports(self) -> None:
+        """The host side of this host's VM ports (podwire/kinds/vm_ports.py),
+        when configured: its first pass runs here, at start-up before the
+        agent serves (it is also the crash sweep), then every period."""
+        config = self.env.config
+        period = config.agent.vm_watch_seconds
+        # Only the production kind (not a subclass): one loop per agent.
+        if type(self) is not VethBridgeKind or period <= 0 or self.vm_ports is not None:
+            return
+        if config.agent.node_mode != "host":
+            return
+        from podwire.kinds.vm_ports import VmPorts
+
+        self.vm_ports = VmPorts(self, period, config.state_dir)
+        try:
+            self.vm_ports.run_once()
+        except PodwireError as exc:
+            log.warning("VM ports: first pass: %s", exc.message)
+        self.vm_ports.start()
 
     def close(self) -> None:
+        if self.vm_ports is not None:
+            self.vm_ports.stop()
         self.bridges.close()
 
 

@@ -5,17 +5,22 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import socket
 import struct
 from typing import Any
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST
-from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK
+from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTM_SETLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from podwire.datapath.netlink.constants import ETHTOOL_GLINK, IFF_UP, SIOCETHTOOL
 from podwire.datapath.netlink.netns import Netns
 from podwire.datapath.netlink.replies import Link, mac_bytes, parse_link
 from podwire.datapath.netlink.request import NetlinkError, RtnlSocket
+
+# BRIDGE_VLAN_INFO_* flags (linux/if_bridge.h)
+_VLAN_PVID = 0x2
+_VLAN_UNTAGGED = 0x4
 
 
 class LinkCalls(RtnlSocket):
@@ -58,7 +63,15 @@ class LinkCalls(RtnlSocket):
         replies = self._request(msg, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, "list links")
         return [parse_link(d, a, b) for d, t, a, b in replies if t == RTM_NEWLINK]
 
-    def add_bridge(self, name: str, *, mtu: int, mac: str | None = None) -> None:
+    def add_bridge(
+        self, name: str, *, mtu: int, mac: str | None = None, vlan_filtering: bool = False
+    ) -> None:
+        """A bridge, up, without STP. With ``vlan_filtering`` it forwards a
+        frame only between ports holding its VLAN (``bridge_vlan``), and new
+        ports get no VLAN at all (default pvid 0) until given one."""
+        data: list[tuple[str, Any]] = [("IFLA_BR_STP_STATE", 0)]
+        if vlan_filtering:
+            data += [("IFLA_BR_VLAN_FILTERING", 1), ("IFLA_BR_VLAN_DEFAULT_PVID", 0)]
         msg = ifinfmsg()
         msg["flags"] = IFF_UP
         msg["change"] = IFF_UP
@@ -74,7 +87,7 @@ class LinkCalls(RtnlSocket):
                 {
                     "attrs": [
                         ("IFLA_INFO_KIND", "bridge"),
-                        ("IFLA_INFO_DATA", {"attrs": [("IFLA_BR_STP_STATE", 0)]}),
+                        ("IFLA_INFO_DATA", {"attrs": data}),
                     ]
                 },
             ),
@@ -202,6 +215,32 @@ class LinkCalls(RtnlSocket):
             attrs.append(("IFLA_NET_NS_FD", netns.fd))
         msg["attrs"] = attrs
         self._request(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, f"set link {index}")
+
+    def bridge_vlan(
+        self, index: int, vid: int, *, add: bool = True, pvid: bool = False, untagged: bool = False
+    ) -> None:
+        """Add (or delete) VLAN ``vid`` on bridge port ``index``: ``pvid``
+        makes untagged ingress frames that VLAN, ``untagged`` strips the tag
+        on egress (``bridge vlan add dev X vid N [pvid] [untagged]``).
+        Deleting a VLAN the port lacks is success."""
+        flags = (_VLAN_PVID if pvid else 0) | (_VLAN_UNTAGGED if untagged else 0)
+        msg = ifinfmsg()
+        msg["family"] = socket.AF_BRIDGE
+        msg["index"] = index
+        msg["attrs"] = [
+            ("IFLA_AF_SPEC", {"attrs": [("IFLA_BRIDGE_VLAN_INFO", {"flags": flags, "vid": vid})]})
+        ]
+        verb = "add" if add else "delete"
+        try:
+            self._request(
+                msg,
+                RTM_SETLINK if add else RTM_DELLINK,
+                NLM_F_REQUEST | NLM_F_ACK,
+                f"{verb} VLAN {vid} on link {index}",
+            )
+        except NetlinkError as exc:
+            if add or exc.errno not in (errno.ENOENT, errno.ENODEV, errno.EINVAL):
+                raise
 
     def delete_link(self, name: str) -> bool:
         """Delete a link by name; False when there was none."""

@@ -12,9 +12,10 @@ from podwire.datapath.netlink.links import LinkCalls
 from podwire.datapath.netlink.netns import Netns, run_in_netns, socket_pair
 from podwire.datapath.netlink.routes import RouteCalls
 from podwire.datapath.netlink.sysctl import write_sysctls
+from podwire.datapath.netlink.tc import TcCalls
 
 
-class Rtnl(LinkCalls, AddressCalls, RouteCalls):
+class Rtnl(LinkCalls, AddressCalls, RouteCalls, TcCalls):
     """One rtnetlink socket in one namespace, for one caller at a time,
     with an inet socket beside it for the ioctls netlink lacks."""
 

@@ -13,6 +13,7 @@ taken before the first ADD), which is itself asserted.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -724,6 +725,9 @@ def test_docker_container_gets_a_vf_through_libnetwork(lab: Lab) -> None:
     the PF; it pings a CNI container on a VF of the same PF through the
     emulated switch; disconnect gives the VF back at its baseline and the
     port back unbound with its own profile."""
+    for command in ("dockerd", "/usr/bin/docker", "nsenter"):
+        if shutil.which(command) is None:
+            missing(f"{command} (docker.io, util-linux): the guest runs the host's")
     net = _flat_net(lab)
     port = _direct_port(lab, net, max_tx_rate=200)
     ip = port["fixed_ips"][0]["ip_address"]

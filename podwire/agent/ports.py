@@ -133,7 +133,11 @@ def _adopt(agent: Agent, req: AttachRequest, network: Network, port_id: str) -> 
             kind="port",
             object_id=port.id,
         )
-    bind = binding(agent, network, port.vnic_type)
+    # The caller's binding profile is theirs (an SR-IOV port's max_tx_rate,
+    # trust, link_state, numa_node): kept, as Neutron keeps it across binds.
+    bind = binding(agent, network, port.vnic_type).model_copy(
+        update={"profile": dict(port.binding.profile)}
+    )
     if port.binding.vif_type not in UNDECIDED_VIF_TYPES:
         # The caller's port already says how it is plugged (vif_type
         # "vhostuser" with its vhostuser_mode): kept, not guessed again.

@@ -133,8 +133,9 @@ def delete_port(agent: Agent, port_id: str) -> None:
 
 
 def release_port(agent: Agent, port_id: str, container_id: str) -> None:
-    """Give a caller's port back as it came: unbound, no device. Not when
-    someone else has taken it since."""
+    """Give a caller's port back as it came: unbound, no device, its own
+    binding profile (what kinds wrote into it they have taken out by then).
+    Not when someone else has taken it since."""
     agent.activator.settle(port_id)
     with suppress(NotFound):
         port = agent.backend.get_port(agent.ctx, port_id)
@@ -143,7 +144,12 @@ def release_port(agent: Agent, port_id: str, container_id: str) -> None:
         agent.backend.update_port(
             agent.ctx,
             port_id,
-            PortUpdate(device_id="", device_owner="", binding=PortBinding(), status="DOWN"),
+            PortUpdate(
+                device_id="",
+                device_owner="",
+                binding=PortBinding(profile=dict(port.binding.profile)),
+                status="DOWN",
+            ),
         )
 
 

@@ -185,3 +185,14 @@ def test_docker_numa_option() -> None:
     for bad in ("-1", "x", "1024"):
         with pytest.raises(InvalidInput, match=r"podwire\.numa_node"):
             numa_option(bad)
+
+
+def test_known_limits_name_what_igb_cannot_do() -> None:
+    from podwire.datapath.sriov.vfnl import known_limit
+
+    rates = {"min_tx_rate": 10, "max_tx_rate": 100}
+    assert "no min_tx_rate" in (known_limit("igb", "min/max_tx_rate", rates) or "")
+    only_max = {"min_tx_rate": 0, "max_tx_rate": 100}
+    assert "PF link is up" in (known_limit("igb", "min/max_tx_rate", only_max) or "")
+    assert "no VF link-state control" in (known_limit("igb", "link_state", {}) or "")
+    assert known_limit("mlx5_core", "link_state", {}) is None

@@ -13,6 +13,7 @@ taken before the first ADD), which is itself asserted.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,9 +37,17 @@ PF0 = "0000:21:00.0"  # NUMA node 0 (behind pxb0)
 PF1 = "0000:41:00.0"  # NUMA node 1 (behind pxb1)
 NUMVFS = 4
 
+# Docker's remote-driver discovery dir, on the guest's own /run (a tmpfs):
+# the driver name is the socket's name.
+DOCKER_PLUGIN = "pws"
+DOCKERD = f"{RUN}/dockerd"
+DOCKER_IMAGE = "pws-busybox:local"
+
 AGENT_TOML = f"""
 [agent]
 device_info_dir = "{DEVINFO}"
+serve_docker = true
+docker_plugin_socket = "/run/docker/plugins/{DOCKER_PLUGIN}.sock"
 [sriov]
 # physnet0: every VF of PF0 and VFs 0-2 of PF1; tiny: VF 3 of PF1 alone.
 physical_networks = {{ physnet0 = ["{PF0}", "{PF1}#0-2"], tiny = ["{PF1}#3"] }}
@@ -109,6 +118,74 @@ class Lab:
             timeout=400,
         )
         self.agent_starts += 1
+
+    def start_dockerd(self) -> None:
+        """A private dockerd in the guest (RECIPES "dockerd": no iptables, no
+        bridge, vfs storage; data and exec roots on the guest's tmpfs; it
+        starts its own containerd), cgroup2 mounted for runc, and a busybox
+        image imported from a root filesystem made of the host's busybox (no
+        registry: the guest has no route out). In the background: its start
+        (~40 s under TCG) overlaps the agent's; ``docker_ready`` waits."""
+        applets = " ".join(("sh", "ip", "ping", "sleep", "cat"))
+        self.guest.sh(
+            f"""
+            set -e
+            mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup
+            mkdir -p {DOCKERD}/data {DOCKERD}/exec {DOCKERD}/client
+            R={DOCKERD}/rootfs
+            mkdir -p $R/bin $R/proc $R/sys $R/dev $R/etc $R/tmp
+            cp /bin/busybox $R/bin/
+            for a in {applets}; do ln -sf busybox $R/bin/$a; done
+            setsid dockerd --iptables=false --ip6tables=false --bridge=none \
+              --storage-driver=vfs --data-root {DOCKERD}/data --exec-root {DOCKERD}/exec \
+              -H unix://{DOCKERD}/docker.sock --pidfile {DOCKERD}/docker.pid \
+              > {DOCKERD}/dockerd.log 2>&1 < /dev/null &
+            setsid sh -c '
+                i=0
+                until {self.docker_cmd} version > /dev/null 2>&1; do
+                    sleep 0.5; i=$((i+1)); [ $i -lt 600 ] || exit 1
+                done
+                tar -C {DOCKERD}/rootfs -c . | {self.docker_cmd} import - {DOCKER_IMAGE} \
+                  && touch {DOCKERD}/ready
+            ' > {DOCKERD}/import.log 2>&1 < /dev/null &
+            """
+        )
+
+    def docker_ready(self) -> None:
+        self.guest.sh(
+            f"""
+            i=0
+            until [ -f {DOCKERD}/ready ]; do
+                sleep 0.5; i=$((i+1))
+                [ $i -lt 360 ] || {{ tail -20 {DOCKERD}/dockerd.log {DOCKERD}/import.log; exit 1; }}
+            done
+            """,
+            timeout=200,
+        )
+
+    @property
+    def docker_cmd(self) -> str:
+        return (
+            f"env DOCKER_HOST=unix://{DOCKERD}/docker.sock DOCKER_CONFIG={DOCKERD}/client "
+            "/usr/bin/docker"
+        )
+
+    def docker(self, args: str, check: bool = True) -> str:
+        return self.guest.sh(f"{self.docker_cmd} {args}", timeout=180, check=check).strip()
+
+    def stop_dockerd(self) -> None:
+        self.guest.run(
+            f"""
+            {self.docker_cmd} rm -f $({self.docker_cmd} ps -aq) > /dev/null 2>&1
+            pid=$(cat {DOCKERD}/docker.pid 2>/dev/null) && kill $pid
+            i=0; while [ -n "$pid" ] && kill -0 $pid 2>/dev/null && [ $i -lt 60 ]; do
+                sleep 0.5; i=$((i+1)); done
+            [ -n "$pid" ] && kill -9 $pid 2>/dev/null
+            grep -o " {DOCKERD}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l
+            rm -rf {DOCKERD}
+            """,
+            timeout=120,
+        )
 
     def agent_alive(self) -> bool:
         rc, _ = self.guest.run(f"kill -0 $(cat {RUN}/agent.pid)")
@@ -200,7 +277,7 @@ class Lab:
         return self._pf_names
 
     def snapshot(self) -> dict[str, Any]:
-        """Per VF: its PF's view (MAC, VLAN, spoofchk, trust) and its
+        """Per VF: its PF's view (MAC, VLAN, spoofchk, trust, rates) and its
         driver and netdev name in the host namespace."""
         names = self.pf_names()
         out = self.guest.sh(SNAPSHOT.format(pf0=names[PF0], pf1=names[PF1], PF0=PF0, PF1=PF1))
@@ -221,6 +298,8 @@ class Lab:
                     "vlan": ((vf.get("vlan_list") or [{}])[0] or {}).get("vlan", 0),
                     "spoofchk": vf.get("spoofchk"),
                     "trust": vf.get("trust"),
+                    "max_tx_rate": (vf.get("rate") or {}).get("max_tx", 0),
+                    "min_tx_rate": (vf.get("rate") or {}).get("min_tx", 0),
                 }
                 for vf in link.get("vfinfo_list", [])
             }
@@ -287,10 +366,12 @@ EOF
     lab = Lab(guest)
     lab.baseline = lab.snapshot()
     lab.start_zygote()
+    lab.start_dockerd()  # in the background, for the Docker case
     lab.start_agent()
     try:
         yield lab
     finally:
+        lab.stop_dockerd()
         guest.run(f"kill -9 $(cat {RUN}/agent.pid) $(cat {RUN}/zygote.pid)", timeout=30)
         for name in list(lab.made_netns):
             guest.run(f"ip netns del {name}", timeout=30)
@@ -482,6 +563,71 @@ def test_exhausted_pool_names_the_physical_network(lab: Lab) -> None:
     assert_all_at_baseline(lab)
 
 
+def _direct_port(lab: Lab, net: str, **profile: Any) -> dict[str, Any]:
+    body = {"network_id": net, "binding:vnic_type": "direct", "binding:profile": profile}
+    return dict(lab.api("POST", "/v2.0/ports", {"port": body})["port"])
+
+
+def test_max_tx_rate_through_the_pf_restored_by_del_and_gc(lab: Lab) -> None:
+    """igb's rate limit (igb_ndo_set_vf_bw: the 82576, PF link up at 100 or
+    1000 Mb/s; the fixture's PFs are up at 1000): a port's binding profile
+    max_tx_rate is what `ip link show PF` shows for its VF while attached;
+    DEL and CNI GC put it back (the start-up reconcile after kill -9 with
+    the rate applied: the crash walk below)."""
+    net = _flat_net(lab)
+    port = _direct_port(lab, net, max_tx_rate=100)
+    conf = {"name": "pw10-flat", "networks": [{"name": "pw10-flat", "port": port["id"]}]}
+    ns = lab.netns("pws-r1")
+
+    def add_with_rate() -> str:
+        rc, res = lab.cni("ADD", "pws-r1", conf, netns=ns, args="NUMA_NODE=0")
+        assert rc == 0, res
+        pci = str(res["interfaces"][0]["pciID"])
+        vf = lab.snapshot()[pci]
+        assert (vf["max_tx_rate"], vf["min_tx_rate"], vf["mac"]) == (100, 0, port["mac_address"])
+        return pci
+
+    add_with_rate()
+    rc, res = lab.cni("DEL", "pws-r1", conf, netns=ns)
+    assert rc == 0, res
+    assert_all_at_baseline(lab)
+
+    # GC: the runtime keeps no attachment of this config.
+    add_with_rate()
+    gc = {**conf, "cni.dev/valid-attachments": []}
+    rc, res = lab.cni("GC", "", gc, netns="", ifname="")
+    assert rc == 0, res
+    assert_all_at_baseline(lab)
+    assert not lab.api("GET", "/v1/attachments")["attachments"]
+    lab.del_netns("pws-r1")
+    lab.api("DELETE", f"/v2.0/ports/{port['id']}")
+
+
+@pytest.mark.parametrize(
+    ("profile", "setting", "limit"),
+    [
+        ({"min_tx_rate": 10, "max_tx_rate": 100}, "min/max_tx_rate", "igb has no min_tx_rate"),
+        ({"link_state": "enable"}, "link_state", "igb has no VF link-state control"),
+    ],
+)
+def test_what_igb_cannot_do_is_refused_naming_the_driver(
+    lab: Lab, profile: dict[str, Any], setting: str, limit: str
+) -> None:
+    net = _flat_net(lab)
+    port = _direct_port(lab, net, **profile)
+    conf = {"name": "pw10-flat", "networks": [{"name": "pw10-flat", "port": port["id"]}]}
+    rc, res = lab.cni("ADD", "pws-x", conf, netns=lab.netns("pws-x"))
+    assert rc != 0, res
+    msg = res["msg"] + " " + str(res.get("details", ""))
+    assert "the igb driver of PF" in msg and f"refused {setting}" in msg and limit in msg, res
+    # Nothing half-made: no record, every VF at its baseline, the port as it came.
+    assert not lab.api("GET", "/v1/attachments")["attachments"]
+    assert_all_at_baseline(lab)
+    assert lab.api("GET", f"/v2.0/ports/{port['id']}")["port"]["binding:profile"] == profile
+    lab.api("DELETE", f"/v2.0/ports/{port['id']}")
+    lab.del_netns("pws-x")
+
+
 def test_dpdk_mode_binds_vfio_pci_and_gives_the_vf_back(lab: Lab) -> None:
     net = _flat_net(lab)
     port = lab.api(
@@ -570,6 +716,75 @@ def _testpmd_answers_pings(lab: Lab, pci: str, dpdk_ip: str, dpdk_mac: str) -> N
         lab.del_netns("pw10-d2")
 
 
+def test_docker_container_gets_a_vf_through_libnetwork(lab: Lab) -> None:
+    """The Docker door, with a real dockerd in the guest and the agent's
+    libnetwork remote driver: Zun's flow (`docker network connect
+    --driver-opt podwire.port=<uuid>`) with a pre-created port of vnic_type
+    direct. The container's eth0 is the VF's netdev (Docker moved and named
+    it), with the port's MAC and its binding profile's max_tx_rate through
+    the PF; it pings a CNI container on a VF of the same PF through the
+    emulated switch; disconnect gives the VF back at its baseline and the
+    port back unbound with its own profile."""
+    for command in ("dockerd", "/usr/bin/docker", "nsenter"):
+        if shutil.which(command) is None:
+            missing(f"{command} (docker.io, util-linux): the guest runs the host's")
+    net = _flat_net(lab)
+    port = _direct_port(lab, net, max_tx_rate=200)
+    ip = port["fixed_ips"][0]["ip_address"]
+    peer_conf = {"name": "pw10-flat", "network": "pw10-flat", "runtimeConfig": {"numaNode": 0}}
+    rc, res = lab.cni("ADD", "pws-dpeer", peer_conf, netns=lab.netns("pws-dpeer"))
+    assert rc == 0, res
+    peer_ip = res["ips"][0]["address"].split("/")[0]
+    lab.docker_ready()
+    try:
+        lab.docker(
+            f"network create -d {DOCKER_PLUGIN} --ipam-driver {DOCKER_PLUGIN} "
+            "--subnet 198.18.11.0/24 -o podwire.network=pw10-flat pwsdnet"
+        )
+        lab.docker(f"create --name pws-b --network none {DOCKER_IMAGE} sleep 3600")
+        lab.docker("network disconnect none pws-b")
+        lab.docker(
+            f"network connect --ip {ip} --driver-opt podwire.port={port['id']} "
+            "--driver-opt podwire.numa_node=0 pwsdnet pws-b"
+        )
+        lab.docker("start pws-b")
+
+        # eth0 in the container is the VF's own netdev (its PCI parent).
+        pid = lab.docker("inspect -f '{{.State.Pid}}' pws-b")
+        (eth0,) = json.loads(lab.guest.sh(f"nsenter -t {pid} -n ip -d -j link show eth0"))
+        pci = eth0["parentdev"]
+        assert eth0["address"] == port["mac_address"]
+        vf = lab.snapshot()[pci]
+        assert (vf["mac"], vf["max_tx_rate"], vf["netdev"]) == (port["mac_address"], 200, None)
+        assert pci[:7] == "0000:21"  # NUMA node 0 asked for, through --driver-opt
+        bound = lab.api("GET", f"/v2.0/ports/{port['id']}")["port"]
+        assert bound["binding:profile"]["pci_slot"] == pci
+        ok = _wait(
+            lambda: (
+                lab.guest.run(f"{lab.docker_cmd} exec pws-b ping -c1 -W2 {peer_ip}", 60)[0] == 0
+            ),
+            timeout=40,
+            what="a ping from the Docker container's VF to the CNI container's",
+        )
+        assert ok
+
+        lab.docker("network disconnect pwsdnet pws-b")
+        assert lab.snapshot()[pci] == baseline(lab)[pci]
+        # The user's port: given back unbound, never deleted, its profile as it came.
+        left = lab.api("GET", f"/v2.0/ports/{port['id']}")["port"]
+        assert left["device_id"] == "" and left["fixed_ips"][0]["ip_address"] == ip
+        assert left["binding:profile"] == {"max_tx_rate": 200}
+    finally:
+        lab.docker("rm -f pws-b", check=False)
+        lab.docker("network rm pwsdnet", check=False)
+    rc, res = lab.cni("DEL", "pws-dpeer", peer_conf)
+    assert rc == 0, res
+    lab.del_netns("pws-dpeer")
+    assert_all_at_baseline(lab)
+    assert not lab.api("GET", "/v1/attachments")["attachments"]
+    lab.api("DELETE", f"/v2.0/ports/{port['id']}")
+
+
 # Where the agent is killed (-9) during an ADD: after the lease, with the VF's
 # settings applied in the host, with the VF moved into the container, after
 # the binding profile was written, once the plug finished.
@@ -588,8 +803,12 @@ def test_kill9_at_each_step_restores_every_vf(lab: Lab) -> None:
     at the next point. Also an attachment that was complete when the agent
     was killed, whose netns is deleted while no agent runs: DEL after the
     restart restores its VF from the record alone."""
-    _vlan_net(lab)
+    net = _vlan_net(lab)
     conf = {"name": "pw10-vlan", "network": "pw10-vlan"}
+    # At the point where the VF's settings are applied in the host, the port
+    # also asks for a max_tx_rate: the reconcile must take that back too.
+    rate_port = _direct_port(lab, net, max_tx_rate=100)
+    rate_conf = {"name": "pw10-vlan", "networks": [{"name": "pw10-vlan", "port": rate_port["id"]}]}
     rc, res = lab.cni("ADD", "pw10-kept", conf, netns=lab.netns("pw10-kept"))
     assert rc == 0, res
     kept_pci = res["interfaces"][0]["pciID"]
@@ -604,9 +823,14 @@ def test_kill9_at_each_step_restores_every_vf(lab: Lab) -> None:
             if pci != kept_pci:
                 assert state == baseline(lab)[pci], (point, pci, state)
         container = "pw10-c" + str(CRASH_POINTS.index(point))
-        rc, res = lab.cni("ADD", container, conf, netns=lab.netns(container))
+        with_rate = point == "kind.sriov.vf_settings_applied"
+        rc, res = lab.cni(
+            "ADD", container, rate_conf if with_rate else conf, netns=lab.netns(container)
+        )
         assert rc != 0, (point, res)
         _wait(lambda: not lab.agent_alive(), what=f"the agent to die at {point}")
+        if with_rate:  # killed with the rate applied through the PF
+            assert any(v["max_tx_rate"] == 100 for v in lab.snapshot().values())
         lab.del_netns(container) if point == "step.plug:after" else None
 
     lab.start_agent()  # clean
@@ -625,3 +849,7 @@ def test_kill9_at_each_step_restores_every_vf(lab: Lab) -> None:
     for name in list(lab.made_netns):
         lab.del_netns(name)
     assert lab.agent_starts >= len(CRASH_POINTS) + 2
+    # The rate port, given back by that reconcile with its own profile.
+    left = lab.api("GET", f"/v2.0/ports/{rate_port['id']}")["port"]
+    assert left["device_id"] == "" and left["binding:profile"] == {"max_tx_rate": 100}
+    lab.api("DELETE", f"/v2.0/ports/{rate_port['id']}")

@@ -31,6 +31,8 @@ PRELOAD = (
     "podwire.kinds.faulty",
     "podwire.datapath.veth_bridge",
     "podwire.datapath.sriov.driver",
+    "podwire.frontends.docker.app",
+    "podwire.daemon.docker",
     "uvicorn",
 )
 

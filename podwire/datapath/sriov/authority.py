@@ -18,7 +18,13 @@ from podwire.datapath.netlink import NetlinkError, rtnl
 from podwire.datapath.sriov import pcidrv
 from podwire.datapath.sriov.inventory import PoolVf, Sysfs, Vf, choose, pool_vfs, pools
 from podwire.datapath.sriov.leases import Lease, LeaseStore
-from podwire.datapath.sriov.vfnl import VfSettingRefused, VfState, set_vf, vf_states
+from podwire.datapath.sriov.vfnl import (
+    VfSettingRefused,
+    VfState,
+    known_limit,
+    set_vf,
+    vf_states,
+)
 from podwire.errors import DatapathError, Exhausted, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -218,9 +224,11 @@ class VfAuthority:
                 set_vf(host, pf.index, vf.index, **settings)
         except VfSettingRefused as exc:
             pf_driver = pcidrv.current_driver(self.sysfs_root, vf.pf_pci) or "?"
+            limit = known_limit(pf_driver, exc.setting, dict(settings))
             raise InvalidInput(
                 f"the {pf_driver} driver of PF {vf.pf_ifname} refused {exc.setting} "
-                f"on VF {vf.index} ({vf.pci}): {exc.exc.strerror or exc.exc}",
+                f"on VF {vf.index} ({vf.pci}): {exc.exc.strerror or exc.exc}"
+                + (f" ({limit})" if limit else ""),
                 kind="vf",
                 object_id=vf.pci,
                 field=exc.setting,

@@ -2,9 +2,10 @@
 the socket I/O of podwire.datapath.netlink, as everywhere in the data path).
 
 ``vf_states`` reads what ``ip link show PF`` shows for each VF; ``set_vf``
-changes one setting per request, so a driver refusing one (igb has no VF
-link-state control, and no rate limit while the PF link is down) is named
-precisely in the error.
+changes one setting per request, so a driver refusing one is named
+precisely in the error; ``known_limit`` adds what the driver's source says
+about it (igb: no VF link-state control, no min_tx_rate, a max_tx_rate only
+on the 82576 with its PF link up).
 """
 
 from __future__ import annotations
@@ -45,6 +46,31 @@ class VfSettingRefused(Exception):
         super().__init__(f"{setting}: {exc.strerror or exc}")
         self.setting = setting
         self.exc = exc
+
+
+# What a PF driver's own source says about a VF setting it refuses
+# (drivers/net/ethernet/intel/igb/igb_main.c, Linux 6.1): igb's net_device_ops
+# have no ndo_set_vf_link_state (the kernel answers EOPNOTSUPP), and
+# igb_ndo_set_vf_bw returns EINVAL for any min_tx_rate, EOPNOTSUPP on a MAC
+# other than the 82576, and EINVAL for a max_tx_rate while the PF link is down
+# or above the link speed (100 or 1000 Mb/s).
+KNOWN_LIMITS: dict[tuple[str, str], str] = {
+    ("igb", "link_state"): "igb has no VF link-state control",
+    ("igb", "min_tx_rate"): "igb has no min_tx_rate (a VF minimum rate)",
+    ("igb", "max_tx_rate"): (
+        "igb limits a VF's max_tx_rate only on the 82576, only while the PF link "
+        "is up, and to at most the link speed in Mb/s"
+    ),
+}
+
+
+def known_limit(driver: str, setting: str, settings: dict[str, Any]) -> str | None:
+    """The driver's known limit behind a refused setting, if any. A rate
+    request carries both rates: a non-zero min_tx_rate is what igb refuses
+    first."""
+    if setting == "min/max_tx_rate":
+        setting = "min_tx_rate" if settings.get("min_tx_rate") else "max_tx_rate"
+    return KNOWN_LIMITS.get((driver, setting))
 
 
 def vf_states(host: Rtnl, pf_index: int) -> dict[int, VfState]:

@@ -40,7 +40,7 @@ MAX_HEAD = 64 * 1024
 READ_TIMEOUT = 10.0
 # Threads beyond the agent's admission limit: a burst past the limit always
 # finds one of them free to refuse at once.
-SPARE_THREADS = 16
+SPARE_THREADS = 64
 
 
 class BadRequest(Exception):
@@ -59,6 +59,11 @@ class CniDoor:
         self._hand_off = hand_off
         self._lock = threading.Lock()
         self._at_door = 0  # CNI calls between their accept and their answer
+        # Admitted calls parse and work at most max_in_flight at a time; the
+        # others wait here without the GIL, so that in a burst the refusals
+        # share the interpreter with max_in_flight threads, not every
+        # admitted one (issue 14, class 7).
+        self._working = threading.BoundedSemaphore(agent.gate.max_in_flight)
         self._closing = False
         self._threads: list[threading.Thread] = []
 
@@ -140,16 +145,17 @@ class CniDoor:
                 _answer(conn, 1, out)
                 agent.metrics.result("cni", verb, 11)
                 return
-            try:
-                body = reader.body(headers, handler.oversized)
-            except (BadRequest, OSError) as exc:
-                _answer_http_error(conn, exc)
-                return
-            if isinstance(body, bytes):
-                code, out = handler.handle(agent, headers, body)
-            else:  # refused as oversized (never None without drain)
-                assert body is not None
-                code, out = body
+            with self._working:
+                try:
+                    body = reader.body(headers, handler.oversized)
+                except (BadRequest, OSError) as exc:
+                    _answer_http_error(conn, exc)
+                    return
+                if isinstance(body, bytes):
+                    code, out = handler.handle(agent, headers, body)
+                else:  # refused as oversized (never None without drain)
+                    assert body is not None
+                    code, out = body
             with contextlib.suppress(OSError):  # the caller gave up: the work is done
                 _answer(conn, code, out)
             agent.metrics.result("cni", verb, handler.cni_code(code, out))

@@ -7,7 +7,6 @@ with the state checked after each, are in test_hostile_agent.py.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -195,7 +194,7 @@ def test_oversized_stdin_is_refused_by_size_alone() -> None:
 class _BrokenAgent:
     """An agent whose every call fails with a bug (not a podwire error)."""
 
-    async def submit(self, fn: Any, req: Any) -> Any:
+    def call(self, fn: Any, req: Any) -> Any:
         raise ZeroDivisionError("secret internals")
 
     def __getattr__(self, name: str) -> Any:
@@ -204,7 +203,7 @@ class _BrokenAgent:
 
 def test_an_unexpected_error_is_999_without_python_text() -> None:
     body = json.dumps(_conf()).encode()
-    code, out = asyncio.run(handle(_BrokenAgent(), _env("ADD"), body))  # type: ignore[arg-type]
+    code, out = handle(_BrokenAgent(), _env("ADD"), body)  # type: ignore[arg-type]
     answer = json.loads(out)
     assert code == 1 and answer["code"] == 999
     assert "ZeroDivision" not in out.decode() and "secret" not in out.decode()

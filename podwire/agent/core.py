@@ -293,6 +293,16 @@ class Agent:
             self._pool.submit(started.wait, 30)
         started.wait(30)
 
+    def call(self, fn: Callable[[Any], T], req: Any) -> T:
+        """Run ``fn(req)`` (one of the public methods) on the calling thread,
+        admitted first: the agent socket's door (podwire/daemon/door.py)
+        handles a CNI call on the thread that accepted it."""
+        ticket = self.gate.admit(type(req).__name__)
+        try:
+            return self._admitted_call(fn, req)
+        finally:
+            ticket.release()
+
     async def submit(self, fn: Callable[[Any], T], req: Any) -> T:
         """Run ``fn(req)`` (one of the public methods) on the pool. Admission
         happens here, on the event loop, so a refused request never queues."""

@@ -14,13 +14,11 @@ Routes:
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -36,14 +34,15 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 def build_app(agent: Agent) -> ASGIApp:
     """The whole local API as one ASGI app."""
+    from podwire.frontends.cni.handler import cni_code
     from podwire.frontends.cni.handler import handle as handle_cni
     from podwire.frontends.cni.handler import oversized as cni_oversized
     from podwire.frontends.cni.handler import verb_label as cni_verb
 
     async def cni(request: Request) -> Response:
-        # Bounded (issue 14): a body above the CNI door's limit is refused
-        # from its Content-Length, or as soon as it grows past it, never
-        # read whole.
+        # The agent's socket answers POST /v1/cni in its door
+        # (podwire/daemon/door.py) and never hands it here; this route serves
+        # an app mounted elsewhere, with the same limits, off the event loop.
         body = b""
         refused = cni_oversized(request.headers, int(request.headers.get("content-length") or 0))
         if refused is None:
@@ -58,8 +57,9 @@ def build_app(agent: Agent) -> ASGIApp:
         if refused is not None:
             code, out = refused
         else:
-            code, out = await handle_cni(agent, request.headers, body)
-        agent.metrics.result("cni", cni_verb(request.headers), _cni_code(code, out))
+            loop = asyncio.get_running_loop()
+            code, out = await loop.run_in_executor(None, handle_cni, agent, request.headers, body)
+        agent.metrics.result("cni", cni_verb(request.headers), cni_code(code, out))
         return Response(out, headers={"X-CNI-Exit": str(code)}, media_type="application/json")
 
     async def metrics(_request: Request) -> Response:
@@ -87,30 +87,8 @@ def build_app(agent: Agent) -> ASGIApp:
     )
     neutron = _neutron_app(agent)
 
-    # CNI requests between the door and their answer. Counted as each one
-    # arrives, so that in a burst the ones past the agent's admission limit
-    # are refused in the event loop's first pass over them, not after the
-    # admitted ones were parsed and handed to workers (issue 14, class 7).
-    cni_at_door = 0
-
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        nonlocal cni_at_door
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path == "/v1/cni":
-            limit = agent.gate.max_admitted
-            if cni_at_door >= limit or agent.gate.admitted >= limit:
-                await _refuse_busy(agent, receive, send)
-                agent.metrics.result("cni", cni_verb(Headers(scope=scope)), 11)
-                return
-            cni_at_door += 1
-            try:
-                # Let the rest of a burst reach the door (and be counted or
-                # refused) before this one is parsed and handed to a worker.
-                await asyncio.sleep(0)
-                await local(scope, receive, send)
-            finally:
-                cni_at_door -= 1
-            return
         if (
             neutron is not None
             and scope["type"] == "http"
@@ -122,37 +100,6 @@ def build_app(agent: Agent) -> ASGIApp:
             await local(scope, receive, send)
 
     return app
-
-
-def _cni_code(exit_code: int, out: bytes) -> int:
-    """0 for success, else the CNI error code of the answer (999 if none)."""
-    if exit_code == 0:
-        return 0
-    try:
-        code = json.loads(out).get("code")
-    except (ValueError, AttributeError):
-        return 999
-    return code if isinstance(code, int) else 999
-
-
-async def _refuse_busy(agent: Agent, receive: Receive, send: Send) -> None:
-    from podwire.frontends.cni.handler import busy_answer
-
-    chunks, size, more = [], 0, True
-    while more and size <= (1 << 20):
-        message = await receive()
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        more = message.get("more_body", False)
-    out = busy_answer(b"".join(chunks), agent.gate.admitted, agent.gate.max_admitted)
-    headers = [
-        (b"x-cni-exit", b"1"),
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(out)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": out})
 
 
 def _neutron_app(agent: Agent) -> ASGIApp | None:

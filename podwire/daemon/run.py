@@ -14,6 +14,7 @@ from typing import Any
 from podwire.agent.core import Agent
 from podwire.config import Config
 from podwire.daemon.app import build_app
+from podwire.daemon.door import CniDoor
 from podwire.daemon.sockets import bind_unix_socket, lock_state_dir
 from podwire.errors import Unavailable
 
@@ -40,6 +41,7 @@ def _serve(config: Config) -> None:
     agent = Agent.from_config(config)
     socket_path = config.agent.socket
     sock: socket.socket | None = None
+    door: Any = None  # the CNI door on the agent's socket (podwire/daemon/door.py)
     plugin: Any = None  # the docker plugin server, when config.agent.serve_docker
     metrics_server: Any = None  # the TCP /metrics server, when config.metrics.address
     server = uvicorn.Server(
@@ -74,10 +76,21 @@ def _serve(config: Config) -> None:
 
             # The door reconciles its own records after the agent's.
             plugin = DockerPluginServer(agent, config.agent.docker_plugin_socket)
-            asyncio.run(plugin.run_beside(server.serve(sockets=[sock])))
-        else:
-            asyncio.run(server.serve(sockets=[sock]))
+        hand_off = _HandOff(server)
+        door = CniDoor(agent, sock, hand_off)
+
+        async def serve() -> None:
+            # uvicorn listens on nothing itself: the door accepts every
+            # connection and hands it what is not a CNI call.
+            hand_off.bind(asyncio.get_running_loop())
+            door.start()
+            main = server.serve(sockets=[])
+            await (plugin.run_beside(main) if plugin is not None else main)
+
+        asyncio.run(serve())
     finally:
+        if door is not None:
+            door.close()
         if metrics_server is not None:
             metrics_server.shutdown()
             metrics_server.server_close()
@@ -108,3 +121,49 @@ def _serve_metrics(config: Config, agent: Agent) -> Any:
         raise Unavailable(f"cannot serve metrics on {config.metrics.address}: {exc}") from exc
     log.info("agent: metrics on http://%s/metrics", config.metrics.address)
     return server
+
+
+class _HandOff:
+    """A connection the door accepted that is not a CNI call, given to
+    uvicorn as if its own listener had accepted it (uvicorn's HTTP protocol
+    on the event loop)."""
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def __call__(self, conn: socket.socket) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            conn.close()
+            return
+        loop.call_soon_threadsafe(self._start, conn)
+
+    def _start(self, conn: socket.socket) -> None:
+        task = asyncio.get_running_loop().create_task(self._adopt(conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _adopt(self, conn: socket.socket) -> None:
+        server = self._server
+        while not server.started:  # its protocol needs the server's state
+            if server.should_exit:
+                conn.close()
+                return
+            await asyncio.sleep(0.005)
+        config = server.config
+
+        def protocol() -> asyncio.Protocol:
+            made: asyncio.Protocol = config.http_protocol_class(
+                config=config, server_state=server.server_state, app_state=server.lifespan.state
+            )
+            return made
+
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(protocol, conn)
+        except OSError:
+            conn.close()

@@ -7,7 +7,6 @@ with the state checked after each, are in test_hostile_agent.py.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -198,7 +197,7 @@ class _BrokenAgent:
 
     config = Config()  # the limits the door reads before any call
 
-    async def submit(self, fn: Any, req: Any) -> Any:
+    def call(self, fn: Any, req: Any) -> Any:
         raise ZeroDivisionError("secret internals")
 
     def __getattr__(self, name: str) -> Any:
@@ -207,7 +206,7 @@ class _BrokenAgent:
 
 def test_an_unexpected_error_is_999_without_python_text() -> None:
     body = json.dumps(_conf()).encode()
-    code, out = asyncio.run(handle(_BrokenAgent(), _env("ADD"), body))  # type: ignore[arg-type]
+    code, out = handle(_BrokenAgent(), _env("ADD"), body)  # type: ignore[arg-type]
     answer = json.loads(out)
     assert code == 1 and answer["code"] == 999
     assert "ZeroDivision" not in out.decode() and "secret" not in out.decode()

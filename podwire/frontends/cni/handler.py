@@ -106,14 +106,14 @@ def verb_label(headers: Mapping[str, str]) -> str:
     return verb if verb in VERBS else "invalid"
 
 
-async def handle(agent: Agent, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
+def handle(agent: Agent, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
     version = versions.LATEST
     command = headers.get(HEADERS["CNI_COMMAND"], "")
     try:
         inv = parse(headers, body, agent.config.agent)
         command = inv.command
         version = inv.version
-        output = await dispatch(agent, inv)
+        output = dispatch(agent, inv)
         return (0, b"") if output is None else (0, _dump(output))
     except Exception as exc:
         if not isinstance(exc, (CniError, PodwireError)):
@@ -130,6 +130,18 @@ async def handle(agent: Agent, headers: Mapping[str, str], body: bytes) -> tuple
         if isinstance(exc, CniError):
             version = _error_version(body, version)
         return 1, _dump(error.to_json(version))
+
+
+def cni_code(exit_code: int, out: bytes) -> int:
+    """0 for success, else the CNI error code of the answer (999 if none):
+    the metrics' ``code`` label."""
+    if exit_code == 0:
+        return 0
+    try:
+        code = json.loads(out).get("code")
+    except (ValueError, AttributeError):
+        return 999
+    return code if isinstance(code, int) else 999
 
 
 def oversized(headers: Mapping[str, str], size: int) -> tuple[int, bytes] | None:
@@ -260,28 +272,28 @@ def _require_ifname(env: dict[str, str]) -> None:
         )
 
 
-async def dispatch(agent: Agent, inv: Invocation) -> dict[str, Any] | None:
+def dispatch(agent: Agent, inv: Invocation) -> dict[str, Any] | None:
     if inv.command == "VERSION":
         return versions.version_result()
     if inv.command == "ADD":
-        return await _add(agent, inv)
+        return _add(agent, inv)
     if inv.command == "DEL":
-        await _del(agent, inv)
+        _del(agent, inv)
         return None
     if inv.command == "CHECK":
-        await _check(agent, inv)
+        _check(agent, inv)
         return None
     if inv.command == "GC":
-        await _gc(agent, inv)
+        _gc(agent, inv)
         return None
     if inv.command == "STATUS":
         for network in dict.fromkeys(s.network for s in inv.selections):
-            await agent.submit(_status_for(agent), network)
+            agent.call(_status_for(agent), network)
         return None
     raise CniError(Code.INVALID_ENV, f"unknown CNI_COMMAND {inv.command!r}")
 
 
-async def _add(agent: Agent, inv: Invocation) -> dict[str, Any]:
+def _add(agent: Agent, inv: Invocation) -> dict[str, Any]:
     mac, ips = runtime_hints(inv)
     networks = selection.with_hints(inv.selections, mac, ips, numa_hint(inv))
     req = AttachRequest(
@@ -293,7 +305,7 @@ async def _add(agent: Agent, inv: Invocation) -> dict[str, Any]:
         # network name, CNI_IFNAME) find all its interfaces by them.
         labels={LABEL_NETWORK: inv.cni_name, LABEL_IFNAME: inv.ifname},
     )
-    attached = await agent.submit(agent.attach, req)
+    attached = agent.call(agent.attach, req)
     try:
         _check_gateways(inv, attached)
         return results.render(attached.interfaces, inv.version, inv.config.get("prevResult"))
@@ -301,7 +313,7 @@ async def _add(agent: Agent, inv: Invocation) -> dict[str, Any]:
         # A gateway that is not the network's, anything else after the
         # attachment was made: the whole ADD goes, nothing half-made stays
         # behind the error.
-        await _del(agent, inv)
+        _del(agent, inv)
         raise
 
 
@@ -323,20 +335,20 @@ def _check_gateways(inv: Invocation, attached: AttachResult) -> None:
             )
 
 
-async def _del(agent: Agent, inv: Invocation) -> None:
+def _del(agent: Agent, inv: Invocation) -> None:
     """Every interface of this config: the one named CNI_IFNAME, each
     element's own interface, and whatever the records of this ADD hold
     (the names the agent chose). Scoped to the networks the config names;
     idempotent like each single DEL."""
     targets: dict[str, str] = {}  # ifname -> the network it was named for
     if inv.many:
-        for record in await _records_of(agent, inv):
+        for record in _records_of(agent, inv):
             targets[record.ifname] = record.network_ref
     for chosen in inv.selections:
         if chosen.ifname is not None:
             targets.setdefault(chosen.ifname, chosen.network)
     for ifname, network in targets.items():
-        await agent.submit(
+        agent.call(
             agent.detach,
             DetachRequest(
                 container_id=inv.container_id,
@@ -348,9 +360,9 @@ async def _del(agent: Agent, inv: Invocation) -> None:
         )
 
 
-async def _check(agent: Agent, inv: Invocation) -> None:
+def _check(agent: Agent, inv: Invocation) -> None:
     """Every interface the config names must be there and as recorded."""
-    records = await _records_of(agent, inv) if inv.many else []
+    records = _records_of(agent, inv) if inv.many else []
     unclaimed = [r for r in records if r.ifname != inv.ifname]
     for index, chosen in enumerate(inv.selections):
         ifname = chosen.ifname
@@ -367,7 +379,7 @@ async def _check(agent: Agent, inv: Invocation) -> None:
             ifname = found.ifname
         else:
             unclaimed = [r for r in unclaimed if r.ifname != ifname]
-        record = await agent.submit(
+        record = agent.call(
             agent.check,
             CheckRequest(
                 container_id=inv.container_id,
@@ -379,11 +391,11 @@ async def _check(agent: Agent, inv: Invocation) -> None:
         check_prev_result(inv, record)
 
 
-async def _records_of(agent: Agent, inv: Invocation) -> list[Attachment]:
+def _records_of(agent: Agent, inv: Invocation) -> list[Attachment]:
     """The records one ADD of this config made for this container (CNI
     network name and CNI_IFNAME), on the networks it names."""
     names = {s.network for s in inv.selections}
-    records = await agent.submit(agent.list_attachments, inv.container_id)
+    records = agent.call(agent.list_attachments, inv.container_id)
     return [
         r
         for r in records
@@ -523,20 +535,20 @@ def parse_cni_args(raw: str) -> dict[str, str]:
     return out
 
 
-async def _gc(agent: Agent, inv: Invocation) -> None:
+def _gc(agent: Agent, inv: Invocation) -> None:
     """Keep what cni.dev/valid-attachments names: an entry (container,
     CNI_IFNAME) keeps every interface that ADD made (the extra networks of
     a "networks" config too). Orphan ports are swept on each network named."""
     valid = _valid_attachments(inv)
     keep = set(valid)
-    records = await agent.submit(agent.list_attachments, None)
+    records = agent.call(agent.list_attachments, None)
     for record in records:
         if record.frontend != "cni" or record.labels.get(LABEL_NETWORK) != inv.cni_name:
             continue
         if (record.container_id, record.labels.get(LABEL_IFNAME, record.ifname)) in valid:
             keep.add((record.container_id, record.ifname))
     for network in dict.fromkeys(s.network for s in inv.selections):
-        await agent.submit(
+        agent.call(
             agent.gc,
             GcRequest(
                 frontend="cni",

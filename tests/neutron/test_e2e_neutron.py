@@ -247,6 +247,9 @@ def test_two_podman_containers_ping_through_ovn_on_neutron(
             assert addresses == {ip.ip_address for ip in port.fixed_ips}
             seen[container] = port.fixed_ips[0].ip_address
 
+        # ACTIVE and the agent's wait cover each port's own flows; the ACL
+        # that lets the peer in matches an address set Neutron changed too.
+        _hypervisors_caught_up(neutron_api)
         for source, target in ((names[0], names[1]), (names[1], names[0])):
             answer = ping(podman, source, seen[target])
             assert answer.returncode == 0, f"{source} -> {seen[target]}: {answer.stdout}"

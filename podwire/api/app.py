@@ -85,6 +85,14 @@ class _GcPause:
 _gc_paused = _GcPause()
 
 
+# The parts of a PodwireError that Neutron's error body cannot carry.
+ERROR_HEADERS = {
+    "kind": "X-Podwire-Error-Kind",
+    "object_id": "X-Podwire-Error-Object-Id",
+    "field": "X-Podwire-Error-Field",
+}
+
+
 def json_response(data: Any, status: int = 200) -> Response:
     return Response(content=wire.dumps(data), status_code=status, media_type=JSON)
 
@@ -94,7 +102,15 @@ def error_response(exc: PodwireError) -> Response:
     if isinstance(exc, NotFound) and exc.kind:
         err_type = exc.kind.capitalize() + "NotFound"
     body = {"NeutronError": {"type": err_type, "message": exc.message, "detail": ""}}
-    return json_response(body, exc.http_status)
+    response = json_response(body, exc.http_status)
+    # What Neutron's body has no place for, in headers: the body keeps
+    # Neutron's exact shape, and podwire's own client reads them back.
+    for key in ("kind", "object_id", "field"):
+        value = getattr(exc, key)
+        # Only what a header can carry as is (an id from a request path may be anything).
+        if value is not None and value.isascii() and value.isprintable():
+            response.headers[ERROR_HEADERS[key]] = value
+    return response
 
 
 @dataclass(frozen=True)

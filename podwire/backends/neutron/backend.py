@@ -154,6 +154,7 @@ class NeutronBackend:
                 f"{method} {path}",
                 kind=kind,
                 object_id=object_id,
+                headers=response.headers,
             )
         if response.status_code == 204 or not response.content:
             return None

@@ -1,7 +1,8 @@
 """Neutron's error answers -> podwire.errors, in one place.
 
 Neutron (and podwire server, which speaks its dialect) answer
-``{"NeutronError": {"type": ..., "message": ...}}`` with an HTTP status; the
+``{"NeutronError": {"type": ..., "message": ...}}`` with an HTTP status (podwire
+server adds the kind, object id and field as X-Podwire-Error-* headers); the
 type tells apart errors that share a status (IpAddressGenerationFailure is a
 409 like any conflict, but podwire calls it Exhausted). 412 is the answer to
 a failed ``If-Match: revision_number=N``: PreconditionFailed.
@@ -10,6 +11,7 @@ a failed ``If-Match: revision_number=N``: PreconditionFailed.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from podwire import errors
 
@@ -66,6 +68,7 @@ def error_from_answer(
     *,
     kind: str | None = None,
     object_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> errors.PodwireError:
     """An HTTP error answer (status, body) -> the podwire error it means.
 
@@ -101,4 +104,9 @@ def error_from_answer(
         head = message.split(": ", 1)[0]
         if " " not in head:
             field = head
+    if headers is not None:
+        # podwire server says what Neutron's body cannot: that wins.
+        kind = headers.get("X-Podwire-Error-Kind") or kind
+        object_id = headers.get("X-Podwire-Error-Object-Id") or object_id
+        field = headers.get("X-Podwire-Error-Field") or field
     return cls(message, kind=kind, object_id=object_id, field=field)

@@ -110,7 +110,11 @@ def _neutron_app(agent: Agent) -> ASGIApp | None:
         create_app, trust_all = api.create_app, api.TrustAllAuth
     except (ImportError, AttributeError):  # no API app in this build: serve /v1 only
         return None
-    app: ASGIApp = create_app(_TellsTheAgent(agent), trust_all(agent.config.agent.project_id))
+    app: ASGIApp = create_app(
+        _TellsTheAgent(agent),
+        trust_all(agent.config.agent.project_id),
+        limits=agent.config.api,  # the same size limits as `podwire server` with this config
+    )
     return app
 
 

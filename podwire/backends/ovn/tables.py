@@ -105,11 +105,23 @@ def addresses_of(lsp: Row) -> tuple[str | None, tuple[str, ...]]:
     """(MAC, canonical IPs) from the addresses column."""
 
     def parse(addresses: list[str]) -> tuple[str | None, tuple[str, ...]]:
-        mac, ips = codec.parse_lsp_addresses(list(addresses))
+        # The pairs' MACs matter only for a port without IPs (rare): read
+        # external_ids only then.
+        entries = list(addresses)
+        several_bare = sum(1 for e in entries if len(e.split()) == 1 and e != "unknown") > 1
+        mac, ips = codec.parse_lsp_addresses(
+            entries, _pair_macs(lsp) if several_bare else frozenset()
+        )
         return mac, tuple(str(ipaddress.ip_address(ip)) for ip in ips)
 
     parsed: tuple[str | None, tuple[str, ...]] = rows.derived(lsp, "addresses", "parsed", parse)
     return parsed
+
+
+def _pair_macs(lsp: Row) -> frozenset[str]:
+    raw = xids(lsp).get(codec.PREFIX + "allowed_address_pairs")
+    pairs = json.loads(raw) if raw else []
+    return frozenset(p["mac_address"].lower() for p in pairs if p.get("mac_address"))
 
 
 def find_trunk_parent(t: Tables, trunk_id: str) -> Row | None:

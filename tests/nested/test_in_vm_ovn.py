@@ -32,17 +32,65 @@ def _port_security(world: NestedWorld) -> str:
     )
 
 
-def test_ipvlan_on_ovn_pairs_become_port_security(nested_world_ovn: NestedWorld) -> None:
+def _lsp_type(world: NestedWorld, port_id: str) -> list[str]:
+    return str(
+        world.ovn.nbctl("--bare", "--columns=type,options", "list", "Logical_Switch_Port", port_id)
+    ).split()
+
+
+def _container_ports(world: NestedWorld) -> dict[str, str]:
+    """The VM's containers' ports: {IPv4 address: port id}."""
+    with world.backend() as alice:
+        ports = alice.list_ports(world.ctx(), {"network_id": [world.network_id]})
+    return {
+        f.ip_address: p.id
+        for p in ports
+        if any(t.startswith("podwire:host=pw9-vm") for t in p.tags)
+        for f in p.fixed_ips
+        if ":" not in f.ip_address
+    }
+
+
+def _host_ping(world: NestedWorld, address: str) -> None:
+    """From the host's container (outside the VM) to ``address``."""
+    import subprocess
+
+    answer = subprocess.run(
+        ["ip", "netns", "exec", world.host_netns, "busybox", "ping", "-c1", "-W2", address],
+        capture_output=True,
+        text=True,
+    )
+    assert answer.returncode == 0, f"host container cannot reach {address}: {answer.stdout}"
+
+
+@pytest.mark.parametrize("kind", ["ipvlan_nested", "macvlan_nested"])
+def test_pair_kinds_pass_traffic_on_ovn(nested_world_ovn: NestedWorld, kind: str) -> None:
+    """Two containers in the VM reach each other and the host's container
+    over IPv4 and IPv6; their own ports are OVN virtual ports whose parent
+    is the VM's port (podwire/backends/ovn/virtual.py), and the VM port's
+    port_security holds exactly their pairs while they live."""
     world, guest = nested_world_ovn, nested_world_ovn.guest
-    # Control plane only: traffic of ipvlan/macvlan containers on OVN is not
-    # proven yet. The container's own unbound port still holds its MAC and
-    # address in OVN's addresses column, so OVN's ARP responder answers for
-    # the container with that port's MAC, racing the container's own answer
-    # (docs/nested.md, "Known gaps"). VLAN traffic on OVN is proven below.
-    with containers(world, 2) as (c1, c2):
-        assert pairs(world) == {(ip, guest.mac) for ip in c1["ips"] + c2["ips"]}
-        security = _port_security(world)
-        assert all(ip in security for ip in c1["ips"] + c2["ips"]), security
+    if kind != "ipvlan_nested":
+        guest.restart_agent(default_kind=kind)
+    try:
+        with containers(world, 2) as (c1, c2):
+            macs = {
+                c["netns"]: guest.mac if kind == "ipvlan_nested" else c["mac"] for c in (c1, c2)
+            }
+            assert pairs(world) == {(ip, macs[c["netns"]]) for c in (c1, c2) for ip in c["ips"]}
+            security = _port_security(world)
+            assert all(ip in security for ip in c1["ips"] + c2["ips"]), security
+            for v4, port_id in _container_ports(world).items():
+                row = _lsp_type(world, port_id)
+                assert row[:1] == ["virtual"], row
+                assert f"virtual-ip={v4}" in row and f"virtual-parents={world.vm_port_id}" in row
+            for address in c2["ips"] + world.host_addresses:
+                ping(guest, c1["netns"], address)
+            for address in c1["ips"]:
+                _host_ping(world, address)
+    finally:
+        if kind != "ipvlan_nested":
+            guest.restart_agent(default_kind=None)
     assert_clean(world)
     security = _port_security(world)
     assert not any(ip in security for ip in c1["ips"] + c2["ips"]), security

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from podwire.backends.ovn import OvnBackend
+from podwire.errors import Conflict
 from podwire.model import (
     AllowedAddressPair,
     Context,
@@ -72,6 +73,8 @@ def test_a_container_port_on_the_vm_ports_pairs_becomes_virtual(
     row = _row(ovn_nb, box.id)
     assert row["type"] == "virtual"
     assert f"virtual-ip={v4}" in row["options"] and f"virtual-parents={vm.id}" in row["options"]
+    # Its MAC and addresses are the VM port's to answer for: none on the row.
+    assert row["addresses"] == ""
     # The pair MAC is a bare entry of the VM port's addresses: L2 lookup
     # sends frames for it to the VM's port.
     assert box.mac_address in _row(ovn_nb, vm.id)["addresses"]
@@ -93,9 +96,20 @@ def test_a_container_port_on_the_vm_ports_pairs_becomes_virtual(
     again = backend.get_port(CTX, box.id)
     assert again.mac_address == box.mac_address and again.fixed_ips == box.fixed_ips
 
+    # The parked addresses are still taken: IPAM does not give them again.
+    with pytest.raises(Conflict):
+        backend.create_port(
+            CTX, PortCreate(network_id=net.id, fixed_ips=[FixedIpRequest(ip_address=v4)])
+        )
+    # A change of the container's own port keeps it virtual.
+    backend.update_port(CTX, box.id, PortUpdate(name="pwo-box"))
+    assert _row(ovn_nb, box.id)["type"] == "virtual"
+    assert backend.get_port(CTX, box.id).fixed_ips == box.fixed_ips
+
     backend.update_port(CTX, vm.id, PortUpdate(allowed_address_pairs=[]))
     row = _row(ovn_nb, box.id)
     assert row["type"] == "" and "virtual" not in row["options"]
+    assert row["addresses"].startswith(box.mac_address), row
     assert box.mac_address not in _row(ovn_nb, vm.id)["addresses"]
 
 

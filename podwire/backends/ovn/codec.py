@@ -37,6 +37,9 @@ SWITCH_PREFIX = "podwire-"
 IPAM_GENERATION = "podwire:ipam_generation"
 TRUNK_KEY = "podwire:trunk"
 TRUNK_ID_KEY = "podwire:trunk_id"
+# A virtual port's own addresses entries (JSON list), kept here while its
+# addresses column is empty (podwire/backends/ovn/virtual.py).
+PARKED_KEY = "podwire:parked_addresses"
 
 _M = TypeVar("_M", bound=BaseModel)
 

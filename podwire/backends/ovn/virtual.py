@@ -20,8 +20,16 @@ macvlan container's MAC to the VM's port). podwire does the same:
   container answers for itself (ipvlan with the VM's MAC, macvlan with its
   own), and the VM port's port_security admits those answers;
 * when a parent sends an ARP/ND for the virtual IP, ovn-controller claims
-  the virtual port on the parent's chassis (``bind_vport``) and delivers its
-  frames through the parent's VIF.
+  the virtual port on the parent's chassis (``bind_vport``).
+
+One step further than ML2/OVN: a virtual port's addresses column is emptied
+while it is virtual (its entries kept in external_ids, ``podwire:parked_
+addresses``, where IPAM and the API still read them). With the macvlan
+container's MAC both on the virtual port and (as a pair MAC) on the VM's
+port, L2 lookup had two ports for one MAC, and frames that went to the
+virtual port never reached the VM (OVN 23.03, measured in the VM test); an
+ipvlan container's port MAC is never used at all. With the column empty,
+L2 lookup and ARP/ND for the container go only to and through the VM's port.
 
 Which ports are virtual is derived, never stored: after any write that
 changes a port's pairs, addresses or binding, the ports of that switch whose
@@ -117,12 +125,18 @@ def apply(lsp: Row, parents: dict[str, list[str]]) -> None:
                 chosen = (ip, holders)
                 break
     options = dict(_column(lsp, "options", {}))
+    parked = xids(lsp).get(codec.PARKED_KEY)
     if chosen is None:
         if is_virtual(lsp):
             lsp.type = ""
             options.pop(VIRTUAL_IP, None)
             options.pop(VIRTUAL_PARENTS, None)
             lsp.options = options
+        if parked is not None:
+            lsp.addresses = json.loads(parked)
+            ids = dict(xids(lsp))
+            ids.pop(codec.PARKED_KEY)
+            lsp.external_ids = ids
         return
     ip, holders = chosen
     wanted = {**options, VIRTUAL_IP: ip, VIRTUAL_PARENTS: ",".join(holders)}
@@ -130,6 +144,14 @@ def apply(lsp: Row, parents: dict[str, list[str]]) -> None:
         lsp.type = VIRTUAL
     if wanted != options:
         lsp.options = wanted
+    entries = list(_column(lsp, "addresses", []))
+    if entries:
+        # The VM's port answers for these addresses (its pairs; a pair's own
+        # MAC is an entry of its addresses): the same MAC here too would give
+        # L2 lookup two ports for it, and frames sent to the virtual port
+        # were not delivered (tests/nested/test_in_vm_ovn.py, macvlan).
+        lsp.external_ids = {**xids(lsp), codec.PARKED_KEY: json.dumps(sorted(entries))}
+        lsp.addresses = []
 
 
 def refresh(ls: Row, ips: Iterable[str], *, deleted: str | None = None) -> None:

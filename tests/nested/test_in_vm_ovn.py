@@ -12,13 +12,15 @@ VM's port and tag = its VLAN id; ovn-controller strips and adds the tags.
 from __future__ import annotations
 
 import contextlib
+import json
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from podwire.model import NetworkCreate, SubnetCreate
-from tests.fixtures.agent import netconf
-from tests.fixtures.uml import PW9_NET, NestedWorld
+from podwire.model import NetworkCreate, PortCreate, SubnetCreate
+from tests.fixtures.agent import SHIM, CniAnswer, netconf
+from tests.fixtures.uml import PW9_NET, Guest, NestedWorld
 from tests.nested.helpers import assert_clean, containers, pairs, ping
 
 pytestmark = [pytest.mark.vm, pytest.mark.ovn]
@@ -172,3 +174,60 @@ def test_ovn_server_fronts_the_same_api(nested_world_ovn: NestedWorld) -> None:
         vm = alice.get_port(world.ctx(), world.vm_port_id)
     assert vm.network_id == world.network_id and vm.revision_number >= 0
     assert PW9_NET in world.ovn.nbctl("--bare", "--columns=external_ids", "list", "Logical_Switch")
+
+
+def _cni_add(guest: Guest, config: dict[str, object], name: str) -> CniAnswer:
+    """An ADD with a config of the test's own (Guest.cni sends a plain one)."""
+    env = {
+        "PODWIRE_AGENT_SOCKET": guest.agent_socket,
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": name,
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/opt/cni/bin",
+        "CNI_NETNS": f"/run/netns/{name}",
+    }
+    answer = guest.run(str(SHIM), stdin=json.dumps(config), env=env, timeout=120)
+    return CniAnswer(answer.rc, answer.stdout.encode(), answer.stderr.encode())
+
+
+def test_another_projects_network_or_port_is_forbidden(nested_world_ovn: NestedWorld) -> None:
+    """The agent in the VM acts for alice's project: a network or port of
+    bob's named in a request is refused as forbidden before anything is
+    made, and nothing changes (pairs, ports, the guest's interfaces)."""
+    world, guest = nested_world_ovn, nested_world_ovn.guest
+    with world.backend("bob") as bob:
+        net = bob.create_network(world.ctx("bob"), NetworkCreate(name="pwo-bobnet"))
+        bob.create_subnet(world.ctx("bob"), SubnetCreate(network_id=net.id, cidr="198.18.212.0/24"))
+        bobs_port = bob.create_port(world.ctx("bob"), PortCreate(network_id=net.id))
+    with world.backend() as alice:
+        before = {p.id: p.revision_number for p in alice.list_ports(world.ctx())}
+    name = "pwof" + uuid.uuid4().hex[:6]
+    guest.run(f"ip netns add {name}").check()
+    try:
+        cases = {
+            "network": netconf(net.id, "1.0.0"),
+            "port": {
+                "cniVersion": "1.0.0",
+                "name": PW9_NET,
+                "type": "podwire",
+                "networks": [{"name": PW9_NET, "port": bobs_port.id}],
+            },
+        }
+        for what, config in cases.items():
+            answer = _cni_add(guest, config, name)
+            assert answer.code != 0, answer.stdout
+            assert answer.json["msg"].startswith(f"forbidden: {what}"), answer.json
+            guest.cni("DEL", PW9_NET, container_id=name, netns=f"/run/netns/{name}")
+        with world.backend() as alice:
+            after = {p.id: p.revision_number for p in alice.list_ports(world.ctx())}
+        assert after == before
+        with world.backend("bob") as bob:
+            again = bob.get_port(world.ctx("bob"), bobs_port.id)
+            assert again.device_id == "" and again.revision_number == bobs_port.revision_number
+            assert [p.id for p in bob.list_ports(world.ctx("bob"))] == [bobs_port.id]
+    finally:
+        guest.run(f"ip netns del {name}")
+        with world.backend("bob") as bob:
+            bob.delete_port(world.ctx("bob"), bobs_port.id)
+            bob.delete_network(world.ctx("bob"), net.id)
+    assert_clean(world)

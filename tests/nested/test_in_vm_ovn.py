@@ -20,7 +20,7 @@ import pytest
 
 from podwire.model import NetworkCreate, PortCreate, SubnetCreate
 from tests.fixtures.agent import SHIM, CniAnswer, netconf
-from tests.fixtures.uml import PW9_NET, Guest, NestedWorld
+from tests.fixtures.uml import PW9_NET, Guest, NestedWorld, second_vm_ovn
 from tests.nested.helpers import assert_clean, containers, pairs, ping
 
 pytestmark = [pytest.mark.vm, pytest.mark.ovn]
@@ -231,3 +231,30 @@ def test_another_projects_network_or_port_is_forbidden(nested_world_ovn: NestedW
             bob.delete_port(world.ctx("bob"), bobs_port.id)
             bob.delete_network(world.ctx("bob"), net.id)
     assert_clean(world)
+
+
+@pytest.fixture(scope="module")
+def second_vm(nested_world_ovn: NestedWorld) -> Iterator[NestedWorld]:
+    with second_vm_ovn(nested_world_ovn) as world:
+        yield world
+
+
+def test_two_vms_containers_on_one_logical_switch(
+    nested_world_ovn: NestedWorld,
+    second_vm: NestedWorld,
+    ovn_vlan_network: tuple[str, str],
+) -> None:
+    """Issue 9, item 5: containers of two VMs on the same logical switch
+    reach each other, over IPv4 and IPv6 through the VM ports' pairs
+    (ipvlan), and through each VM's sub-ports on a second switch (VLAN)."""
+    first, second = nested_world_ovn, second_vm
+    vlan_network, _ = ovn_vlan_network
+    with containers(first, 1) as (a,), containers(second, 1) as (b,):
+        for address in b["ips"]:
+            ping(first.guest, a["netns"], address)
+        for address in a["ips"]:
+            ping(second.guest, b["netns"], address)
+    with containers(first, 1, vlan_network) as (a,), containers(second, 1, vlan_network) as (b,):
+        ping(first.guest, a["netns"], b["ips"][0])
+    assert_clean(first)
+    assert_clean(second)

@@ -23,7 +23,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from podwire.agent import device_info, ports, steps, teardown
+from podwire.agent import device_info, ports, steps, teardown, tenancy
 from podwire.agent.caches import Stages
 from podwire.agent.types import (
     LABEL_NETWORK,
@@ -145,7 +145,10 @@ def _attach_one(
 ) -> AttachedInterface:
     sel, ifname = item.selection, item.ifname
     stages = Stages("ADD")
-    network, subnets = agent.networks.get(sel.network)
+    try:
+        network, subnets = agent.networks.get(sel.network)
+    except NotFound as exc:
+        raise tenancy.unseen(agent, exc, "network", sel.network) from None
     stages.mark("network_lookup")
     source, intent = ports.source_of(agent, req, sel)
     record_id = new_id()

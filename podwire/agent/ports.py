@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from podwire.agent import steps
+from podwire.agent import steps, tenancy
 from podwire.agent.ownership import attachment_port_tags, device_owner, port_name
 from podwire.agent.types import AttachRequest, NetworkSelection
-from podwire.errors import Conflict, InvalidInput
+from podwire.errors import Conflict, InvalidInput, NotFound
 from podwire.kinds import registry
 from podwire.kinds.base import UNDECIDED_VIF_TYPES, KindChoice
 from podwire.model import Network, Port, PortBinding, PortCreate, PortUpdate, parse
@@ -119,7 +119,10 @@ def _create(
 
 
 def _adopt(agent: Agent, req: AttachRequest, network: Network, port_id: str) -> Port:
-    port = agent.backend.get_port(agent.ctx, port_id)
+    try:
+        port = agent.backend.get_port(agent.ctx, port_id)
+    except NotFound as exc:
+        raise tenancy.unseen(agent, exc, "port", port_id) from None
     if port.network_id != network.id:
         raise InvalidInput(
             f"port {port.id} is on network {port.network_id}, not {network.id}",

@@ -151,6 +151,10 @@ class KindPlugin:
     #: node: e.g. "macvlan" says how containers inside VMs join the network,
     #: while the host's own containers join it by the host's default kind.
     node_modes: ClassVar[tuple[str, ...]] = ()
+    #: whether an agent of the kind's node modes acts for ONE project (a VM
+    #: owner's token): a network or port its token cannot see is then
+    #: another project's, refused as Forbidden (registry.unseen_is_forbidden).
+    one_project: ClassVar[bool] = False
 
     def __init__(self, env: KindEnv) -> None:
         self.env = env

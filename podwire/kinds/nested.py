@@ -187,6 +187,7 @@ class NestedKind(KindPlugin):
 
     binds_port: ClassVar[bool] = False
     node_modes: ClassVar[tuple[str, ...]] = ("nested",)
+    one_project = True
 
     def __init__(self, env: KindEnv) -> None:
         super().__init__(env)

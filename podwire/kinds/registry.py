@@ -94,6 +94,13 @@ def _loadable() -> list[type[KindPlugin]]:
     return out
 
 
+def unseen_is_forbidden(node_mode: str) -> bool:
+    """True when the kinds of ``node_mode`` serve one project only (nested:
+    the VM owner's): what the agent's token cannot see is then refused as
+    Forbidden, not NotFound."""
+    return any(cls.one_project and node_mode in cls.node_modes for cls in _loadable())
+
+
 def decide(choice: KindChoice) -> str:
     """The one decision of an attachment's kind, in this order: the
     network's datapath hint (the operator's explicit choice), the backend's

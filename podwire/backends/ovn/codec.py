@@ -21,6 +21,7 @@ readable; every other field is JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel
@@ -36,6 +37,9 @@ SWITCH_PREFIX = "podwire-"
 IPAM_GENERATION = "podwire:ipam_generation"
 TRUNK_KEY = "podwire:trunk"
 TRUNK_ID_KEY = "podwire:trunk_id"
+# A virtual port's own addresses entries (JSON list), kept here while its
+# addresses column is empty (podwire/backends/ovn/virtual.py).
+PARKED_KEY = "podwire:parked_addresses"
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -85,23 +89,37 @@ def decode_fields(model: type[BaseModel], external_ids: dict[str, str]) -> dict[
 _ADDRESS_KEYWORDS = {"unknown", "dynamic", "router"}
 
 
-def lsp_addresses(mac: str, ips: list[str], *, port_security: bool) -> list[str]:
-    """The addresses column: "MAC IP IP"; plus "unknown" without port security,
+def lsp_addresses(
+    mac: str, ips: list[str], *, port_security: bool, extra_macs: Sequence[str] = ()
+) -> list[str]:
+    """The addresses column: "MAC IP IP"; then, with port security, each
+    other MAC the port's pairs admit as a bare entry (so L2 lookup delivers
+    frames for it here, as ML2/OVN does); without port security "unknown",
     so that traffic to addresses the port did not declare still reaches it."""
     entries = [" ".join([mac, *ips])]
-    if not port_security:
+    if port_security:
+        entries.extend(extra_macs)
+    else:
         entries.append("unknown")
     return entries
 
 
-def parse_lsp_addresses(addresses: list[str]) -> tuple[str | None, list[str]]:
-    """(MAC, IPs) from the first "MAC IP..." entry of the addresses column."""
+def parse_lsp_addresses(
+    addresses: list[str], pair_macs: frozenset[str] = frozenset()
+) -> tuple[str | None, list[str]]:
+    """(MAC, IPs) of the port from its addresses column. OVSDB keeps the
+    column as an unordered set: the port's own entry is the one with IPs;
+    without IPs, the bare MAC that is not one of its pairs' MACs."""
+    bare: list[str] = []
     for entry in addresses:
         words = entry.split()
         if not words or words[0] in _ADDRESS_KEYWORDS:
             continue
-        return words[0], words[1:]
-    return None, []
+        if len(words) > 1:
+            return words[0], words[1:]
+        bare.append(words[0])
+    own = [mac for mac in bare if mac.lower() not in pair_macs] or bare
+    return (sorted(own)[0] if own else None), []
 
 
 def lsp_port_security(

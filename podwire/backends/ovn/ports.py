@@ -9,7 +9,7 @@ from typing import Any
 
 from podwire.backends import rules
 from podwire.backends.base import Filters
-from podwire.backends.ovn import codec, ipam
+from podwire.backends.ovn import codec, ipam, virtual
 from podwire.backends.ovn.filters import matches
 from podwire.backends.ovn.objects import to_network, to_port, to_subnet
 from podwire.backends.ovn.store import NbStore
@@ -83,7 +83,10 @@ class PortCalls(NbStore):
         """Every column of the port's row from the Port object."""
         ips = [f.ip_address for f in port.fixed_ips]
         lsp.addresses = codec.lsp_addresses(
-            port.mac_address, ips, port_security=port.port_security_enabled
+            port.mac_address,
+            ips,
+            port_security=port.port_security_enabled,
+            extra_macs=virtual.extra_macs(port.mac_address, port.allowed_address_pairs),
         )
         lsp.port_security = codec.lsp_port_security(
             port.mac_address, ips, port.allowed_address_pairs, enabled=port.port_security_enabled
@@ -142,6 +145,7 @@ class PortCalls(NbStore):
             lsp.external_ids = {}
             self._write_port(lsp, port)
             ls.addvalue("ports", lsp)
+            _follow_pairs(ls, lsp, frozenset(), virtual.pair_ips(lsp))
             return port
 
         return self._nb.write(work)
@@ -203,6 +207,7 @@ class PortCalls(NbStore):
                 values["fixed_ips"] = self._reallocate(t, ls, current, req.fixed_ips, values)
             lsp.verify("external_ids")
             lsp.verify("addresses")
+            pairs_before = virtual.pair_ips(lsp)
             updated = Port.model_validate(
                 {
                     **current.model_dump(),
@@ -212,6 +217,7 @@ class PortCalls(NbStore):
                 }
             )
             self._write_port(lsp, updated)
+            _follow_pairs(ls, lsp, pairs_before, virtual.pair_ips(lsp))
             return updated
 
         return self._nb.write(work)
@@ -253,7 +259,18 @@ class PortCalls(NbStore):
             rules.check_port_deletable(port_id, trunk_id_of_parent(lsp), optional(lsp.parent_name))
             ls = find_switch(t, xids(lsp).get(codec.PREFIX + "network_id", ""))
             if ls is not None:
+                virtual.refresh(ls, virtual.pair_ips(lsp), deleted=port_id)
                 ls.delvalue("ports", lsp)
             lsp.delete()
 
         self._nb.write(work)
+
+
+def _follow_pairs(ls: Row, lsp: Row, before: frozenset[str], after: frozenset[str]) -> None:
+    """The ports whose addresses the port's pairs gained or lost follow, and
+    the port itself may become (or stop being) a virtual port (virtual.py)."""
+    changed = before ^ after
+    if changed:
+        virtual.refresh(ls, changed)
+    if virtual.unbound(lsp) or virtual.is_virtual(lsp):
+        virtual.apply(lsp, virtual.parents_by_ip(ls))

@@ -102,14 +102,31 @@ def utc_now() -> datetime:
 
 
 def addresses_of(lsp: Row) -> tuple[str | None, tuple[str, ...]]:
-    """(MAC, canonical IPs) from the addresses column."""
+    """(MAC, canonical IPs) from the addresses column, or, for a virtual
+    port whose column is empty, from the entries parked in external_ids."""
 
     def parse(addresses: list[str]) -> tuple[str | None, tuple[str, ...]]:
-        mac, ips = codec.parse_lsp_addresses(list(addresses))
+        # The pairs' MACs matter only for a port without IPs (rare): read
+        # external_ids only then.
+        entries = list(addresses)
+        bare = [e for e in entries if len(e.split()) == 1 and e != "unknown"]
+        pair_macs = _pair_macs(lsp) if len(bare) > 1 else frozenset()
+        mac, ips = codec.parse_lsp_addresses(entries, pair_macs)
         return mac, tuple(str(ipaddress.ip_address(ip)) for ip in ips)
 
     parsed: tuple[str | None, tuple[str, ...]] = rows.derived(lsp, "addresses", "parsed", parse)
+    if parsed[0] is None and codec.PARKED_KEY in xids(lsp):
+        parked: tuple[str | None, tuple[str, ...]] = rows.derived(
+            lsp, "external_ids", "parked", lambda ids: parse(json.loads(ids[codec.PARKED_KEY]))
+        )
+        return parked
     return parsed
+
+
+def _pair_macs(lsp: Row) -> frozenset[str]:
+    raw = xids(lsp).get(codec.PREFIX + "allowed_address_pairs")
+    pairs = json.loads(raw) if raw else []
+    return frozenset(p["mac_address"].lower() for p in pairs if p.get("mac_address"))
 
 
 def find_trunk_parent(t: Tables, trunk_id: str) -> Row | None:

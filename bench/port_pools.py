@@ -150,7 +150,7 @@ def bench_neutron(n: int) -> dict[str, Any]:
 
     admin_ctx = Context.admin("pw12-admin")
     # The session fixture's own generator, outside pytest.
-    make_server = postgres.postgres_server.__pytest_wrapped__.obj  # type: ignore[attr-defined]
+    make_server = postgres.postgres_server._get_wrapped_function()
     server_fixture = contextlib.contextmanager(make_server)
     out: dict[str, Any] = {}
     with server_fixture() as pg:

@@ -109,6 +109,7 @@ def test_hit_creates_no_port_del_resets_it_drain_and_network_delete(
 ) -> None:
     agent, (net, other) = _pooled_agent(start_agent, tmp_path, networks=2)
     _wait_ready(agent, 4)
+    assert agent.get("/v1/status")["pools"]["ready"] >= 4
     before = {p.id for p in agent.ports(net.id)}
     assert len(before) == 2 and before <= _ready(agent)  # the pool's ports only
     for port in agent.ports(net.id):

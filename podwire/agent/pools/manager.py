@@ -41,9 +41,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NO_BINDING = "-"  # the pool's ports bind to no host (a kind inside a VM)
-# A periodic sweep gives back a taken port no attachment names only after
-# this long: an ADD records the port id within its own run.
-TAKEN_GRACE_SECONDS = 120.0
+# A periodic sweep settles a ``creating`` or ``taken`` entry only after this
+# long: a create answers within the backend's timeout, and an ADD records
+# the port it took within its own run.
+GRACE_SECONDS = 120.0
 
 
 class PortPools:
@@ -243,7 +244,9 @@ class PortPools:
         with self._lock:
             in_flight = set(self._in_flight)
         for entry in self.store.entries():
-            if entry.id in in_flight:
+            settled = startup or now - entry.changed_at > GRACE_SECONDS
+            young = entry.state in ("creating", "taken", "draining") and not settled
+            if entry.id in in_flight or young:
                 continue
             if entry.state == "creating":
                 port = by_entry.get(entry.id)
@@ -267,9 +270,7 @@ class PortPools:
                 elif entry.generation != self.config.generation or entry.pool_id not in specs:
                     self._delete(entry)
                     report["deleted"].append(entry.port_id or entry.id)
-            elif entry.port_id not in holders and (
-                startup or now - entry.changed_at > TAKEN_GRACE_SECONDS
-            ):
+            elif entry.port_id not in holders:
                 # Taken (or draining) and no attachment names it: an ADD died
                 # between the take and recording it.
                 assert entry.port_id is not None
@@ -491,8 +492,12 @@ class PortPools:
         if entry.port_id is None:
             self.store.remove(entry.id)
             return False
-        if entry.state != "deleting":
-            self.store.move(entry.id, "deleting")
+        # Only from the state it was read in: a take (or a give-back) may
+        # have moved it since, and a port in use is never deleted here.
+        if entry.state != "deleting" and not self.store.move(
+            entry.id, "deleting", only_from=(entry.state,)
+        ):
+            return False
         faults.hit("step.pool.delete:before")
         steps.delete_port(self.agent, entry.port_id)
         self.store.remove(entry.id)

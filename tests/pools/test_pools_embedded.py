@@ -226,7 +226,9 @@ def test_restart_keeps_the_pool_failed_and_killed_adds_give_ports_back(
     assert _attached_port(agent, cid) in pooled
 
 
-def test_kill_9_during_refill_leaves_no_stray_port(start_agent: Any, tmp_path: Path) -> None:
+def test_kill_9_during_refill_leaves_no_stray_port(
+    start_agent: Any, make_netns: Any, tmp_path: Path
+) -> None:
     # The second create dies once the backend made the port, the first one
     # possibly still answering: both are found by their marks.
     plan = [{"point": "step.pool.create:after", "action": "crash", "nth": 2}]
@@ -239,6 +241,16 @@ def test_kill_9_during_refill_leaves_no_stray_port(start_agent: Any, tmp_path: P
     ready = _wait_ready(agent, 2)
     assert made <= ready  # finished from the record and the mark, not leaked
     _no_stray_ports(agent, net)
+
+    # Pooled ports deleted behind the agent's back: an ADD never gets one.
+    for port_id in ready:
+        agent.backend.delete_port(agent.ctx, port_id)
+    ns, cid = make_netns("pwp"), unique("pwp", 12)
+    assert _add(agent, net, ns, cid).code == 0
+    attached = _attached_port(agent, cid)
+    assert attached not in ready
+    assert agent.backend.get_port(agent.ctx, attached).device_id in ("", cid)
+    assert not ready & _ready(agent)
 
 
 def test_generation_bump_drains_and_sweep_deletes_unheld_marked_ports(

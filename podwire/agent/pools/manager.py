@@ -2,8 +2,11 @@
 
 A pool is keyed by (network, project, security groups, host, binding): its
 ports are made as an ADD would make them, bound to this host, so a pool hit
-hands out a port without a create. ``take`` runs on the ADD path and makes
-one read (the port still exists and is still free); everything else runs on
+hands out a port without a create. ``take`` runs on the ADD path; on a
+backend that derives port status from the data plane it asks the backend
+nothing (the store keeps each port as the backend last answered it), on
+others it reads the port once (still there, still free); everything else
+runs on
 the pools' own threads: the refill round (every ``refill_interval`` seconds,
 or at once when a take leaves a pool short) and the periodic sweep. Creates
 go to a small executor, at most ``max_creating`` at once over all pools,
@@ -97,11 +100,20 @@ class PortPools:
                 return None
             faults.hit("step.pool.take:after")
             assert entry.port_id is not None
-            try:
-                port = self.agent.backend.get_port(self.agent.ctx, entry.port_id)
-            except NotFound:
-                self.store.remove(entry.id)  # gone behind our back: nothing to undo
-                continue
+            if entry.port_json is not None and self.agent.backend.derives_port_status:
+                # The port as the backend answered its create or its reset:
+                # a hit asks the backend nothing. Such a backend brings a
+                # port up only from the data plane, so one deleted behind
+                # the pool's back fails the ADD (its binding never comes),
+                # whose undo drops the entry. Elsewhere (no such check; a
+                # local database, a cheap read) the port is read.
+                port = Port.model_validate_json(entry.port_json)
+            else:
+                try:
+                    port = self.agent.backend.get_port(self.agent.ctx, entry.port_id)
+                except NotFound:
+                    self.store.remove(entry.id)  # gone behind our back: nothing to undo
+                    continue
             if port.network_id != network.id or port.device_id:
                 log.warning("pool %s: port %s is no longer free; dropped", spec.id, port.id)
                 self.store.remove(entry.id)
@@ -133,7 +145,7 @@ class PortPools:
             return
         assert spec is not None
         try:
-            self._reset(spec, entry, port_id)
+            reset = self._reset(spec, entry, port_id)
         except NotFound:
             self.store.remove(entry.id)
             return
@@ -141,7 +153,9 @@ class PortPools:
             log.warning("pool %s: reset of port %s failed (%s); deleting it", spec.id, port_id, exc)
             self._delete(entry)
             return
-        if not self.store.move(entry.id, "ready", only_from=("taken",)):
+        if not self.store.move(
+            entry.id, "ready", only_from=("taken",), port_json=reset.model_dump_json()
+        ):
             current = self.store.get(entry.id)
             if current is not None:  # drained while it was reset
                 self._delete(current)
@@ -254,7 +268,13 @@ class PortPools:
                     self.store.remove(entry.id)
                     report["dropped"].append(entry.id)
                 elif entry.pool_id in specs and entry.generation == self.config.generation:
-                    self.store.move(entry.id, "ready", port_id=port.id, groups=port.security_groups)
+                    self.store.move(
+                        entry.id,
+                        "ready",
+                        port_id=port.id,
+                        groups=port.security_groups,
+                        port_json=port.model_dump_json(),
+                    )
                     report["finished"].append(port.id)
                 else:
                     self.store.move(entry.id, "deleting", port_id=port.id)
@@ -356,6 +376,7 @@ class PortPools:
             only_from=("creating",),
             port_id=port.id,
             groups=port.security_groups,
+            port_json=port.model_dump_json(),
         )
         self._done(entry_id)
         if not moved or self._spec(spec.id) is None:  # drained meanwhile
@@ -460,7 +481,7 @@ class PortPools:
             tags=marks.port_tags(self.host, spec.id, self.config.generation, entry_id),
         )
 
-    def _reset(self, spec: PoolSpec, entry: Entry, port_id: str) -> None:
+    def _reset(self, spec: PoolSpec, entry: Entry, port_id: str) -> Port:
         """Back to what the pool made: name, device, no extra address pairs,
         the pool's security groups; not ACTIVE (nothing plugs it)."""
         self.agent.activator.settle(port_id)
@@ -481,7 +502,8 @@ class PortPools:
         if not self.agent.backend.derives_port_status and port.status != "DOWN":
             update["status"] = "DOWN"
         if update:
-            self.agent.backend.update_port(self.agent.ctx, port_id, PortUpdate(**update))
+            port = self.agent.backend.update_port(self.agent.ctx, port_id, PortUpdate(**update))
+        return port
 
     def _delete(self, entry: Entry | None) -> bool:
         """``deleting`` written, then the delete; the entry goes once the port

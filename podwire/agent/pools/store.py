@@ -50,7 +50,10 @@ CREATE TABLE IF NOT EXISTS entries (
     generation INTEGER NOT NULL,
     changed_at REAL NOT NULL,
     -- the port's security groups as created: what a reset puts back
-    groups TEXT
+    groups TEXT,
+    -- the port as the backend last answered it (JSON): what a take hands
+    -- out without asking the backend again
+    port TEXT
 );
 CREATE INDEX IF NOT EXISTS entries_pool_state ON entries (pool_id, state);
 CREATE UNIQUE INDEX IF NOT EXISTS entries_port ON entries (port_id);
@@ -77,6 +80,7 @@ class Entry:
     generation: int
     changed_at: float
     groups: tuple[str, ...] | None = None
+    port_json: str | None = None
 
 
 class PoolStore:
@@ -122,7 +126,7 @@ class PoolStore:
         """A new entry, ``creating``."""
         with self._lock:
             self._conn.execute(
-                "INSERT INTO entries VALUES (?, ?, NULL, 'creating', ?, ?, NULL)",
+                "INSERT INTO entries VALUES (?, ?, NULL, 'creating', ?, ?, NULL, NULL)",
                 (entry_id, pool_id, generation, time.time()),
             )
 
@@ -134,6 +138,7 @@ class PoolStore:
         only_from: Iterable[EntryState] | None = None,
         port_id: str | None = None,
         groups: Iterable[str] | None = None,
+        port_json: str | None = None,
     ) -> bool:
         """Write the entry's new state (and port, when learned); with
         ``only_from``, only from those states. True if it moved."""
@@ -145,6 +150,9 @@ class PoolStore:
         if groups is not None:
             sql += ", groups = ?"
             args.append(json.dumps(sorted(groups)))
+        if port_json is not None:
+            sql += ", port = ?"
+            args.append(port_json)
         sql += " WHERE id = ?"
         args.append(entry_id)
         if only_from is not None:
@@ -214,4 +222,5 @@ def _entry(row: tuple[object, ...]) -> Entry:
         generation=int(row[4]),  # type: ignore[call-overload]
         changed_at=float(row[5]),  # type: ignore[arg-type]
         groups=None if row[6] is None else tuple(json.loads(str(row[6]))),
+        port_json=None if row[7] is None else str(row[7]),
     )

@@ -272,6 +272,12 @@ def test_generation_bump_drains_and_sweep_deletes_unheld_marked_ports(
             tags=[f"podwire:host={host}", POOL_TAG, "podwire:pool=pwpgone"],
         ),
     )
+    untagged = agent.backend.create_port(
+        agent.ctx,
+        PortCreate(
+            network_id=net.id, device_owner="podwire:pool", binding=PortBinding(host_id=host)
+        ),
+    )
     other_host = agent.backend.create_port(
         agent.ctx,
         PortCreate(
@@ -284,7 +290,7 @@ def test_generation_bump_drains_and_sweep_deletes_unheld_marked_ports(
     new = _wait_ready(agent, 2)
     assert not new & old
     left = {p.id for p in agent.ports(net.id)}
-    assert leaked.id not in left and not old & left
+    assert leaked.id not in left and untagged.id not in left and not old & left
     assert left == new | {other_host.id}  # another host's pool is its own business
     for port in agent.ports(net.id):
         if port.id in new:

@@ -309,9 +309,29 @@ class PortPools:
                 continue  # its create is still answering
             steps.delete_port(self.agent, port.id)
             report["deleted"].append(port.id)
+        report["deleted"] += self._sweep_untagged(startup)
         if any(report.values()):
             log.info("pools: sweep %s", report)
         return report
+
+    def _sweep_untagged(self, startup: bool) -> list[str]:
+        """A Neutron without tags on create takes them in a second call: a
+        refill killed between the two leaves a port with the pool's
+        device_owner, bound to this host, and no tags. Deleted by that mark
+        (later than GRACE_SECONDS after its create, outside the start-up
+        sweep: a refill may be between its two calls)."""
+        deleted = []
+        filters = {"device_owner": [marks.DEVICE_OWNER]}
+        now = time.time()
+        for port in self.agent.backend.list_ports(self.agent.ctx, filters):
+            if port.tags or port.binding.host_id != self.host:
+                continue
+            created = port.created_at.timestamp() if port.created_at else 0.0
+            if not startup and now - created <= GRACE_SECONDS:
+                continue
+            steps.delete_port(self.agent, port.id)
+            deleted.append(port.id)
+        return deleted
 
     # --- background ------------------------------------------------------------------
 

@@ -307,6 +307,11 @@ class PortPools:
             creating = self.store.get(tag_value(port.tags, "entry") or "")
             if creating is not None and creating.state == "creating":
                 continue  # its create is still answering
+            if port.device_id:
+                # Never set by the pools (a take writes nothing; a reset
+                # clears it): someone else attached it. Theirs now.
+                log.warning("pools: port %s has device %s; left", port.id, port.device_id)
+                continue
             steps.delete_port(self.agent, port.id)
             report["deleted"].append(port.id)
         report["deleted"] += self._sweep_untagged(startup)

@@ -89,10 +89,18 @@ class Agent:
         self.status_files = StatusFiles(self)
         self.descriptions = Descriptions(self.kinds.describe)
         self.descriptions.get()  # start describing now, in the background
+        # Pools turned off with ports still pooled: opened for the start-up
+        # reconcile only, which empties them (no pooled port is left behind).
+        self._pools_leftover = False
         if self.port_pool is None and config.pools.enabled:
             from podwire.agent.pools import PortPools
 
             self.port_pool = PortPools(self)
+        elif self.port_pool is None and (config.state_dir / "pools.db").exists():
+            from podwire.agent.pools import PortPools
+
+            self.port_pool = PortPools(self)
+            self._pools_leftover = True
         self.metrics = Metrics(backend.name)
         self._register_metrics()
 
@@ -214,9 +222,16 @@ class Agent:
             try:
                 swept = self.port_pool.sweep(startup=True)
                 report["pool_ports"] = swept["deleted"] + swept["returned"]
+                if self._pools_leftover:
+                    # Ports in use are deleted at their DEL (no pool: deleted).
+                    report["pool_ports"] += self.port_pool.drain()
             except PodwireError as exc:
                 log.warning("reconcile: port pools: %s", exc.message)
-            self.port_pool.start()
+            if self._pools_leftover:
+                self.port_pool.close()
+                self.port_pool = None
+            else:
+                self.port_pool.start()
         return report
 
     def network_deleted(self, network: Network) -> bool:
@@ -261,7 +276,7 @@ class Agent:
     def _register_metrics(self) -> None:
         self.metrics.watch_gate(self.gate)
         pool = self.port_pool
-        if pool is not None:
+        if pool is not None and not self._pools_leftover:
             self.metrics.register_levels(
                 "podwire_port_pool_ports",
                 "Pre-created ports, by pool, network and state (creating, ready, taken, ...)",

@@ -296,3 +296,9 @@ def test_generation_bump_drains_and_sweep_deletes_unheld_marked_ports(
         if port.id in new:
             assert "podwire:generation=2" in port.tags
     agent.backend.delete_port(agent.ctx, other_host.id)
+
+    # Pools turned off: the restart empties what they held.
+    config.write_text(config.read_text().replace("enabled = true", "enabled = false"))
+    agent.restart()
+    assert agent.ports(net.id) == []
+    assert agent.get("/v1/pools")["pools"] == []

@@ -92,6 +92,8 @@ class PortPools:
     def take(self, network: Network, selection: NetworkSelection) -> Port | None:
         """A ready port of this network's pool, now taken; None on a miss (the
         pool is registered and refilled; the ADD creates its own port)."""
+        if not self.config.enabled:
+            return None  # opened only to empty what pools left (Agent.reconcile)
         spec = self._register(network)
         while True:
             entry = self.store.take_ready(spec.id, self.config.generation)

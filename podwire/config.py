@@ -13,7 +13,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from podwire import model
 from podwire.errors import InvalidInput
@@ -296,6 +303,43 @@ class SriovConfig(_Section):
         return value
 
 
+class PoolSizes(_Section):
+    """How many pre-created ports one pool keeps (docs/pools.md)."""
+
+    # Refill when fewer than this many are ready.
+    min: int = Field(default=2, ge=0)
+    # Never more than this many ready and being created in one pool.
+    max: int = Field(default=8, ge=1)
+    # Ports created per refill round of one pool.
+    batch: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PoolSizes:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class PoolsConfig(PoolSizes):
+    """Pools of pre-created ports (docs/pools.md). Off by default."""
+
+    enabled: bool = False
+    # Networks (names or ids) whose pools are filled from the start; any
+    # other network gets a pool at its first ADD.
+    networks: list[str] = Field(default_factory=list)
+    # Per-network sizes (by the name or id used above, or the network's id).
+    overrides: dict[str, PoolSizes] = Field(default_factory=dict)
+    # Creates in flight at once, over all pools.
+    max_creating: int = Field(default=4, ge=1)
+    # Seconds between refill rounds (a take that empties a pool starts one at once).
+    refill_interval: float = Field(default=2.0, gt=0)
+    # Seconds between sweeps of this host's pool-marked ports (and at start).
+    sweep_interval: float = Field(default=300.0, gt=0)
+    # Bump after changing what pooled ports look like: entries of another
+    # generation are drained (ready ones deleted, taken ones deleted at DEL).
+    generation: int = Field(default=1, ge=1)
+
+
 class Config(_Section):
     state_dir: Path = DEFAULT_STATE_DIR
     host_id: str = Field(default_factory=socket.gethostname)
@@ -311,6 +355,7 @@ class Config(_Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     nested: NestedConfig = Field(default_factory=NestedConfig)
     sriov: SriovConfig = Field(default_factory=SriovConfig)
+    pools: PoolsConfig = Field(default_factory=PoolsConfig)
 
     def embedded_db_url(self) -> str:
         return self.embedded.db_url or f"sqlite:///{self.state_dir / 'podwire.db'}"

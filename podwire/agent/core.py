@@ -52,7 +52,7 @@ from podwire.backends.base import Backend
 from podwire.config import Config
 from podwire.datapath.base import Driver
 from podwire.datapath.vif import VifBase
-from podwire.errors import Conflict, Drift, InvalidInput, NotFound, Unavailable
+from podwire.errors import Conflict, Drift, InvalidInput, NotFound, PodwireError, Unavailable
 from podwire.kinds.base import KindEnv
 from podwire.model import Context, Network, Port, Subnet
 
@@ -89,6 +89,18 @@ class Agent:
         self.status_files = StatusFiles(self)
         self.descriptions = Descriptions(self.kinds.describe)
         self.descriptions.get()  # start describing now, in the background
+        # Pools turned off with ports still pooled: opened for the start-up
+        # reconcile only, which empties them (no pooled port is left behind).
+        self._pools_leftover = False
+        if self.port_pool is None and config.pools.enabled:
+            from podwire.agent.pools import PortPools
+
+            self.port_pool = PortPools(self)
+        elif self.port_pool is None and (config.state_dir / "pools.db").exists():
+            from podwire.agent.pools import PortPools
+
+            self.port_pool = PortPools(self)
+            self._pools_leftover = True
         self.metrics = Metrics(backend.name)
         self._register_metrics()
 
@@ -109,6 +121,11 @@ class Agent:
             return
         self._closed.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.port_pool is not None:
+            try:
+                self.port_pool.close()
+            except Exception:
+                log.exception("closing the port pools failed")
         self.activator.close()
         self.status_files.close()
         self.flush_kinds()
@@ -197,19 +214,57 @@ class Agent:
         return self._guarded(container_id, self._set_frontend_state, (container_id, ifname, state))
 
     def reconcile(self) -> dict[str, list[str]]:
-        """After a crash, before serving: see reconcile.py."""
-        return reconcile_flow.reconcile(self)
+        """After a crash, before serving: see reconcile.py. Then the port
+        pools' sweep (after the attachments' roll-back, which gives their
+        pooled ports back) and their refills start."""
+        report = reconcile_flow.reconcile(self)
+        if self.port_pool is not None:
+            try:
+                swept = self.port_pool.sweep(startup=True)
+                report["pool_ports"] = swept["deleted"] + swept["returned"]
+                if self._pools_leftover:
+                    # Ports in use are deleted at their DEL (no pool: deleted).
+                    report["pool_ports"] += self.port_pool.drain()
+            except PodwireError as exc:
+                log.warning("reconcile: port pools: %s", exc.message)
+            if self._pools_leftover:
+                self.port_pool.close()
+                self.port_pool = None
+            else:
+                self.port_pool.start()
+        return report
 
     def network_deleted(self, network: Network) -> bool:
         """A deleted network: each kind drops what this host kept for it (a
         network's bridge holds the gateway addresses). True if anything went."""
         removed = False
+        if self.port_pool is not None:
+            try:
+                self.port_pool.network_deleted(network.id)
+            except Exception:
+                log.exception("port pools: network %s deleted: drain failed", network.id)
         for plugin in self.kinds.all():
             try:
                 removed = plugin.network_deleted(network) or removed
             except Exception:
                 log.exception("kind %s: network %s deleted hook failed", plugin.name, network.id)
         return removed
+
+    def network_deleting(self, network: Network) -> None:
+        """Before the network is deleted through the agent's API: its port
+        pools are drained first, so their ports do not hold it (NetworkInUse)."""
+        if self.port_pool is not None:
+            self.port_pool.drain(network.id)
+
+    def pools(self) -> list[dict[str, Any]]:
+        return self.port_pool.describe() if self.port_pool is not None else []
+
+    def drain_pools(self, network_ref: str | None = None) -> list[str]:
+        """Delete the pooled ports (of one network); the ports deleted."""
+        if self.port_pool is None:
+            return []
+        network_id = self.resolve_network(network_ref).id if network_ref else None
+        return self.port_pool.drain(network_id)
 
     def can_attach(self, network_ref: str) -> tuple[bool, str]:
         return status_flow.can_attach(self, network_ref)
@@ -220,6 +275,14 @@ class Agent:
 
     def _register_metrics(self) -> None:
         self.metrics.watch_gate(self.gate)
+        pool = self.port_pool
+        if pool is not None and not self._pools_leftover:
+            self.metrics.register_levels(
+                "podwire_port_pool_ports",
+                "Pre-created ports, by pool, network and state (creating, ready, taken, ...)",
+                ("pool", "network", "state"),
+                pool.levels,
+            )
         self.metrics.register_levels(
             "podwire_attachments",
             "Attachment records, by VIF kind and state",

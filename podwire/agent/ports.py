@@ -31,11 +31,28 @@ if TYPE_CHECKING:
 
 
 class PortPool(Protocol):
-    """A source of ready ports (pre-created, pre-bound), for fast ADDs."""
+    """A source of ready ports (pre-created, pre-bound), for fast ADDs
+    (podwire.agent.pools.PortPools; docs/pools.md)."""
 
     def take(self, network: Network, selection: NetworkSelection) -> Port | None: ...
 
     def give_back(self, port_id: str) -> None: ...
+
+    # The agent's own calls: start-up sweep and start, network deletes,
+    # what the API shows and drains, metrics levels.
+    def sweep(self, startup: bool = False) -> dict[str, list[str]]: ...
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def network_deleted(self, network_id: str) -> None: ...
+
+    def describe(self) -> list[dict[str, Any]]: ...
+
+    def drain(self, network_id: str | None = None) -> list[str]: ...
+
+    def levels(self) -> dict[tuple[str, ...], float]: ...
 
 
 def source_of(

@@ -65,7 +65,17 @@ def status(agent: Agent) -> AgentStatus:
         attachments=agent.store.count(),
         in_flight=agent.gate.admitted,
         drivers=agent.descriptions.get(),
+        pools=_pool_levels(agent),
     )
+
+
+def _pool_levels(agent: Agent) -> dict[str, int]:
+    if agent.port_pool is None:
+        return {}
+    levels: dict[str, int] = {}
+    for (_pool, _network, state), count in agent.port_pool.levels().items():
+        levels[state] = levels.get(state, 0) + int(count)
+    return levels
 
 
 # --- network-status ------------------------------------------------------------------

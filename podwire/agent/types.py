@@ -161,3 +161,6 @@ class AgentStatus(_Msg):
     attachments: int = 0
     in_flight: int = 0
     drivers: list[dict[str, Any]] = Field(default_factory=list)
+    # Pooled ports by state (creating, ready, taken, ...), over all pools;
+    # empty when pools are off (docs/pools.md).
+    pools: dict[str, int] = Field(default_factory=dict)

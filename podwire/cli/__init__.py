@@ -15,7 +15,7 @@ one line; adding a group is adding a module and its line.
 
 from __future__ import annotations
 
-from podwire.cli import attachments, networks, ports, services, subnets, trunks, vfs
+from podwire.cli import attachments, networks, pools, ports, services, subnets, trunks, vfs
 from podwire.cli.root import main
 from podwire.cli.target import DEFAULT_AGENT_SOCKET, DEFAULT_PROJECT, Target
 
@@ -27,5 +27,6 @@ main.add_command(services.server)
 main.add_command(services.agent)
 main.add_command(attachments.attachment)
 main.add_command(vfs.vf)
+main.add_command(pools.pool)
 
 __all__ = ["DEFAULT_AGENT_SOCKET", "DEFAULT_PROJECT", "Target", "main"]

@@ -3,6 +3,8 @@
 Routes:
   POST /v1/cni           the CNI shim transport (docs/cni.md, "The shim and the agent")
   GET  /v1/status        AgentStatus
+  GET  /v1/pools, POST /v1/pools/drain[?network=N]
+                         the port pools (podwire.agent.pools), and emptying them
   GET  /metrics          Prometheus metrics (podwire.agent.metrics)
   GET  /v1/attachments[/{container_id}], /v1/containers/{id}/network-status
                          attachment records and network-status documents
@@ -25,6 +27,7 @@ from starlette.routing import Route
 
 from podwire.agent.core import Agent
 from podwire.daemon.attachments import routes as attachment_routes
+from podwire.daemon.pools import routes as pool_routes
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -82,6 +85,7 @@ def build_app(agent: Agent) -> ASGIApp:
             Route("/v1/status", status, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/v1/inventory", inventory, methods=["GET"]),
+            *pool_routes(agent),
             *attachment_routes(agent),
         ]
     )
@@ -131,5 +135,6 @@ class _TellsTheAgent:
 
     def delete_network(self, ctx: Any, network_id: str) -> None:
         network = self._agent.backend.get_network(ctx, network_id)
+        self._agent.network_deleting(network)  # pooled ports would hold it
         self._agent.backend.delete_network(ctx, network_id)
         self._agent.network_deleted(network)

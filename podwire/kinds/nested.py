@@ -47,7 +47,6 @@ from podwire.errors import Busy, Conflict, Exhausted, Forbidden, InvalidInput, N
 from podwire.kinds.base import AttachmentRef, BuildContext, KindEnv, KindPlugin
 from podwire.kinds.common import common_fields
 from podwire.model import (
-    MAX_ALLOWED_ADDRESS_PAIRS,
     AllowedAddressPair,
     Network,
     Port,
@@ -286,14 +285,6 @@ class PairKind(NestedKind):
                     have.add(_pair_key(pair, mac))
             if new == current:
                 return port.revision_number
-            if len(new) > MAX_ALLOWED_ADDRESS_PAIRS:
-                raise Exhausted(
-                    f"port {vm_port_id} would hold {len(new)} allowed-address-pairs,"
-                    f" more than the {MAX_ALLOWED_ADDRESS_PAIRS} a port may have: the VM"
-                    " has too many containers' addresses for its port",
-                    kind="port",
-                    field="allowed_address_pairs",
-                )
             try:
                 return env.backend.update_port(
                     env.ctx,
@@ -301,6 +292,18 @@ class PairKind(NestedKind):
                     PortUpdate(allowed_address_pairs=new),
                     if_revision=port.revision_number,
                 ).revision_number
+            except InvalidInput as exc:
+                # The server's configured bound (api.max_allowed_address_pairs)
+                # decides how many pairs a port may hold, not a constant here.
+                if exc.field != "allowed_address_pairs":
+                    raise
+                raise Exhausted(
+                    f"port {vm_port_id} cannot hold {len(new)} allowed-address-pairs:"
+                    f" the VM has too many containers' addresses for its port ({exc.message})",
+                    kind="port",
+                    object_id=vm_port_id,
+                    field="allowed_address_pairs",
+                ) from exc
             except Conflict as exc:
                 if exc.http_status != 412:  # only a stale revision is worth another try
                     raise

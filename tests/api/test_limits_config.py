@@ -14,8 +14,19 @@ from typing import Any
 import httpx
 import pytest
 
-from podwire.config import ApiConfig, load_config
-from podwire.model import MAX_ALLOWED_ADDRESS_PAIRS, MAX_DNS_NAMESERVERS, MAX_HOST_ROUTES
+from podwire.backends.registry import open_backend
+from podwire.config import ApiConfig, Config, load_config
+from podwire.datapath.vif import MacvlanNested
+from podwire.errors import Exhausted
+from podwire.kinds.base import AttachmentRef, KindEnv
+from podwire.kinds.nested import MacvlanNestedKind
+from podwire.model import (
+    MAX_ALLOWED_ADDRESS_PAIRS,
+    MAX_DNS_NAMESERVERS,
+    MAX_HOST_ROUTES,
+    Context,
+    PortCreate,
+)
 from tests.api.test_errors import expect_error
 from tests.fixtures.common import unique
 from tests.fixtures.server import ServerInfo, podwire_command, start_podwire_server
@@ -161,6 +172,58 @@ def test_sub_port_limit(admin: httpx.Client, alice: httpx.Client, net: dict[str,
     add = f"/trunks/{trunk.json()['trunk']['id']}/add_subports"
     expect_error(admin, alice, "PUT", add, 400, "sub_ports", json={"sub_ports": subs[1:]})
     alice.delete(f"/trunks/{trunk.json()['trunk']['id']}")
+
+
+def test_nested_pairs_stop_at_the_servers_limit(
+    limited_server: ServerInfo, alice: httpx.Client, net: dict[str, Any]
+) -> None:
+    """A nested kind in a VM's agent adds its containers' pairs to the VM's
+    port until the server's configured bound (3 here) refuses: the refusal
+    is "exhausted" naming the key, and the VM port keeps the pairs it had."""
+    backend = open_backend(
+        Config.model_validate(
+            {
+                "backend": "remote",
+                "remote": {"url": limited_server.url, "token": limited_server.tokens["alice"]},
+            }
+        )
+    )
+    try:
+        vm = backend.create_port(
+            _ctx(limited_server), PortCreate(network_id=net["id"], name=unique("pwl-vm-"))
+        )
+        config = Config.model_validate(
+            {"agent": {"node_mode": "nested"}, "nested": {"port_id": vm.id, "nic": "eth0"}}
+        )
+        env = KindEnv(
+            config=config, backend=backend, ctx=_ctx(limited_server), uses_network=lambda _: False
+        )
+        kind = MacvlanNestedKind(env)
+        for n in range(4):
+            port = backend.create_port(_ctx(limited_server), PortCreate(network_id=net["id"]))
+            vif = MacvlanNested(
+                port_id=port.id,
+                network_id=net["id"],
+                mac=port.mac_address,
+                addresses=(f"{port.fixed_ips[0].ip_address}/24",),
+                parent_ifname="eth0",
+            )
+            ref = AttachmentRef(f"a{n}", f"c{n}", "eth0", net["id"], port.id)
+            if n < 3:
+                kind.apply_backend(ref, vif)
+                continue
+            before = backend.get_port(_ctx(limited_server), vm.id)
+            with pytest.raises(Exhausted, match=r"api\.max_allowed_address_pairs"):
+                kind.apply_backend(ref, vif)
+            after = backend.get_port(_ctx(limited_server), vm.id)
+            assert len(after.allowed_address_pairs) == 3
+            assert after.revision_number == before.revision_number
+    finally:
+        backend.close()
+
+
+def _ctx(server: ServerInfo) -> Context:
+    return Context(project_id=server.projects["alice"])
 
 
 @pytest.mark.parametrize(

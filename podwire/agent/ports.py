@@ -34,7 +34,9 @@ class PortPool(Protocol):
     """A source of ready ports (pre-created, pre-bound), for fast ADDs
     (podwire.agent.pools.PortPools; docs/pools.md)."""
 
-    def take(self, network: Network, selection: NetworkSelection) -> Port | None: ...
+    def take(
+        self, network: Network, selection: NetworkSelection, device_id: str = ""
+    ) -> Port | None: ...
 
     def give_back(self, port_id: str) -> None: ...
 
@@ -87,7 +89,7 @@ def take(
         return _create(agent, req, sel, ifname, network, intent["tags"])
     if source == steps.PORT_POOL:
         assert agent.port_pool is not None
-        return agent.port_pool.take(network, sel)
+        return agent.port_pool.take(network, sel, req.container_id)
     return _adopt(agent, req, network, intent["port_id"])
 
 

@@ -154,6 +154,21 @@ def check_unshare(network_id: str, foreign_ports: int) -> None:
         )
 
 
+# A pooled port, pre-created by an agent's port pool and not handed out (the
+# mark of podwire/agent/pools/marks.py; the backends import no agent code, so
+# the two strings are repeated here and a unit test keeps them equal).
+POOL_DEVICE_OWNER = "podwire:pool"
+POOL_PURPOSE_TAG = "podwire:purpose=pool"
+
+
+def is_pooled_port(device_owner: str, device_id: str, tags: Collection[str]) -> bool:
+    """A port a network delete removes with the network, as Neutron removes
+    its own network:dhcp ports: pool-marked, and attached to nothing (an ADD
+    that takes it sets ``device_id``; from then on it holds the network).
+    Every host's agent finds its entry's port gone at its next take or sweep."""
+    return device_owner == POOL_DEVICE_OWNER and POOL_PURPOSE_TAG in tags and not device_id
+
+
 def check_network_deletable(network_id: str, ports: int) -> None:
     if ports:
         raise Conflict(

@@ -315,3 +315,16 @@ def test_no_overlap_on_one_network() -> None:
         "cidr 198.18.0.128/25 overlaps cidr 198.18.0.0/24 of subnet s4 on network n"
     )
     assert (err.value.object_id, err.value.field) == ("s4", "cidr")
+
+
+def test_a_pooled_port_is_pool_marked_and_attached_to_nothing() -> None:
+    from podwire.agent.pools import marks
+
+    # The backends repeat the pools' mark (they import no agent code).
+    assert rules.POOL_DEVICE_OWNER == marks.DEVICE_OWNER
+    assert rules.POOL_PURPOSE_TAG in marks.host_pool_tags("h")
+    tags = marks.port_tags("h", "p", 1, "e")
+    assert rules.is_pooled_port("podwire:pool", "", tags)
+    assert not rules.is_pooled_port("podwire:pool", "container-1", tags)  # taken by an ADD
+    assert not rules.is_pooled_port("podwire:cni", "", tags)
+    assert not rules.is_pooled_port("podwire:pool", "", ["podwire:purpose=attachment"])

@@ -35,7 +35,7 @@ from podwire.agent.pools import marks
 from podwire.agent.pools.store import Entry, PoolSpec, PoolStore
 from podwire.agent.types import NetworkSelection
 from podwire.config import PoolSizes
-from podwire.errors import NotFound, PodwireError
+from podwire.errors import NotFound, PodwireError, PreconditionFailed
 from podwire.model import Network, Port, PortBinding, PortCreate, PortUpdate, new_id
 
 if TYPE_CHECKING:
@@ -89,9 +89,15 @@ class PortPools:
 
     # --- the PortPool hook (ADD and DEL) ---------------------------------------------
 
-    def take(self, network: Network, selection: NetworkSelection) -> Port | None:
+    def take(
+        self, network: Network, selection: NetworkSelection, device_id: str = ""
+    ) -> Port | None:
         """A ready port of this network's pool, now taken; None on a miss (the
-        pool is registered and refilled; the ADD creates its own port)."""
+        pool is registered and refilled; the ADD creates its own port).
+        ``device_id`` (the container) is written on backends that are asked
+        anyway (below): a pooled port without one goes with its network when
+        the network is deleted (backends/rules.is_pooled_port), a taken one
+        must hold the network."""
         if not self.config.enabled:
             return None  # opened only to empty what pools left (Agent.reconcile)
         spec = self._register(network)
@@ -108,21 +114,47 @@ class PortPools:
                 # port up only from the data plane, so one deleted behind
                 # the pool's back fails the ADD (its binding never comes),
                 # whose undo drops the entry. Elsewhere (no such check; a
-                # local database, a cheap read) the port is read.
-                port = Port.model_validate_json(entry.port_json)
+                # local database, a cheap call) the port is claimed in it.
+                port: Port | None = Port.model_validate_json(entry.port_json)
             else:
                 try:
-                    port = self.agent.backend.get_port(self.agent.ctx, entry.port_id)
+                    port = self._claim(entry, network, device_id)
                 except NotFound:
                     self.store.remove(entry.id)  # gone behind our back: nothing to undo
                     continue
-            if port.network_id != network.id or port.device_id:
-                log.warning("pool %s: port %s is no longer free; dropped", spec.id, port.id)
+            if port is None or port.network_id != network.id:
+                log.warning("pool %s: port %s is no longer free; dropped", spec.id, entry.port_id)
                 self.store.remove(entry.id)
                 continue
             if self._count(spec.id, "ready") < self._sizes(spec).min:
                 self._wake.set()
             return port
+
+    def _claim(self, entry: Entry, network: Network, device_id: str) -> Port | None:
+        """Write ``device_id`` on the entry's port, only if it is still as the
+        pool left it (its revision; else read and checked again): one call,
+        atomic against a network delete (which takes the port with the
+        network if it comes first, NotFound here). None: no longer free."""
+        assert entry.port_id is not None
+        backend, ctx = self.agent.backend, self.agent.ctx
+        revision = None
+        if entry.port_json is not None:
+            revision = Port.model_validate_json(entry.port_json).revision_number
+        for _ in range(2):
+            if revision is None:
+                port = backend.get_port(ctx, entry.port_id)
+                if port.network_id != network.id or port.device_id:
+                    return None
+                revision = port.revision_number
+            if not device_id:
+                return backend.get_port(ctx, entry.port_id)
+            try:
+                return backend.update_port(
+                    ctx, entry.port_id, PortUpdate(device_id=device_id), if_revision=revision
+                )
+            except PreconditionFailed:
+                revision = None  # changed since the pool last saw it: read it again
+        return None
 
     def give_back(self, port_id: str) -> None:
         """DEL (or an ADD's undo): reset the port and make it ready again;
@@ -310,8 +342,9 @@ class PortPools:
             if creating is not None and creating.state == "creating":
                 continue  # its create is still answering
             if port.device_id:
-                # Never set by the pools (a take writes nothing; a reset
-                # clears it): someone else attached it. Theirs now.
+                # Attached: by someone else, or by a take (embedded, remote)
+                # whose record went with a lost state directory; in use
+                # either way, so left.
                 log.warning("pools: port %s has device %s; left", port.id, port.device_id)
                 continue
             steps.delete_port(self.agent, port.id)

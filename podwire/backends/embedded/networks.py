@@ -15,7 +15,7 @@ from podwire.model import Context, Network, NetworkCreate, NetworkUpdate, new_id
 
 from . import convert
 from .filters import where
-from .schema import networks, ports, subnets
+from .schema import allocations, networks, ports, subnets, subports, trunks
 from .store import Store, utc_now
 
 
@@ -146,10 +146,32 @@ class NetworkCalls(Store):
     def delete_network(self, ctx: Context, network_id: str) -> None:
         def work(conn: Connection) -> None:
             self._network_row(conn, ctx, network_id, owner=True, lock=True)
-            in_use = conn.execute(
-                select(func.count()).select_from(ports).where(ports.c.network_id == network_id)
-            ).scalar_one()
-            rules.check_network_deletable(network_id, in_use)
+            rows = conn.execute(
+                select(
+                    ports.c.id,
+                    ports.c.device_owner,
+                    ports.c.device_id,
+                    ports.c.tags,
+                    trunks.c.id.label("trunk_id"),
+                    subports.c.trunk_id.label("subport_of"),
+                )
+                .outerjoin(trunks, trunks.c.port_id == ports.c.id)
+                .outerjoin(subports, subports.c.port_id == ports.c.id)
+                .where(ports.c.network_id == network_id)
+            ).all()
+            # Pooled ports go with the network (as Neutron's own network:dhcp
+            # ports do); a trunk's parent or sub-port is in use whatever it says.
+            pooled = [
+                r.id
+                for r in rows
+                if r.trunk_id is None
+                and r.subport_of is None
+                and rules.is_pooled_port(r.device_owner, r.device_id, r.tags or [])
+            ]
+            rules.check_network_deletable(network_id, len(rows) - len(pooled))
+            if pooled:
+                conn.execute(delete(allocations).where(allocations.c.port_id.in_(pooled)))
+                conn.execute(delete(ports).where(ports.c.id.in_(pooled)))
             conn.execute(delete(subnets).where(subnets.c.network_id == network_id))
             conn.execute(delete(networks).where(networks.c.id == network_id))
 

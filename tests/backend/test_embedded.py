@@ -330,3 +330,48 @@ def test_schema_2_database_gets_revision_numbers(tmp_path: Path) -> None:
         assert backend.get_network(ctx, net.id).revision_number == 0
     finally:
         backend.close()
+
+
+def test_network_delete_takes_pooled_ports_with_it_not_ports_in_use(
+    embedded_db_url: str,
+) -> None:
+    """Pooled ports (the pools' mark, no device_id) go with their network, as
+    Neutron's network:dhcp ports do; a taken one, a trunk's parent or an
+    unmarked port keeps it in use (docs/pools.md, "Network delete")."""
+    backend = EmbeddedBackend(embedded_db_url)
+    try:
+        ctx = project()
+        net = backend.create_network(ctx, NetworkCreate())
+        backend.create_subnet(ctx, SubnetCreate(network_id=net.id, cidr="198.18.51.0/24"))
+        pool_tags = ["podwire:host=h", "podwire:purpose=pool", "podwire:pool=p"]
+
+        def pooled(device_id: str = "") -> str:
+            req = PortCreate(
+                network_id=net.id, device_owner="podwire:pool", device_id=device_id, tags=pool_tags
+            )
+            return backend.create_port(ctx, req).id
+
+        free = [pooled(), pooled()]
+        in_use = pooled("container-1")
+        with pytest.raises(Conflict, match="still has 1 port"):
+            backend.delete_network(ctx, net.id)
+        backend.delete_port(ctx, in_use)
+        parent = pooled()
+        trunk = backend.create_trunk(ctx, TrunkCreate(port_id=parent))
+        with pytest.raises(Conflict, match="still has 1 port"):
+            backend.delete_network(ctx, net.id)
+        backend.delete_trunk(ctx, trunk.id)
+        unmarked = backend.create_port(
+            ctx, PortCreate(network_id=net.id, device_owner="podwire:pool")
+        )
+        with pytest.raises(Conflict, match="still has 1 port"):
+            backend.delete_network(ctx, net.id)
+        backend.delete_port(ctx, unmarked.id)
+        assert {p.id for p in backend.list_ports(ctx)} == {*free, parent}
+
+        backend.delete_network(ctx, net.id)
+        assert backend.list_ports(ctx) == [] and backend.list_networks(ctx) == []
+        counts = _row_counts(embedded_db_url)
+        assert counts["allocations"] == 0 and counts["ports"] == 0
+    finally:
+        backend.close()

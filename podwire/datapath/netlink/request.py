@@ -17,6 +17,7 @@ from podwire.datapath.netlink.replies import ext_ack
 
 _seq = itertools.count(1)
 _seq_lock = threading.Lock()
+_HEADER = struct.Struct("IHHII")  # struct nlmsghdr
 
 
 def next_seq() -> int:
@@ -59,12 +60,16 @@ class RtnlSocket:
     ) -> list[tuple[bytes, int, int, int]]:
         """Send one request; return its reply messages as (buffer, type,
         payload start, payload end). Raises NetlinkError on a NACK."""
-        seq = next_seq()
-        msg["header"]["type"] = msg_type
-        msg["header"]["flags"] = flags
-        msg["header"]["sequence_number"] = seq
         msg.encode()
-        self.sock.send(msg.data)
+        return self._request_body(bytes(msg.data[16:]), msg_type, flags, what)
+
+    def _request_body(
+        self, body: bytes, msg_type: int, flags: int, what: str
+    ) -> list[tuple[bytes, int, int, int]]:
+        """``_request`` of a body packed already (netlink.encode): the
+        netlink header is added here."""
+        seq = next_seq()
+        self.sock.send(_HEADER.pack(16 + len(body), msg_type, flags, seq, 0) + body)
         replies: list[tuple[bytes, int, int, int]] = []
         while True:
             data = self.sock.recv(65536)

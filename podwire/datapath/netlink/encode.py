@@ -174,3 +174,8 @@ def add_route(index: int, destination: str, gateway: str | None) -> bytes:
     if gateway:
         body.append(_ip(RTA_GATEWAY, gateway))
     return b"".join(body)
+
+
+def dump_addresses(family: int, index: int) -> bytes:
+    """struct ifaddrmsg of an RTM_GETADDR / RTM_GETMULTICAST dump."""
+    return _IFADDR.pack(family, 0, 0, 0, index)

@@ -93,3 +93,37 @@ class RtnlSocket:
                 pos += (length + 3) & ~3
             if not flags & (NLM_F_ACK | NLM_F_DUMP):
                 return replies
+
+    def _request_batch(self, requests: list[tuple[bytes, int, int, str]]) -> None:
+        """Send several requests (body, type, flags, what; each with
+        NLM_F_ACK, none a dump) in one ``send`` and read their ACKs.
+
+        The kernel runs the messages of one send in order, each to its end,
+        and acknowledges each, a failed one included, then goes on to the
+        next: so a later request sees the earlier ones done (an address
+        before the route through it) and every ACK arrives. Raises the
+        first refusal in request order, after reading all of them."""
+        seqs: dict[int, int] = {}
+        out = []
+        for i, (body, msg_type, flags, _what) in enumerate(requests):
+            seq = next_seq()
+            seqs[seq] = i
+            out.append(_HEADER.pack(16 + len(body), msg_type, flags | NLM_F_ACK, seq, 0) + body)
+        self.sock.send(b"".join(out))
+        errors: dict[int, NetlinkError] = {}
+        while seqs:
+            data = self.sock.recv(65536)
+            pos = 0
+            while pos + 16 <= len(data):
+                length, mtype, mflags, mseq, _pid = struct.unpack_from("IHHII", data, pos)
+                if length < 16:
+                    break
+                if mtype == NLMSG_ERROR and mseq in seqs:
+                    i = seqs.pop(mseq)
+                    code = -struct.unpack_from("i", data, pos + 16)[0]
+                    if code != 0:
+                        what = f"{requests[i][3]} in {self.where}"
+                        errors[i] = NetlinkError(code, what, ext_ack(data, pos, mflags))
+                pos += (length + 3) & ~3
+        if errors:
+            raise errors[min(errors)]

@@ -26,6 +26,21 @@ class RouteCalls(RtnlSocket):
             f"add route {destination} via {gateway or 'link'}",
         )
 
+    def add_routes(self, index: int, routes: list[tuple[str, str | None]]) -> None:
+        """``add_route`` of each (destination, gateway), in one send."""
+        flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+        self._request_batch(
+            [
+                (
+                    encode.add_route(index, destination, gateway),
+                    RTM_NEWROUTE,
+                    flags,
+                    f"add route {destination} via {gateway or 'link'}",
+                )
+                for destination, gateway in routes
+            ]
+        )
+
     def routes(self, index: int | None = None) -> list[RouteEntry]:
         out: list[RouteEntry] = []
         for family in (socket.AF_INET, socket.AF_INET6):

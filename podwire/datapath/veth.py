@@ -205,15 +205,11 @@ def configure_container_end(
             link = inner.link(ifname)
             if link is None:
                 raise DatapathError(f"{ifname} vanished from {netns.path} while plugging")
-            for cidr in addresses:
-                inner.add_address(link.index, cidr, nodad=True)
-            inner.set_link(link.index, up=True)
-            lo = inner.link("lo")
-            if lo is not None and not lo.up:
-                inner.set_link(lo.index, up=True)
+            # Addresses, then the link and lo up: one send (bring_up).
+            inner.bring_up(link.index, addresses, nodad=True)
             inner.sync_carrier(ifname)
-            for route in routes:
-                inner.add_route(link.index, route.destination, route.gateway)
+            if routes:
+                inner.add_routes(link.index, [(r.destination, r.gateway) for r in routes])
             inner.wait_ipv6_ready(link.index, addresses)
             return link.index
     except NetlinkError as exc:

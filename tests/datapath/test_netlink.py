@@ -109,3 +109,41 @@ def test_concurrent_sockets_in_many_netns(make_netns_pair):
     for t in threads:
         t.join()
     assert seen == [{"lo"}] * 8
+
+
+def test_batched_requests_run_in_order_and_report_the_first_refusal(make_netns_pair):
+    """bring_up and add_routes send several requests at once: each runs after
+    the one before (the route through an address added in the same batch
+    works), and a refusal names its own request, with every ACK read (the
+    socket is usable right after)."""
+    _, path = make_netns_pair()
+    with Netns(path) as ns, rtnl(ns) as inner:
+        inner.add_veth("pwk-a", "pwk-b", mtu=1500)
+        a = inner.link("pwk-a")
+        lo = inner.link("lo")
+        assert a is not None and lo is not None and not a.up and not lo.up
+        inner.bring_up(a.index, ["198.18.7.2/24", "2001:db8:7::2/64"])
+        assert inner.link("pwk-a").up and inner.link("lo").up
+        cidrs = {x.cidr for x in inner.addresses(a.index)}
+        assert {"198.18.7.2/24", "2001:db8:7::2/64"} <= cidrs
+        inner.add_routes(a.index, [("198.18.8.0/24", "198.18.7.1"), ("198.18.9.9/32", None)])
+        dests = {r.destination for r in inner.routes(a.index)}
+        assert {"198.18.8.0/24", "198.18.9.9/32"} <= dests
+
+        b = inner.link("pwk-b")
+        assert b is not None
+        # The second address is refused (already there); the link still
+        # comes up: the kernel went on with the rest of the batch.
+        with pytest.raises(NetlinkError) as err:
+            inner.bring_up(b.index, ["198.18.7.3/24", "198.18.7.3/24"])
+        assert err.value.errno == errno.EEXIST
+        assert "198.18.7.3/24" in str(err.value)
+        assert inner.link("pwk-b").up
+        # The first of two refusals is the one raised.
+        with pytest.raises(NetlinkError) as err2:
+            inner.add_routes(
+                a.index, [("198.18.10.0/24", "198.19.0.1"), ("198.18.11.0/24", "198.19.0.2")]
+            )
+        assert err2.value.errno == errno.ENETUNREACH
+        assert "198.18.10.0/24" in str(err2.value)
+        assert inner.link("pwk-a") is not None  # all ACKs were read: the socket answers

@@ -8,13 +8,13 @@ import ipaddress
 import socket
 import struct
 import time
-from typing import Any
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST
-from pyroute2.netlink.rtnl import RTM_GETADDR, RTM_GETMULTICAST, RTM_NEWADDR
+from pyroute2.netlink.rtnl import RTM_GETADDR, RTM_GETMULTICAST, RTM_NEWADDR, RTM_NEWLINK
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
-from podwire.datapath.netlink.constants import IFA_F_NODAD, IFA_MULTICAST
+from podwire.datapath.netlink import encode
+from podwire.datapath.netlink.constants import IFA_MULTICAST, LOOPBACK_IFINDEX
 from podwire.datapath.netlink.replies import Address, parse_addr, walk_attrs
 from podwire.datapath.netlink.request import NetlinkError, RtnlSocket
 
@@ -25,21 +25,10 @@ class AddressCalls(RtnlSocket):
     def add_address(
         self, index: int, cidr: str, *, nodad: bool = True, exist_ok: bool = False
     ) -> None:
-        iface = ipaddress.ip_interface(cidr)
-        family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
-        msg = ifaddrmsg()
-        msg["family"] = family
-        msg["prefixlen"] = iface.network.prefixlen
-        msg["index"] = index
-        ip = str(iface.ip)
-        attrs: list[tuple[str, Any]] = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)]
-        if nodad and family == socket.AF_INET6:
-            msg["flags"] = IFA_F_NODAD
-            attrs.append(("IFA_FLAGS", IFA_F_NODAD))
-        msg["attrs"] = attrs
+        body = encode.add_address(index, cidr, nodad=nodad)
         flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
         try:
-            self._request(msg, RTM_NEWADDR, flags, f"add address {cidr} to link {index}")
+            self._request_body(body, RTM_NEWADDR, flags, f"add address {cidr} to link {index}")
         except NetlinkError as exc:
             if not (exist_ok and exc.errno == errno.EEXIST):
                 raise
@@ -59,13 +48,34 @@ class AddressCalls(RtnlSocket):
                     out.append(address)
         return out
 
+    def bring_up(self, index: int, addresses: list[str], *, nodad: bool = True) -> None:
+        """``addresses`` on link ``index``, then the link and ``lo`` up, in one
+        send (``_request_batch``): the container end's configuration in one
+        round trip instead of one per address plus a lookup of ``lo``.
+        ``lo`` is ifindex 1 in every network namespace (LOOPBACK_IFINDEX);
+        setting it up when it is up changes nothing."""
+        flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        requests = [
+            (
+                encode.add_address(index, cidr, nodad=nodad),
+                RTM_NEWADDR,
+                flags,
+                f"add address {cidr} to link {index}",
+            )
+            for cidr in addresses
+        ]
+        for link in (index, LOOPBACK_IFINDEX):
+            up = encode.set_link(link, up=True)
+            requests.append((up, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, f"set link {link} up"))
+        self._request_batch(requests)
+
     def multicast_groups(self, index: int) -> set[str]:
         """IPv6 multicast groups ``index`` has joined (RTM_GETMULTICAST)."""
-        msg = ifaddrmsg()
-        msg["family"] = socket.AF_INET6
-        msg["index"] = index
-        replies = self._request(
-            msg, RTM_GETMULTICAST, NLM_F_REQUEST | NLM_F_DUMP, "list multicast groups"
+        replies = self._request_body(
+            encode.dump_addresses(socket.AF_INET6, index),
+            RTM_GETMULTICAST,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            "list multicast groups",
         )
         groups: set[str] = set()
         for data, _mtype, a, b in replies:

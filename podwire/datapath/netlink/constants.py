@@ -14,6 +14,8 @@ NLM_F_ACK_TLVS = 0x200
 NLMSGERR_ATTR_MSG = 1
 
 IFF_UP = 0x1
+# The loopback device's ifindex in every network namespace (net/core/dev.c).
+LOOPBACK_IFINDEX = 1
 IFA_F_NODAD = 0x02
 IFA_F_TENTATIVE = 0x40
 IFA_F_DADFAILED = 0x08

@@ -13,6 +13,7 @@ from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NL
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTM_SETLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
+from podwire.datapath.netlink import encode
 from podwire.datapath.netlink.constants import ETHTOOL_GLINK, IFF_UP, SIOCETHTOOL
 from podwire.datapath.netlink.netns import Netns
 from podwire.datapath.netlink.replies import Link, mac_bytes, parse_link
@@ -41,13 +42,12 @@ class LinkCalls(RtnlSocket):
         return bool(struct.unpack("II", value.raw)[1])
 
     def link(self, name: str | None = None, index: int | None = None) -> Link | None:
-        msg = ifinfmsg()
-        msg["index"] = index or 0
-        if name is not None:
-            msg["attrs"] = [("IFLA_IFNAME", name)]
         try:
-            replies = self._request(
-                msg, RTM_GETLINK, NLM_F_REQUEST | NLM_F_ACK, f"get link {name or index}"
+            replies = self._request_body(
+                encode.get_link(name, index),
+                RTM_GETLINK,
+                NLM_F_REQUEST | NLM_F_ACK,
+                f"get link {name or index}",
             )
         except NetlinkError as exc:
             if exc.errno in (errno.ENODEV, errno.ENOENT):
@@ -113,35 +113,17 @@ class LinkCalls(RtnlSocket):
         """Create a veth pair in one request. The peer is created directly in
         ``peer_netns`` when given (the kernel checks its name there), so the
         container end never exists in the host namespace."""
-        peer_attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", peer_name), ("IFLA_MTU", mtu)]
-        if peer_mac:
-            peer_attrs.append(("IFLA_ADDRESS", mac_bytes(peer_mac)))
-        if peer_netns is not None:
-            peer_attrs.append(("IFLA_NET_NS_FD", peer_netns.fd))
-        msg = ifinfmsg()
-        if up:
-            msg["flags"] = IFF_UP
-            msg["change"] = IFF_UP
-        attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", name), ("IFLA_MTU", mtu)]
-        if master is not None:
-            attrs.append(("IFLA_MASTER", master))
-        attrs.append(
-            (
-                "IFLA_LINKINFO",
-                {
-                    "attrs": [
-                        ("IFLA_INFO_KIND", "veth"),
-                        (
-                            "IFLA_INFO_DATA",
-                            {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]},
-                        ),
-                    ]
-                },
-            )
+        body = encode.add_veth(
+            name,
+            peer_name,
+            mtu=mtu,
+            up=up,
+            master=master,
+            peer_mac=peer_mac,
+            peer_netns_fd=peer_netns.fd if peer_netns is not None else None,
         )
-        msg["attrs"] = attrs
-        self._request(
-            msg,
+        self._request_body(
+            body,
             RTM_NEWLINK,
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
             f"create veth {name} with peer {peer_name}",
@@ -197,24 +179,16 @@ class LinkCalls(RtnlSocket):
         master: int | None = None,
         netns: Netns | None = None,
     ) -> None:
-        msg = ifinfmsg()
-        msg["index"] = index
-        if up is not None:
-            msg["flags"] = IFF_UP if up else 0
-            msg["change"] = IFF_UP
-        attrs: list[tuple[str, Any]] = []
-        if name is not None:
-            attrs.append(("IFLA_IFNAME", name))
-        if mac is not None:
-            attrs.append(("IFLA_ADDRESS", mac_bytes(mac)))
-        if mtu is not None:
-            attrs.append(("IFLA_MTU", mtu))
-        if master is not None:
-            attrs.append(("IFLA_MASTER", master))
-        if netns is not None:
-            attrs.append(("IFLA_NET_NS_FD", netns.fd))
-        msg["attrs"] = attrs
-        self._request(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, f"set link {index}")
+        body = encode.set_link(
+            index,
+            up=up,
+            name=name,
+            mac=mac,
+            mtu=mtu,
+            master=master,
+            netns_fd=netns.fd if netns is not None else None,
+        )
+        self._request_body(body, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, f"set link {index}")
 
     def bridge_vlan(
         self, index: int, vid: int, *, add: bool = True, pvid: bool = False, untagged: bool = False
@@ -244,10 +218,13 @@ class LinkCalls(RtnlSocket):
 
     def delete_link(self, name: str) -> bool:
         """Delete a link by name; False when there was none."""
-        msg = ifinfmsg()
-        msg["attrs"] = [("IFLA_IFNAME", name)]
         try:
-            self._request(msg, RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, f"delete link {name}")
+            self._request_body(
+                encode.delete_link(name),
+                RTM_DELLINK,
+                NLM_F_REQUEST | NLM_F_ACK,
+                f"delete link {name}",
+            )
         except NetlinkError as exc:
             if exc.errno in (errno.ENODEV, errno.ENOENT):
                 return False

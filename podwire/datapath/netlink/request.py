@@ -17,6 +17,7 @@ from podwire.datapath.netlink.replies import ext_ack
 
 _seq = itertools.count(1)
 _seq_lock = threading.Lock()
+_HEADER = struct.Struct("IHHII")  # struct nlmsghdr
 
 
 def next_seq() -> int:
@@ -59,12 +60,16 @@ class RtnlSocket:
     ) -> list[tuple[bytes, int, int, int]]:
         """Send one request; return its reply messages as (buffer, type,
         payload start, payload end). Raises NetlinkError on a NACK."""
-        seq = next_seq()
-        msg["header"]["type"] = msg_type
-        msg["header"]["flags"] = flags
-        msg["header"]["sequence_number"] = seq
         msg.encode()
-        self.sock.send(msg.data)
+        return self._request_body(bytes(msg.data[16:]), msg_type, flags, what)
+
+    def _request_body(
+        self, body: bytes, msg_type: int, flags: int, what: str
+    ) -> list[tuple[bytes, int, int, int]]:
+        """``_request`` of a body packed already (netlink.encode): the
+        netlink header is added here."""
+        seq = next_seq()
+        self.sock.send(_HEADER.pack(16 + len(body), msg_type, flags, seq, 0) + body)
         replies: list[tuple[bytes, int, int, int]] = []
         while True:
             data = self.sock.recv(65536)
@@ -88,3 +93,37 @@ class RtnlSocket:
                 pos += (length + 3) & ~3
             if not flags & (NLM_F_ACK | NLM_F_DUMP):
                 return replies
+
+    def _request_batch(self, requests: list[tuple[bytes, int, int, str]]) -> None:
+        """Send several requests (body, type, flags, what; each with
+        NLM_F_ACK, none a dump) in one ``send`` and read their ACKs.
+
+        The kernel runs the messages of one send in order, each to its end,
+        and acknowledges each, a failed one included, then goes on to the
+        next: so a later request sees the earlier ones done (an address
+        before the route through it) and every ACK arrives. Raises the
+        first refusal in request order, after reading all of them."""
+        seqs: dict[int, int] = {}
+        out = []
+        for i, (body, msg_type, flags, _what) in enumerate(requests):
+            seq = next_seq()
+            seqs[seq] = i
+            out.append(_HEADER.pack(16 + len(body), msg_type, flags | NLM_F_ACK, seq, 0) + body)
+        self.sock.send(b"".join(out))
+        errors: dict[int, NetlinkError] = {}
+        while seqs:
+            data = self.sock.recv(65536)
+            pos = 0
+            while pos + 16 <= len(data):
+                length, mtype, mflags, mseq, _pid = struct.unpack_from("IHHII", data, pos)
+                if length < 16:
+                    break
+                if mtype == NLMSG_ERROR and mseq in seqs:
+                    i = seqs.pop(mseq)
+                    code = -struct.unpack_from("i", data, pos + 16)[0]
+                    if code != 0:
+                        what = f"{requests[i][3]} in {self.where}"
+                        errors[i] = NetlinkError(code, what, ext_ack(data, pos, mflags))
+                pos += (length + 3) & ~3
+        if errors:
+            raise errors[min(errors)]

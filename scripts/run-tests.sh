@@ -18,5 +18,5 @@ fi
 # last line). Both always run; either failing fails the suite.
 rc=0
 python -m pytest -v -p no:cacheprovider -m "${long}own_session" "$@" tests || rc=$?
-python -m pytest -v -p no:cacheprovider -m "${long}not own_session" "$@" tests || rc=$((rc ? rc : $?))
+python -m pytest -v -p no:cacheprovider --durations=25 -m "${long}not own_session" "$@" tests || rc=$((rc ? rc : $?))
 exit "$rc"

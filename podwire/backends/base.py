@@ -19,6 +19,7 @@ fields, ports accept ``fixed_ips.ip_address`` and ``fixed_ips.subnet_id``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -82,6 +83,11 @@ class Backend(Protocol):
         self, ctx: Context, port_id: str, req: PortUpdate, *, if_revision: int | None = None
     ) -> Port: ...
     def delete_port(self, ctx: Context, port_id: str) -> None: ...
+    def set_ports_status(self, ctx: Context, port_ids: Sequence[str], status: str) -> None:
+        """Set the status of every port named that the caller may change,
+        bumping its revision; ports gone or out of reach are skipped, not an
+        error (the agent's ACTIVE marks: a port may be deleted meanwhile)."""
+        ...
 
     # trunks
     def create_trunk(self, ctx: Context, req: TrunkCreate) -> Trunk: ...
@@ -95,3 +101,14 @@ class Backend(Protocol):
     def remove_subports(self, ctx: Context, trunk_id: str, port_ids: list[str]) -> Trunk: ...
 
     def close(self) -> None: ...
+
+
+def set_status_one_by_one(
+    backend: Backend, ctx: Context, port_ids: Sequence[str], status: str
+) -> None:
+    """``set_ports_status`` for a backend with no cheaper way: one update each."""
+    from podwire.errors import NotFound
+
+    for port_id in port_ids:
+        with contextlib.suppress(NotFound):
+            backend.update_port(ctx, port_id, PortUpdate(status=status))

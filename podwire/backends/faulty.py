@@ -10,7 +10,7 @@ work but the caller never heard (the case undo must handle).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from podwire import faults
@@ -137,6 +137,11 @@ class FaultyBackend:
 
     def delete_port(self, ctx: Context, port_id: str) -> None:
         self._through("delete_port", lambda: self.inner.delete_port(ctx, port_id))
+
+    def set_ports_status(self, ctx: Context, port_ids: Sequence[str], status: str) -> None:
+        self._through(
+            "set_ports_status", lambda: self.inner.set_ports_status(ctx, port_ids, status)
+        )
 
     # trunks
     def create_trunk(self, ctx: Context, req: TrunkCreate) -> Trunk:

@@ -29,7 +29,7 @@ from . import convert, macs
 from . import statements as stmt
 from .filters import where
 from .ipam import AddressAllocation
-from .schema import allocations, ports, trunks
+from .schema import allocations, ports
 from .store import utc_now
 
 _MAC_TRIES = 16
@@ -37,6 +37,17 @@ _MAC_TRIES = 16
 
 class PortCalls(AddressAllocation):
     """create/get/list/update/delete of ports."""
+
+    def _port(self, conn: Connection, port_id: str) -> Port:
+        """One port, by prebuilt statements (the hot path: every update)."""
+        row = conn.execute(stmt.PORT_BY_ID, {"b_port": port_id}).one()
+        fixed = [
+            convert.fixed_ip(subnet_id, ip_address)
+            for _, subnet_id, ip_address in conn.execute(
+                stmt.ALLOCATIONS_OF_PORT, {"b_port": port_id}
+            )
+        ]
+        return convert.port(dict(zip(convert.PORT_FIELDS, row, strict=True)), fixed)
 
     def _ports(self, conn: Connection, clauses: Sequence[Any]) -> list[Port]:
         rows = conn.execute(
@@ -159,7 +170,7 @@ class PortCalls(AddressAllocation):
     def get_port(self, ctx: Context, port_id: str) -> Port:
         def work(conn: Connection) -> Port:
             self._port_row(conn, ctx, port_id)
-            return self._ports(conn, [ports.c.id == port_id])[0]
+            return self._port(conn, port_id)
 
         return self._read(work)
 
@@ -222,7 +233,7 @@ class PortCalls(AddressAllocation):
                     updated_at=utc_now(),
                 )
             )
-            return self._ports(conn, [ports.c.id == port_id])[0]
+            return self._port(conn, port_id)
 
         return self._write(work)
 
@@ -257,12 +268,34 @@ class PortCalls(AddressAllocation):
         conn.execute(delete(allocations).where(allocations.c.port_id == row.id))
         self._allocate(conn, row.id, resolved, device_owner)
 
+    def set_ports_status(self, ctx: Context, port_ids: Sequence[str], status: str) -> None:
+        """One UPDATE for the lot (the agent's ACTIVE marks come in batches
+        under churn); a port already in that status keeps its revision."""
+        if not port_ids:
+            return
+        clauses = [
+            ports.c.id.in_(list(port_ids)),
+            ports.c.status != status,
+            *self._port_scope(ctx),
+        ]
+        self._write(
+            lambda conn: conn.execute(
+                update(ports)
+                .where(*clauses)
+                .values(
+                    status=status,
+                    revision_number=ports.c.revision_number + 1,
+                    updated_at=utc_now(),
+                )
+            )
+        )
+
     def delete_port(self, ctx: Context, port_id: str) -> None:
         def work(conn: Connection) -> None:
             row = self._port_row(conn, ctx, port_id, lock=True)
-            trunk_id = conn.execute(select(trunks.c.id).where(trunks.c.port_id == port_id)).scalar()
+            trunk_id = conn.execute(stmt.TRUNK_OF_PARENT, {"b_port": port_id}).scalar()
             rules.check_port_deletable(port_id, trunk_id, row.parent_port_id)
-            conn.execute(delete(allocations).where(allocations.c.port_id == port_id))
-            conn.execute(delete(ports).where(ports.c.id == port_id))
+            conn.execute(stmt.DELETE_ALLOCATIONS_OF_PORT, {"b_port": port_id})
+            conn.execute(stmt.DELETE_PORT, {"b_port": port_id})
 
         self._write(work)

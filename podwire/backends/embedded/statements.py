@@ -3,7 +3,7 @@ costs more than running it on SQLite (the port-create hot path)."""
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from .schema import allocations, networks, ports, subnets, subports, trunks
 
@@ -43,3 +43,16 @@ SET_IPAM_LAST = (
     .where(subnets.c.id == bindparam("b_subnet"))
     .values(ipam_last=bindparam("b_last"))
 )
+
+# One port by id (get, update, delete and every scoped lookup).
+PORT_BY_ID = PORT_COLUMNS.where(ports.c.id == bindparam("b_port"))
+# FOR UPDATE cannot lock the nullable side of an outer join.
+PORT_BY_ID_LOCKED = PORT_BY_ID.with_for_update(of=ports)
+ALLOCATIONS_OF_PORT = (
+    select(allocations.c.port_id, allocations.c.subnet_id, allocations.c.ip_address)
+    .where(allocations.c.port_id == bindparam("b_port"))
+    .order_by(allocations.c.position)
+)
+TRUNK_OF_PARENT = select(trunks.c.id).where(trunks.c.port_id == bindparam("b_port"))
+DELETE_ALLOCATIONS_OF_PORT = delete(allocations).where(allocations.c.port_id == bindparam("b_port"))
+DELETE_PORT = delete(ports).where(ports.c.id == bindparam("b_port"))

@@ -26,7 +26,7 @@ from podwire.model import Context
 
 from . import statements as stmt
 from .db import WRITE, is_memory_sqlite, make_engine
-from .schema import SCHEMA_VERSION, meta, metadata, networks, ports, subnets, trunks
+from .schema import SCHEMA_VERSION, meta, metadata, networks, subnets, trunks
 
 T = TypeVar("T")
 
@@ -218,11 +218,8 @@ class Store:
         kind: str = "port",
         lock: bool = False,
     ) -> Row[Any]:
-        query = stmt.PORT_COLUMNS.where(ports.c.id == port_id)
-        if lock and self._postgres:
-            # FOR UPDATE cannot lock the nullable side of an outer join.
-            query = query.with_for_update(of=ports)
-        row = conn.execute(query).first()
+        query = stmt.PORT_BY_ID_LOCKED if lock and self._postgres else stmt.PORT_BY_ID
+        row = conn.execute(query, {"b_port": port_id}).first()
         rules.check_visible(
             ctx,
             kind,

@@ -17,7 +17,7 @@ the agent decides the kind).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import keystoneauth1.exceptions as ks_exc
@@ -25,7 +25,7 @@ import openstack.connection
 import openstack.exceptions
 
 from podwire import errors
-from podwire.backends.base import Filters
+from podwire.backends.base import Filters, set_status_one_by_one
 from podwire.backends.neutron import codec
 from podwire.backends.neutron.errors import error_from_answer
 from podwire.backends.neutron.session import connect
@@ -274,6 +274,9 @@ class NeutronBackend:
 
     def delete_port(self, ctx: Context, port_id: str) -> None:
         self._call("DELETE", f"/ports/{port_id}")
+
+    def set_ports_status(self, ctx: Context, port_ids: Sequence[str], status: str) -> None:
+        set_status_one_by_one(self, ctx, port_ids, status)
 
     # --- trunks -----------------------------------------------------------------------
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from podwire.backends import rules
-from podwire.backends.base import Filters
+from podwire.backends.base import Filters, set_status_one_by_one
 from podwire.backends.ovn import codec, ipam, virtual
 from podwire.backends.ovn.filters import matches
 from podwire.backends.ovn.objects import to_network, to_port, to_subnet
@@ -250,6 +251,9 @@ class PortCalls(NbStore):
             resolved.append((subnet, address))
         owner = values.get("device_owner", current.device_owner)
         return ipam.allocate(resolved, used_addresses(ls, exclude_port=current.id), owner)
+
+    def set_ports_status(self, ctx: Context, port_ids: Sequence[str], status: str) -> None:
+        set_status_one_by_one(self, ctx, port_ids, status)  # type: ignore[arg-type]
 
     def delete_port(self, ctx: Context, port_id: str) -> None:
         def work(txn: Any, t: Tables) -> None:

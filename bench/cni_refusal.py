@@ -143,7 +143,7 @@ def main() -> None:
                 {
                     "bench": "cni_refusal",
                     "n_at_once": args.n,
-                    "admitted": "max_in_flight + max_queued (defaults 32 + 64)",
+                    "admitted": "max_in_flight + max_queued (defaults 16 + 80)",
                     "rounds": rounds,
                     "refused_p99_ms_worst_round": max(all_refused) if all_refused else None,
                     "goal_p99_ms": 100,

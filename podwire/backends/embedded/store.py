@@ -25,7 +25,7 @@ from podwire.errors import Conflict, Unavailable
 from podwire.model import Context
 
 from . import statements as stmt
-from .db import WRITE, is_memory_sqlite, make_engine
+from .db import begin_statement, is_memory_sqlite, make_engine
 from .schema import SCHEMA_VERSION, meta, metadata, networks, subnets, trunks
 
 T = TypeVar("T")
@@ -54,7 +54,7 @@ class Store:
             self._engine = make_engine(db_url)
         except OSError as exc:
             raise Unavailable(f"cannot prepare the database {db_url}: {exc}") from None
-        self._writer = self._engine.execution_options(**{WRITE: True})
+        self._sqlite = self._engine.dialect.name == "sqlite"
         self._postgres = self._engine.dialect.name == "postgresql"
         # An in-memory SQLite database is one connection: one user at a time.
         self._serial: contextlib.AbstractContextManager[Any] = (
@@ -84,11 +84,17 @@ class Store:
 
     @contextlib.contextmanager
     def _transaction(self, write: bool) -> Iterator[Connection]:
-        engine = self._writer if write else self._engine
         writers = self._writers if write else contextlib.nullcontext()
         try:
-            with self._serial, writers, engine.begin() as conn:
-                yield conn
+            with self._serial, writers, self._engine.connect() as conn:
+                if self._sqlite:
+                    conn.exec_driver_sql(begin_statement(write))
+                try:
+                    yield conn
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
         except IntegrityError as exc:
             # Our checks run before every write; a constraint firing means a
             # concurrent writer won a race the checks could not see.

@@ -273,22 +273,11 @@ class PortCalls(AddressAllocation):
         under churn); a port already in that status keeps its revision."""
         if not port_ids:
             return
-        clauses = [
-            ports.c.id.in_(list(port_ids)),
-            ports.c.status != status,
-            *self._port_scope(ctx),
-        ]
-        self._write(
-            lambda conn: conn.execute(
-                update(ports)
-                .where(*clauses)
-                .values(
-                    status=status,
-                    revision_number=ports.c.revision_number + 1,
-                    updated_at=utc_now(),
-                )
-            )
-        )
+        params = {"b_ports": list(port_ids), "b_status": status, "b_now": utc_now()}
+        statement = stmt.SET_STATUS
+        if not ctx.is_admin:
+            statement, params["b_project"] = stmt.SET_STATUS_OF_PROJECT, ctx.project_id
+        self._write(lambda conn: conn.execute(statement, params))
 
     def delete_port(self, ctx: Context, port_id: str) -> None:
         def work(conn: Connection) -> None:

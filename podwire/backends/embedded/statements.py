@@ -56,3 +56,19 @@ ALLOCATIONS_OF_PORT = (
 TRUNK_OF_PARENT = select(trunks.c.id).where(trunks.c.port_id == bindparam("b_port"))
 DELETE_ALLOCATIONS_OF_PORT = delete(allocations).where(allocations.c.port_id == bindparam("b_port"))
 DELETE_PORT = delete(ports).where(ports.c.id == bindparam("b_port"))
+# Ports' status in one statement (the agent's batched ACTIVE marks); the
+# scoped variant for a non-admin caller. A port already in that status is
+# left alone (its revision too).
+SET_STATUS = (
+    update(ports)
+    .where(
+        ports.c.id.in_(bindparam("b_ports", expanding=True)),
+        ports.c.status != bindparam("b_status"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        revision_number=ports.c.revision_number + 1,
+        updated_at=bindparam("b_now"),
+    )
+)
+SET_STATUS_OF_PROJECT = SET_STATUS.where(ports.c.project_id == bindparam("b_project"))

@@ -639,7 +639,8 @@ def main() -> int:
     parser.add_argument(
         "--live-reference",
         action="store_true",
-        help="also keep --live attachments of the reference plugins (the kernel's share)",
+        help="also keep --live attachments of the reference plugins and of the floor"
+        " (the kernel's share)",
     )
     parser.add_argument("--no-python-shim", action="store_true", help="skip the Python column")
     parser.add_argument("--no-reference", action="store_true")
@@ -760,6 +761,13 @@ def main() -> int:
                 log(f"reference: {args.live} live attachments, {args.concurrency} at once")
                 result["live_reference"] = live_attachments(
                     reference_setup_, None, namespaces, args.live, args.concurrency
+                )
+            floor_setup_ = next((s for s in setups if s.name == "floor_exec"), None)
+            if floor_setup_ is not None and args.live_reference:
+                # The kernel's own slowdown: raw rtnetlink, nothing else.
+                log(f"floor: {args.live} live attachments, {args.concurrency} at once")
+                result["live_floor"] = live_attachments(
+                    floor_setup_, None, namespaces, args.live, args.concurrency
                 )
         if args.ovn and c_shim is not None:
             # Last, and alone: ovs-vswitchd and ovn-controller react to every

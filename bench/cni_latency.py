@@ -126,6 +126,8 @@ class Setup:
     errors: list[str] = field(default_factory=list)
     # (mode, verb) -> every latency measured, in seconds (for --plot)
     samples: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    # The plugin's daemon (podwire's agent), whose CPU each mode reports.
+    daemon_pid: int | None = None
 
     def call(self, command: str, container_id: str, netns: str) -> float:
         return self.call_with_output(command, container_id, netns)[0]
@@ -214,6 +216,7 @@ def run_pairs(
             raise ColumnBroken(f"{MAX_ERRORS} failed calls; last: {setup.errors[-1]}")
         return setup.call("ADD", container_id, netns), setup.call("DEL", container_id, netns)
 
+    cpu_before = cpu_ticks(setup.daemon_pid)
     start = time.perf_counter()
     try:
         if workers == 1:
@@ -222,6 +225,7 @@ def run_pairs(
             with ThreadPoolExecutor(workers) as pool:
                 results = list(pool.map(one, netns_list))
         wall = time.perf_counter() - start
+        cpu_after = cpu_ticks(setup.daemon_pid)
     except ColumnBroken as exc:
         # A broken set-up (e.g. OVN not binding: 15 s per ADD) would hold the
         # run for an hour; its column says why instead.
@@ -238,8 +242,36 @@ def run_pairs(
         "del": summary([delete for _, delete in results]),
         "wall_s": round(wall, 3),
         "pairs_per_s": round(n / wall, 2),
+        **cpu_use(cpu_before, cpu_after, wall),
         "errors": len(setup.errors) - errors_before,
     }
+
+
+def cpu_ticks(pid: int | None) -> tuple[int, int, int | None]:
+    """(busy, total) jiffies of the whole machine, and the process's own
+    (utime + stime of all its threads), from /proc."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    own = None
+    if pid is not None:
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/stat") as proc:
+                parts = proc.read().rsplit(")", 1)[1].split()
+            own = int(parts[11]) + int(parts[12])
+    return sum(fields) - idle, sum(fields), own
+
+
+def cpu_use(
+    before: tuple[int, int, int | None], after: tuple[int, int, int | None], wall: float
+) -> dict[str, float]:
+    """Cores in use during the mode: the machine's, and the daemon's."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    out = {"machine_busy_cores": round((os.cpu_count() or 1) * busy / max(1, total), 2)}
+    if before[2] is not None and after[2] is not None:
+        hz = os.sysconf("SC_CLK_TCK")
+        out["daemon_cores"] = round((after[2] - before[2]) / hz / wall, 2)
+    return out
 
 
 def reference_setup(tmp: Path) -> Setup:
@@ -346,9 +378,16 @@ def podwire_setups(
     }
     setups = []
     if c_shim is not None:
-        setups.append(Setup(f"{prefix}_c", c_shim, config))
+        setups.append(Setup(f"{prefix}_c", c_shim, config, daemon_pid=agent.proc.pid))
     if python:
-        setups.append(Setup(f"{prefix}_python", python_shim(agent.socket.parent), config))
+        setups.append(
+            Setup(
+                f"{prefix}_python",
+                python_shim(agent.socket.parent),
+                config,
+                daemon_pid=agent.proc.pid,
+            )
+        )
     return network, setups
 
 

@@ -23,6 +23,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from podwire.errors import NotFound
 from podwire.model import (
     Context,
     Network,
@@ -107,8 +108,6 @@ def set_status_one_by_one(
     backend: Backend, ctx: Context, port_ids: Sequence[str], status: str
 ) -> None:
     """``set_ports_status`` for a backend with no cheaper way: one update each."""
-    from podwire.errors import NotFound
-
     for port_id in port_ids:
         with contextlib.suppress(NotFound):
             backend.update_port(ctx, port_id, PortUpdate(status=status))

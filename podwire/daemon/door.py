@@ -77,6 +77,12 @@ class CniDoor:
         self._parked: list[threading.Lock] = []  # idle threads, last used on top
 
     def start(self) -> None:
+        self._agent.metrics.register_levels(
+            "podwire_door_calls",
+            "CNI calls the door holds: accepted and admitted, not yet answered",
+            ("door",),
+            self._levels,
+        )
         # Blocking accept in every thread; the socket was non-blocking for asyncio.
         self._sock.setblocking(True)
         count = self._agent.gate.max_admitted + SPARE_THREADS
@@ -100,6 +106,10 @@ class CniDoor:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _levels(self) -> dict[tuple[str, ...], float]:
+        with self._lock:
+            return {("cni",): self._at_door}
 
     # --- per thread --------------------------------------------------------------------
 

@@ -51,6 +51,11 @@ def _exchange(agent: AgentProcess, *pieces: bytes) -> tuple[int, dict[str, str],
         return _parse(_read_all(conn))
 
 
+def _metrics(agent: AgentProcess) -> bytes:
+    request = b"GET /metrics HTTP/1.1\r\nHost: podwire\r\nConnection: close\r\n\r\n"
+    return _exchange(agent, request)[2]
+
+
 def test_cni_requests_are_read_whole_however_they_arrive(agent_proc: AgentProcess) -> None:
     body = json.dumps({"cniVersion": "0.4.0", "name": "x", "type": "podwire"}).encode()
     head = _head("VERSION")
@@ -113,11 +118,14 @@ def test_busy_is_decided_at_the_door_before_the_body(start_agent: Any) -> None:
     full = _head("VERSION") + b"Content-Length: %d\r\n\r\n" % len(body) + body
     with _connect(agent) as held:
         held.sendall(full[: -len(body) + 3])  # the head and 3 bytes of the body
+        # Until the door holds it (a call sent now could otherwise be counted
+        # first and the held one refused).
+        held_line = b'podwire_door_calls{door="cni"} 1.0'
         deadline = time.monotonic() + 20
-        while True:  # until the door has counted the held call
-            status, headers, answer = _exchange(agent, full)
-            if headers.get("x-cni-exit") == "1" or time.monotonic() > deadline:
-                break
+        while held_line not in _metrics(agent) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert held_line in _metrics(agent)
+        status, headers, answer = _exchange(agent, full)
         assert status == 200 and headers["x-cni-exit"] == "1", answer
         refused = json.loads(answer)
         assert refused["code"] == 11 and "busy" in refused["msg"], refused
@@ -127,5 +135,6 @@ def test_busy_is_decided_at_the_door_before_the_body(start_agent: Any) -> None:
         assert headers["x-cni-exit"] == "0", answer
     status, headers, answer = _exchange(agent, full)
     assert headers["x-cni-exit"] == "0", answer
-    _, _, text = _exchange(agent, b"GET /metrics HTTP/1.1\r\nHost: podwire\r\n\r\n")
+    text = _metrics(agent)
     assert b'podwire_results_total{code="11",door="cni",verb="VERSION"} 1.0' in text, text
+    assert b'podwire_door_calls{door="cni"} 0.0' in text, text

@@ -169,7 +169,10 @@ def test_removed_sub_port_cuts_its_traffic_and_its_host_pieces(
             alice.remove_subports(world.ctx(), trunk_id, [sub_id])
         ends = {short_name(TRUNK_END_PREFIX, sub_id), short_name(NET_END_PREFIX, sub_id)}
         _until("the sub-port's access pair is gone", lambda: not ends & set(_links()))
-        assert not _secured(short_name(NET_END_PREFIX, sub_id))
+        # Its rules go right after the pair (kinds/vm_ports.py, _remove_sub),
+        # on the watcher's thread: an instant after the links, not with them.
+        net_end = short_name(NET_END_PREFIX, sub_id)
+        _until("the sub-port's rules are gone", lambda: not _secured(net_end))
         _no_ping(world, c1["netns"], host_v4)
     assert_clean(world)
     _host_clean(world)

@@ -8,6 +8,7 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Iterator
 from typing import Any, Self
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP
@@ -73,24 +74,17 @@ class RtnlSocket:
         replies: list[tuple[bytes, int, int, int]] = []
         while True:
             data = self.sock.recv(65536)
-            pos = 0
-            while pos + 16 <= len(data):
-                length, mtype, mflags, mseq, _pid = struct.unpack_from("IHHII", data, pos)
-                if length < 16:
-                    break
-                end = pos + length
-                if mseq == seq:
-                    if mtype == NLMSG_ERROR:
-                        code = -struct.unpack_from("i", data, pos + 16)[0]
-                        if code == 0:
-                            return replies
-                        raise NetlinkError(
-                            code, f"{what} in {self.where}", ext_ack(data, pos, mflags)
-                        )
-                    if mtype == NLMSG_DONE:
+            for pos, end, mtype, mflags, mseq in _messages(data):
+                if mseq != seq:
+                    continue
+                if mtype == NLMSG_ERROR:
+                    code = -struct.unpack_from("i", data, pos + 16)[0]
+                    if code == 0:
                         return replies
-                    replies.append((data, mtype, pos + 16, end))
-                pos += (length + 3) & ~3
+                    raise NetlinkError(code, f"{what} in {self.where}", ext_ack(data, pos, mflags))
+                if mtype == NLMSG_DONE:
+                    return replies
+                replies.append((data, mtype, pos + 16, end))
             if not flags & (NLM_F_ACK | NLM_F_DUMP):
                 return replies
 
@@ -113,17 +107,24 @@ class RtnlSocket:
         errors: dict[int, NetlinkError] = {}
         while seqs:
             data = self.sock.recv(65536)
-            pos = 0
-            while pos + 16 <= len(data):
-                length, mtype, mflags, mseq, _pid = struct.unpack_from("IHHII", data, pos)
-                if length < 16:
-                    break
+            for pos, _end, mtype, mflags, mseq in _messages(data):
                 if mtype == NLMSG_ERROR and mseq in seqs:
                     i = seqs.pop(mseq)
                     code = -struct.unpack_from("i", data, pos + 16)[0]
                     if code != 0:
                         what = f"{requests[i][3]} in {self.where}"
                         errors[i] = NetlinkError(code, what, ext_ack(data, pos, mflags))
-                pos += (length + 3) & ~3
         if errors:
             raise errors[min(errors)]
+
+
+def _messages(data: bytes) -> Iterator[tuple[int, int, int, int, int]]:
+    """The netlink messages of one datagram: (start, end, type, flags, seq);
+    a message's payload is ``data[start + 16:end]``."""
+    pos = 0
+    while pos + 16 <= len(data):
+        length, mtype, mflags, mseq, _pid = struct.unpack_from("IHHII", data, pos)
+        if length < 16:
+            return
+        yield pos, pos + length, mtype, mflags, mseq
+        pos += (length + 3) & ~3

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from podwire.agent.gate import QUIET_WAIT_SECONDS
 from podwire.kinds import registry
 from podwire.kinds.base import KindEnv, KindPlugin
 from podwire.model import Network, Port, Subnet
@@ -102,7 +103,8 @@ class Activator:
     once its host plugged it), off the ADD's path: the backend write costs
     ~0.5 ms and the container does not need it. One worker; the marks queued
     while it writes go together in the next backend call (one transaction
-    on the embedded backend however many ADDs finished meanwhile). A DEL
+    on the embedded backend however many ADDs finished meanwhile), written
+    once the calls running have answered (``Gate.wait_quiet``). A DEL
     (or undo) of the port first settles its pending mark (``settle``): a
     mark not started yet is dropped (the port is going, a mark would be
     wasted work), one being written is waited for; so a mark never lands
@@ -157,6 +159,10 @@ class Activator:
         first = self._queue.get()
         if first is None:
             return None
+        # After the answers of the calls running now (Gate.wait_quiet): the
+        # write would take the interpreter from them; what queues meanwhile
+        # goes in this batch, and a DEL meanwhile drops its port's mark.
+        self._agent.gate.wait_quiet(QUIET_WAIT_SECONDS)
         ids = [first]
         closing = False
         while len(ids) < self.BATCH:

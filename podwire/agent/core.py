@@ -381,7 +381,8 @@ class Agent:
     def _admitted_call(self, fn: Callable[[Any], T], req: Any) -> T:
         self._local.admitted = True
         try:
-            return fn(req)
+            with self.gate.activity():
+                return fn(req)
         finally:
             self._local.admitted = False
 

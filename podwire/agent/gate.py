@@ -9,6 +9,15 @@ Three rules, in this order:
    send them);
 3. at most ``max_in_flight`` requests do work at once; the other admitted
    ones wait for a slot.
+
+And one signal for the agent's background writers (the ACTIVE marks, the
+network-status files): ``activity`` spans a call from its admission to its
+answer, and ``wait_quiet`` lets a writer wait until none is running. A
+writer started while a request runs takes Python's interpreter lock from it
+(measured: ~0.5 ms of a sequential ADD went to the ACTIVE mark written
+beside its answer); waiting for a quiet moment moves that work between
+requests, and under load (never quiet) it runs anyway after a bounded wait,
+with more queued work in one batch.
 """
 
 from __future__ import annotations
@@ -19,6 +28,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from podwire.errors import Busy
+
+#: How long a background writer waits for a quiet moment before it writes
+#: anyway (``Gate.wait_quiet``): what an ACTIVE mark or a network-status
+#: file may lag under continuous load.
+QUIET_WAIT_SECONDS = 0.05
 
 
 class Ticket:
@@ -45,6 +59,8 @@ class Gate:
         self.max_in_flight = max_in_flight
         self.max_admitted = max_in_flight + max_queued
         self._lock = threading.Lock()
+        self._quiet = threading.Condition(self._lock)
+        self._active = 0  # calls between admission and answer (``activity``)
         self._admitted = 0
         self._running = 0
         self._refused = 0
@@ -82,6 +98,26 @@ class Gate:
     def _leave(self) -> None:
         with self._lock:
             self._admitted -= 1
+
+    @contextmanager
+    def activity(self) -> Iterator[None]:
+        """A call from its admission to its answer (nested calls count once
+        each); see ``wait_quiet``."""
+        with self._lock:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    self._quiet.notify_all()
+
+    def wait_quiet(self, timeout: float) -> bool:
+        """Block until no call is active, or ``timeout`` seconds passed;
+        True when it was quiet."""
+        with self._lock:
+            return self._quiet.wait_for(lambda: self._active == 0, timeout)
 
     @contextmanager
     def container(self, container_id: str) -> Iterator[None]:

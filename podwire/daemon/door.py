@@ -187,19 +187,22 @@ class CniDoor:
                 _answer(conn, 1, out)
                 agent.metrics.result("cni", verb, 11)
                 return
-            with self._working:
-                try:
-                    body = reader.body(headers, handler.oversized)
-                except (BadRequest, OSError) as exc:
-                    _answer_http_error(conn, exc)
-                    return
-                if isinstance(body, bytes):
-                    code, out = handler.handle(agent, headers, body)
-                else:  # refused as oversized (never None without drain)
-                    assert body is not None
-                    code, out = body
-            with contextlib.suppress(OSError):  # the caller gave up: the work is done
-                _answer(conn, code, out)
+            # Active until answered: the agent's background writers wait
+            # for the answer to be out (Gate.wait_quiet).
+            with agent.gate.activity():
+                with self._working:
+                    try:
+                        body = reader.body(headers, handler.oversized)
+                    except (BadRequest, OSError) as exc:
+                        _answer_http_error(conn, exc)
+                        return
+                    if isinstance(body, bytes):
+                        code, out = handler.handle(agent, headers, body)
+                    else:  # refused as oversized (never None without drain)
+                        assert body is not None
+                        code, out = body
+                with contextlib.suppress(OSError):  # the caller gave up: the work is done
+                    _answer(conn, code, out)
             agent.metrics.result("cni", verb, handler.cni_code(code, out))
         finally:
             if not refuse:

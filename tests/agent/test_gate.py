@@ -72,3 +72,43 @@ def test_slots_bound_running_work() -> None:
     for t in threads:
         t.join()
     assert peak == 2
+
+
+def test_wait_quiet_returns_when_the_last_activity_ends() -> None:
+    gate = Gate(max_in_flight=2, max_queued=2)
+    assert gate.wait_quiet(0.0)  # nothing active: quiet at once
+    outer_done, inner_done = threading.Event(), threading.Event()
+
+    def call(done: threading.Event) -> None:
+        with gate.activity():
+            done.wait(5)
+
+    threads = [threading.Thread(target=call, args=(e,)) for e in (outer_done, inner_done)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while gate._active < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert not gate.wait_quiet(0.05)  # two active: the bound passes
+    woke = threading.Event()
+
+    def waiter() -> None:
+        if gate.wait_quiet(5):
+            woke.set()
+
+    w = threading.Thread(target=waiter)
+    w.start()
+    outer_done.set()
+    assert not woke.wait(0.1)  # one call still active
+    inner_done.set()
+    assert woke.wait(5)  # the last one ended: the waiter wakes at once
+    for t in [*threads, w]:
+        t.join(5)
+    assert gate.wait_quiet(0.0)
+
+
+def test_activity_ends_on_an_error() -> None:
+    gate = Gate(max_in_flight=1, max_queued=1)
+    with pytest.raises(RuntimeError), gate.activity():
+        raise RuntimeError("the call failed")
+    assert gate.wait_quiet(0.0)

@@ -197,14 +197,18 @@ def configure_container_end(
     *,
     addresses: list[str],
     routes: tuple[Route, ...],
+    before_up: Callable[[], object] | None = None,
 ) -> int:
-    """Addresses, up (with lo), routes on ``ifname`` inside ``netns``.
+    """Addresses, up (with lo), routes on ``ifname`` inside ``netns``;
+    ``before_up`` runs (and may raise) just before the link comes up.
     Returns its ifindex there."""
     try:
         with rtnl(netns, sysctls=announce_sysctls(ifname)) as inner:
             link = inner.link(ifname)
             if link is None:
                 raise DatapathError(f"{ifname} vanished from {netns.path} while plugging")
+            if before_up is not None:
+                before_up()
             # Addresses, then the link and lo up: one send (bring_up).
             inner.bring_up(link.index, addresses, nodad=True)
             inner.sync_carrier(ifname)
@@ -230,15 +234,19 @@ def plug_pair(
     addresses: list[str],
     routes: tuple[Route, ...],
     master: int | None = None,
+    before_up: Callable[[], object] | None = None,
 ) -> None:
     """Create the pair and configure the container end; on failure the
-    ``undo`` stack (which the caller unwinds) deletes the pair."""
+    ``undo`` stack (which the caller unwinds) deletes the pair.
+    ``before_up``: see configure_container_end."""
     create_pair(
         host, netns, host_ifname=host_ifname, ifname=ifname, mac=mac, mtu=mtu, master=master
     )
     undo.callback(_delete_quietly, host_ifname)
     if netns is not None:
-        configure_container_end(netns, ifname, addresses=addresses, routes=routes)
+        configure_container_end(
+            netns, ifname, addresses=addresses, routes=routes, before_up=before_up
+        )
         # The host end got carrier when the container end came up: settle it
         # so a bridge port is forwarding when plug returns.
         host.sync_carrier(host_ifname)

@@ -352,6 +352,31 @@ def test_plug_failure_leaves_nothing(datapath, make_netns_pair):
     driver.check(good, path, "eth3")
 
 
+def test_rules_refused_leave_no_pair_and_no_rules(datapath, make_netns_pair):
+    """The rules are added beside the pair's creation: when nftables refuses
+    them, the plug fails with its error, the pair is deleted, and the
+    container end never came up."""
+    driver = datapath.driver
+    bridge = datapath.bridge()
+    ns, path = make_netns_pair()
+    # The driver's table holds a set of the wrong type under a name its
+    # rules use: nftables refuses the table's set-up, and so the port's rules.
+    nft_script = (
+        f"add table bridge {datapath.table}\n"
+        f"add set bridge {datapath.table} secured {{ type ipv4_addr; }}\n"
+    )
+    subprocess.run(["nft", "-f", "-"], input=nft_script, text=True, check=True)
+    vif = make_vif(datapath, bridge, 58)
+    with pytest.raises(DatapathError, match="nftables refused"):
+        driver.plug(vif, path, "eth0")
+    assert not host_link_exists(vif.host_ifname)
+    assert "eth0" not in ns_run(ns, "ip", "link").stdout
+    # Once the table is sound again, the same port plugs and is secured.
+    PortSecurityTable(datapath.table).remove_table()
+    driver.plug(vif, path, "eth0")
+    assert _leftovers(datapath, vif) == {"host_end": True, "rules": True}
+
+
 def test_check_names_the_drifted_field(datapath, make_netns_pair):
     driver = datapath.driver
     bridge = datapath.bridge()

@@ -192,3 +192,14 @@ def test_add_address(cidr: str, nodad: bool) -> None:
 )
 def test_add_route(destination: str, gateway: str | None) -> None:
     assert encode.add_route(3, destination, gateway) == pyroute2_route(3, destination, gateway)
+
+
+def test_set_ipv4_conf_nests_the_settings_under_af_spec_af_inet() -> None:
+    """The kernel's layout for setting per-device IPv4 settings (no pyroute2
+    counterpart: it encodes IFLA_INET_CONF as the dump's flat array)."""
+    got = encode.set_ipv4_conf(7, {encode.IPV4_DEVCONF_ARP_NOTIFY: 1})
+    setting = (8).to_bytes(2, "little") + (22).to_bytes(2, "little") + (1).to_bytes(4, "little")
+    inet_conf = (12).to_bytes(2, "little") + (1).to_bytes(2, "little") + setting
+    af_inet = (16).to_bytes(2, "little") + (socket.AF_INET).to_bytes(2, "little") + inet_conf
+    af_spec = (20).to_bytes(2, "little") + (26).to_bytes(2, "little") + af_inet
+    assert got == encode.ifinfo(7) + af_spec

@@ -583,3 +583,31 @@ def test_reused_address_with_a_new_mac_is_announced(datapath, make_netns_pair):
         time.sleep(0.05)
     assert neighbour_macs(ns_a)["198.18.7.21"] == vif_c.mac
     assert neighbour_macs(ns_a)["2001:db8:7::15"] == vif_c.mac
+    # What made it announce: both families' settings on the container end.
+    for key in ("net/ipv4/conf/eth0/arp_notify", "net/ipv6/conf/eth0/ndisc_notify"):
+        value = ns_run(ns_a, "cat", f"/proc/sys/{key}", check=True).stdout.strip()
+        assert value == "1", key
+
+
+def test_single_family_port_gets_only_its_familys_announcements(datapath, make_netns_pair):
+    """An IPv4-only port announces through arp_notify (set with netlink) and
+    writes no IPv6 sysctl; an IPv6-only port the reverse."""
+    driver = datapath.driver
+    bridge = datapath.bridge()
+    (ns4, path4), (ns6, path6) = make_netns_pair(), make_netns_pair()
+    base = make_vif(datapath, bridge, 22)
+    v4 = base.model_copy(update={"addresses": ("198.18.7.22/24",), "routes": (base.routes[0],)})
+    driver.plug(v4, path4, "eth0")
+    v6_base = make_vif(datapath, bridge, 23)
+    v6 = v6_base.model_copy(
+        update={"addresses": ("2001:db8:7::17/64",), "routes": (v6_base.routes[1],)}
+    )
+    driver.plug(v6, path6, "eth0")
+
+    def setting(ns: str, key: str) -> str:
+        return ns_run(ns, "cat", f"/proc/sys/{key}", check=True).stdout.strip()
+
+    assert setting(ns4, "net/ipv4/conf/eth0/arp_notify") == "1"
+    assert setting(ns4, "net/ipv6/conf/eth0/ndisc_notify") == "0"
+    assert setting(ns6, "net/ipv4/conf/eth0/arp_notify") == "0"
+    assert setting(ns6, "net/ipv6/conf/eth0/ndisc_notify") == "1"

@@ -48,12 +48,16 @@ class AddressCalls(RtnlSocket):
                     out.append(address)
         return out
 
-    def bring_up(self, index: int, addresses: list[str], *, nodad: bool = True) -> None:
+    def bring_up(
+        self, index: int, addresses: list[str], *, nodad: bool = True, arp_notify: bool = False
+    ) -> None:
         """``addresses`` on link ``index``, then the link and ``lo`` up, in one
         send (``_request_batch``): the container end's configuration in one
         round trip instead of one per address plus a lookup of ``lo``.
         ``lo`` is ifindex 1 in every network namespace (LOOPBACK_IFINDEX);
-        setting it up when it is up changes nothing."""
+        setting it up when it is up changes nothing. ``arp_notify``: the
+        link's net.ipv4.conf.<dev>.arp_notify set to 1 before it comes up,
+        so that it announces its IPv4 addresses then (gratuitous ARP)."""
         flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
         requests = [
             (
@@ -64,6 +68,11 @@ class AddressCalls(RtnlSocket):
             )
             for cidr in addresses
         ]
+        if arp_notify:
+            conf = encode.set_ipv4_conf(index, {encode.IPV4_DEVCONF_ARP_NOTIFY: 1})
+            requests.append(
+                (conf, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, f"set arp_notify on link {index}")
+            )
         for link in (index, LOOPBACK_IFINDEX):
             up = encode.set_link(link, up=True)
             requests.append((up, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, f"set link {link} up"))

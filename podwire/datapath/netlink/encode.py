@@ -41,6 +41,9 @@ from podwire.datapath.netlink.constants import (
 )
 
 IFLA_NET_NS_FD = 28
+IFLA_AF_SPEC = 26
+IFLA_INET_CONF = 1  # in IFLA_AF_SPEC's AF_INET: the device's ipv4_devconf
+IPV4_DEVCONF_ARP_NOTIFY = 22  # linux/ip.h (1-based, as the attribute types)
 IFLA_INFO_DATA = 2
 VETH_INFO_PEER = 1
 AF_INET = 2
@@ -113,6 +116,14 @@ def set_link(
     if netns_fd is not None:
         body.append(_u32(IFLA_NET_NS_FD, netns_fd))
     return b"".join(body)
+
+
+def set_ipv4_conf(index: int, values: dict[int, int]) -> bytes:
+    """RTM_NEWLINK setting the link's IPv4 per-device settings
+    (net.ipv4.conf.<dev>.*, by their IPV4_DEVCONF_* numbers) without
+    /proc/sys: a sysctl's path lookup in a fresh namespace costs far more."""
+    conf = b"".join(_u32(key, value) for key, value in values.items())
+    return ifinfo(index) + attr(IFLA_AF_SPEC, attr(AF_INET, attr(IFLA_INET_CONF, conf)))
 
 
 def add_veth(

@@ -11,7 +11,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from podwire import nsfs
 from podwire.datapath.netlink.constants import (
@@ -73,7 +73,14 @@ def run_in_netns(netns: Netns, fn: Callable[[], T]) -> T:
     thread start and join per ADD, more under load). Keep ``fn`` short (open
     a socket, write a sysctl): it is not for running long work.
     """
-    return _WORKERS.run(netns, fn)
+    return _WORKERS.start(netns, fn).result()
+
+
+def start_in_netns(netns: Netns, fn: Callable[[], T]) -> Pending[T]:
+    """``run_in_netns`` without waiting: the caller goes on with other work
+    (say, making the device ``fn`` needs, which ``fn`` then waits for) and
+    takes the result later with ``Pending.result``."""
+    return _WORKERS.start(netns, fn)
 
 
 @dataclass
@@ -83,6 +90,20 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     failure: BaseException | None = None
+
+
+class Pending(Generic[T]):
+    """A job given to a namespace worker; ``result`` waits for it."""
+
+    def __init__(self, job: _Job) -> None:
+        self._job = job
+
+    def result(self) -> T:
+        self._job.done.wait()
+        if self._job.failure is not None:
+            raise self._job.failure
+        result: T = self._job.result
+        return result
 
 
 class _NetnsWorkers:
@@ -96,7 +117,7 @@ class _NetnsWorkers:
         self._threads: list[threading.Thread] = []
         self._idle = 0
 
-    def run(self, netns: Netns, fn: Callable[[], T]) -> T:
+    def start(self, netns: Netns, fn: Callable[[], T]) -> Pending[T]:
         job = _Job(netns, fn)
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()]
@@ -106,11 +127,7 @@ class _NetnsWorkers:
                 self._idle += 1  # idle until it takes its first job
                 worker.start()
         self._queue.put(job)
-        job.done.wait()
-        if job.failure is not None:
-            raise job.failure
-        result: T = job.result
-        return result
+        return Pending(job)
 
     def _serve(self) -> None:
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)

@@ -67,6 +67,11 @@ cleanup() {
             ip link delete "$bridge" && say "bridge $bridge removed"
         fi
     fi
+    # The agent keeps its nftables table when it stops (its ports stay
+    # secured across a restart); the demo's agent made it, so it goes.
+    if [ "$TABLE_BEFORE" = no ] && nft list table bridge podwire >/dev/null 2>&1; then
+        nft delete table bridge podwire && say "nftables table bridge podwire removed"
+    fi
     # Anything podman left mounted under the private dir, deepest first.
     awk -v p="$WORK/" 'index($5, p) == 1 {print $5}' /proc/self/mountinfo | sort -r |
         while read -r m; do umount -l "$m" 2>/dev/null || true; done
@@ -81,6 +86,9 @@ cleanup() {
     rm -f "$WORK.agent.log"
     exit "$status"
 }
+# A table there already belongs to an agent running on this host: never removed.
+TABLE_BEFORE=no
+nft list table bridge podwire >/dev/null 2>&1 && TABLE_BEFORE=yes
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

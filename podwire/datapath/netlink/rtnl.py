@@ -62,7 +62,7 @@ class RtnlOpening:
         self._go = threading.Event()
         self._abandoned = False
 
-        def enter() -> tuple[socket.socket, socket.socket] | None:
+        def enter() -> tuple[socket.socket, socket.socket]:
             pair = socket_pair()
             if not sysctls:
                 return pair  # nothing waits for the device
@@ -83,9 +83,7 @@ class RtnlOpening:
     def ready(self) -> Iterator[Rtnl]:
         """The device exists: the sysctls written, the connection open."""
         self._go.set()
-        pair = self._pending.result()
-        assert pair is not None
-        conn = Rtnl(*pair, self._path)
+        conn = Rtnl(*self._pending.result(), self._path)
         try:
             yield conn
         finally:
@@ -99,9 +97,8 @@ class RtnlOpening:
             pair = self._pending.result()
         except Exception:  # _Abandoned (closed there), or its own failure
             return
-        if pair is not None:
-            for sock in pair:
-                sock.close()
+        for sock in pair:  # opened with nothing to wait for
+            sock.close()
 
 
 class _Abandoned(Exception):

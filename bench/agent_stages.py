@@ -68,6 +68,7 @@ def main() -> int:
     parser.add_argument("--profile", help="write cProfile stats of the timed part here")
     args = parser.parse_args()
 
+    from bench.harness.nft import DefaultTableGuard
     from podwire.agent.core import Agent
     from podwire.agent.types import AttachRequest, DetachRequest, NetworkSelection
     from podwire.config import Config
@@ -81,6 +82,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="pw-stages-"))
     config = Config(state_dir=tmp, host_id="bench-" + uuid.uuid4().hex[:6])
+    table = DefaultTableGuard()  # the agent keeps its nftables table: removed at the end
     agent = Agent.from_config(config)
     namespaces: list[str] = []
     network_id = None
@@ -180,6 +182,7 @@ def main() -> int:
                 print(f"cannot remove {bridge}: {exc}", file=sys.stderr)
             agent.backend.delete_network(agent.ctx, network_id)
         agent.close()
+        table.remove()
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(result, indent=1))
     return 0

@@ -45,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # bench.harness, also when imported by a sibling bench
+    sys.path.insert(0, str(REPO))
 REFERENCE_DIR = Path("/usr/lib/cni")
 CNI_VERSION = "1.0.0"
 
@@ -304,6 +306,10 @@ class Agent:
         self.state_dir = tmp / "agent-state"
         self.socket = tmp / "agent.sock"
         self.log_path = tmp / "agent.log"
+        from bench.harness.nft import DefaultTableGuard
+
+        # The agent keeps its nftables table when it stops: removed at stop().
+        self._table = DefaultTableGuard()
         podwire = shutil.which("podwire") or str(Path(sys.executable).parent / "podwire")
         self.podwire = podwire
         argv = [
@@ -362,6 +368,7 @@ class Agent:
                 self.proc.kill()
                 self.proc.wait()
         self.log_file.close()
+        self._table.remove()
 
 
 def podwire_setups(

@@ -170,9 +170,9 @@ def announce_sysctls(ifname: str, addresses: list[str]) -> dict[str, str]:
     addresses when it comes up (unsolicited neighbour advertisements); IPv4's
     counterpart (arp_notify, gratuitous ARP) is set through netlink as the
     link comes up (``bring_up``), since only IPv6's has no netlink setter.
-    None for a link without IPv6 addresses: a sysctl's path lookup in a fresh
-    namespace costs ~0.2 ms per family, growing with the namespaces on the
-    host.
+    Empty for a link without IPv6 addresses: a sysctl's path lookup in a
+    fresh namespace costs ~0.2 ms per family, growing with the namespaces on
+    the host.
 
     Addresses are reused: a peer may still map one to the MAC of the
     container that had it before, and it would not ask again for seconds

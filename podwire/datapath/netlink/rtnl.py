@@ -21,24 +21,17 @@ class Rtnl(LinkCalls, AddressCalls, RouteCalls, TcCalls):
     with an inet socket beside it for the ioctls netlink lacks."""
 
     @classmethod
-    def open(cls, netns: Netns | None = None, sysctls: Mapping[str, str] | None = None) -> Rtnl:
-        """Sockets in ``netns`` (the host's when None). ``sysctls`` are written
-        there first, on the same short-lived thread, so setting them costs no
-        second entry into the namespace (see write_sysctls)."""
-
-        def enter() -> tuple[socket.socket, socket.socket]:
-            if sysctls:
-                write_sysctls(sysctls)
-            return socket_pair()
-
+    def open(cls, netns: Netns | None = None) -> Rtnl:
+        """Sockets in ``netns`` (the host's when None). To write sysctls on
+        the same entry into the namespace, use RtnlOpening."""
         if netns is None:
-            return cls(*enter(), "host")
-        return cls(*run_in_netns(netns, enter), netns.path)
+            return cls(*socket_pair(), "host")
+        return cls(*run_in_netns(netns, socket_pair), netns.path)
 
 
 @contextmanager
-def rtnl(netns: Netns | None = None, sysctls: Mapping[str, str] | None = None) -> Iterator[Rtnl]:
-    conn = Rtnl.open(netns, sysctls)
+def rtnl(netns: Netns | None = None) -> Iterator[Rtnl]:
+    conn = Rtnl.open(netns)
     try:
         yield conn
     finally:
